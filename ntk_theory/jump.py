@@ -49,8 +49,8 @@ def interval_probability_mp(a: mp.mpf, b: mp.mpf) -> mp.mpf:
         return (mp.erfc(a / r2) - (mp.erfc(b / r2) if b != mp.inf else 0)) / 2
     if b <= 0:
         return (mp.erfc(-b / r2) - (mp.erfc(-a / r2) if a != -mp.inf else 0)) / 2
-    left = mp.erfc(-a / r2) / 2 if a != -mp.inf else mp.zero
-    right = mp.erfc(b / r2) / 2 if b != mp.inf else mp.zero
+    left = mp.erfc(-a / r2) / 2 if a != -mp.inf else mp.mpf(0)
+    right = mp.erfc(b / r2) / 2 if b != mp.inf else mp.mpf(0)
     return 1 - left - right
 
 
@@ -77,7 +77,7 @@ def staircase_moments_mp(stair: Staircase, tau: mp.mpf | float) -> dict[str, mp.
         "E[s']": mp.fsum(d * f for d, f in zip(jumps, dens)) / tau,
         "E[s'']": mp.fsum(d * zj * f for d, zj, f in zip(jumps, z, dens)) / tau**2,
         "E[s^2]": mp.fsum(v * v * p for v, p in zip(lv, probs)),
-        "E[s'^2]": mp.inf if any(d != 0 for d in jumps) else mp.zero,
+        "E[s'^2]": mp.inf if any(d != 0 for d in jumps) else mp.mpf(0),
         "E[(s^2)'']": mp.fsum(d * zj * f for d, zj, f in zip(sq_jumps, z, dens)) / tau**2,
     }
 
