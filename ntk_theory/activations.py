@@ -39,6 +39,8 @@ __all__ = [
     "parse_activation",
     "staircase",
     "list_activations",
+    "EXAMPLE_PARAMS",
+    "example_activations",
 ]
 
 #: The real symbol in which every activation expression is written.
@@ -769,3 +771,21 @@ def parse_activation(spec: str | Activation | sp.Expr) -> Activation:
             "or give an expression in x)"
         )
     return from_expr(s)
+
+
+#: A representative, valid parameter set for every family that needs parameters;
+#: tests and benchmarks use :func:`example_activations` to cover the whole registry.
+EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {
+    "polynomial": {"coeffs": (0.5, -1.0, 0.25, 0.125)},
+    "sigma_T": {"s1": -1.0, "s2": 0.5, "a": 2.0},
+    "sigma_Q": {"r1": -2.0, "r2": -0.5, "r3": 0.5, "r4": 2.0, "b1": 1.0, "b2": -1.0},
+    "ternary": {"s": 0.7, "b": 1.0},
+    "three_level": {"s1": -0.3, "s2": 0.8, "a1": -1.0, "a2": 2.0},
+    "staircase": {"thresholds": (-1.5, -0.5, 0.5, 1.5), "levels": (-2.0, -1.0, 0.0, 1.0, 2.0)},
+    "leaky_relu": {"slope": 0.1},
+}
+
+
+def example_activations() -> list[Activation]:
+    """One instance of every registry family (parameters from :data:`EXAMPLE_PARAMS`)."""
+    return [REGISTRY[n].make(**EXAMPLE_PARAMS.get(n, {})) for n in list_activations()]
