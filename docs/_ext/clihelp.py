@@ -1,0 +1,96 @@
+"""Sphinx directives that render the live ``ntk-theory`` command-line help.
+
+The CLI reference must never drift from the code, so instead of copying ``--help``
+output into the docs we build each subcommand's parser at documentation time:
+
+``.. cli-help:: moments``
+    The full ``ntk-theory moments --help`` text as a literal block.
+
+``.. cli-commands::``
+    A bullet list of every discovered subcommand with its one-line ``HELP``.
+
+The help text comes from the dispatcher's own parser
+(:func:`ntk_theory.cli.build_parser`); the list of subcommands is discovered the
+way the dispatcher does it (every module ``ntk_theory/cli/cmd_<name>.py`` is
+subcommand ``<name>`` with a one-line ``HELP``).  A missing subcommand is a
+Sphinx warning, hence an error in CI (``-W``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+
+#: Width of the rendered help, fixed so the docs do not depend on the terminal.
+HELP_WIDTH = 88
+
+
+def discover_subcommands() -> dict[str, Any]:
+    """Map subcommand name -> its ``cmd_<name>`` module, sorted by name."""
+    import ntk_theory.cli as cli
+
+    found = {}
+    for info in pkgutil.iter_modules(cli.__path__):
+        if info.name.startswith("cmd_"):
+            found[info.name[4:]] = importlib.import_module(f"ntk_theory.cli.{info.name}")
+    return dict(sorted(found.items()))
+
+
+def subcommand_help(name: str) -> str:
+    """The ``--help`` text of ``ntk-theory <name>``, from the real parser, at a fixed width."""
+    from ntk_theory.cli import build_parser
+
+    parser = build_parser()
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    choices = subparsers[0].choices if subparsers else {}
+    if name not in choices:
+        raise KeyError(name)
+    sub = choices[name]
+    fmt = sub.formatter_class
+    sub.formatter_class = lambda prog: fmt(prog, width=HELP_WIDTH)
+    return sub.format_help()
+
+
+class CliHelpDirective(Directive):
+    """``.. cli-help:: NAME`` -> literal block with the subcommand's help."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        name = self.arguments[0]
+        try:
+            text = subcommand_help(name)
+        except KeyError:
+            known = ", ".join(discover_subcommands()) or "none"
+            return [self.state.document.reporter.warning(
+                f"cli-help: no subcommand '{name}' (known: {known})", line=self.lineno)]
+        block = nodes.literal_block(text, text)
+        block["language"] = "text"
+        return [block]
+
+
+class CliCommandsDirective(Directive):
+    """``.. cli-commands::`` -> bullet list ``name — HELP`` of every subcommand."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        items = nodes.bullet_list()
+        for name, mod in discover_subcommands().items():
+            para = nodes.paragraph()
+            para += nodes.literal(text=f"ntk-theory {name}")
+            para += nodes.Text(f" — {mod.HELP}")
+            items += nodes.list_item("", para)
+        return [items]
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.add_directive("cli-help", CliHelpDirective)
+    app.add_directive("cli-commands", CliCommandsDirective)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,63 @@
+"""Sphinx configuration of the ntk-theory documentation site.
+
+Built in CI with ``sphinx-build -W --keep-going -b html docs docs/_build/html``:
+every warning is an error, so the API page may only name modules that exist.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+# the package (for autodoc, also when it is not installed) and the local extensions
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(HERE, "_ext"))
+
+import ntk_theory  # noqa: E402
+
+project = "ntk-theory"
+author = "ntk-theory developers"
+copyright = "ntk-theory developers"
+release = ntk_theory.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "myst_parser",
+    "clihelp",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+
+# --- autodoc / napoleon (numpy-style docstrings) ----------------------------
+autodoc_default_options = {
+    "members": True,
+    "show-inheritance": True,
+    "member-order": "bysource",
+}
+autodoc_typehints = "description"
+autodoc_preserve_defaults = True
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+# "Attributes" sections become :ivar: fields, so a dataclass field documented in
+# the class docstring is not also emitted as a separate (duplicate) attribute.
+napoleon_use_ivar = True
+napoleon_use_rtype = False
+
+# --- MyST (docs/BENCHMARKS.md and other Markdown pages) ----------------------
+myst_enable_extensions = ["dollarmath"]
+myst_heading_anchors = 3
+
+# --- HTML ---------------------------------------------------------------------
+html_theme = "alabaster"
+html_title = f"ntk-theory {release}"
+html_theme_options = {
+    "description": "Gaussian moments, NTK theory kernels and NTK-LC compression",
+    "fixed_sidebar": True,
+}
