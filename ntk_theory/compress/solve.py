@@ -1,0 +1,457 @@
+"""Per-layer α-matching solvers (THEORY.md §6), in mpmath.
+
+Given the dense layer's ``(m1, m2, w̄2)`` (at the dense input scale) and the
+compressed network's own input scale τ', find a quantized activation whose
+``m1², m2², w̄2`` at τ' are the same.  Work in scale-free coordinates ``z = s/τ'``
+with the targets ``(A1, A2, W) = (τ'²m1², τ'⁴m2², τ'²w̄2)`` (all in units of σ²):
+
+* the amplitudes enter ``A1, A2`` quadratically through linear forms and ``W``
+  through a quadratic form, so they are eliminated analytically;
+* ``ternary``, ``three_level`` and ``staircase:K`` then reduce to **one** equation
+  in one shape parameter, solved by a sign-change scan and a bracketing root
+  finder (``mpmath.findroot``, Anderson–Björck);
+* ``sigma_T`` is a square 3×3 system in ``(z1, z2, a²)``, solved by multidimensional
+  Newton (``mpmath.findroot`` with the analytic Jacobian) from the local minima of
+  the residual on a fixed grid — structured, deterministic starting points.
+
+When several exact solutions exist, the one with the **smallest output variance**
+is returned: it inflates the compressed network's scale least (THEORY.md §6,
+Cauchy–Schwarz), which keeps δ and the later layers' targets smallest.
+
+Every result is re-evaluated from float64-rounded parameters (or the mpmath
+parameters when ``digits > 15``) at high precision, and its relative residual
+must be ≤ 1e−12 (resp. ``10^(5−digits)``) or :class:`NumericalError` is raised.
+When no solution exists :class:`InfeasibleError` names the bound ruling it out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import mpmath as mp
+import numpy as np
+
+from ..activations import Activation
+from ..errors import DomainError, InfeasibleError, NumericalError, ParameterError
+from .families import (
+    AUTO_ORDER,
+    AlphaTargets,
+    Family,
+    SigmaQFamily,
+    SigmaTFamily,
+    StaircaseKFamily,
+    SymmetricQuantizer,
+    TernaryFamily,
+    ThreeLevelFamily,
+    parse_family,
+    stair_moments_mp,
+)
+
+__all__ = ["LayerFit", "solve_alpha", "solve_auto", "relative_residuals", "residual_tolerance"]
+
+#: A target below this fraction of the largest one counts as an exact zero.
+_ZERO = 1e-20
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    """One solved compressed layer.
+
+    Attributes
+    ----------
+    family : str
+        Family name (``sigma_T``, ``ternary``, ...).
+    params : dict
+        Registry parameters of the activation, in absolute (not scale-free) units.
+    tau_in : float
+        The compressed network's input scale τ' at which the moments were matched.
+    targets, achieved : dict
+        ``{"m1^2", "m2^2", "w2_bar"}`` of the dense layer and of the solution at τ'.
+    residuals : dict
+        Relative residual of every equation.
+    max_rel_residual : float
+    mean, variance : float
+        ``E[σ(τ'ξ)]`` (the centering constant) and ``Var σ(τ'ξ) = τ'_ℓ²``.
+    activation : Activation
+        The registry activation (uncentered).
+    exact_params : dict
+        Parameters as decimal strings at the working precision (``digits > 15``).
+    """
+
+    family: str
+    params: dict[str, Any]
+    tau_in: float
+    targets: dict[str, float]
+    achieved: dict[str, float]
+    residuals: dict[str, float]
+    max_rel_residual: float
+    mean: float
+    variance: float
+    activation: Activation = field(repr=False, compare=False)
+    exact_params: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def residual_tolerance(digits: int) -> float:
+    """Required relative residual: 1e−12 in float64, ``10^(5−digits)`` at higher precision."""
+    return 1e-12 if digits <= 15 else 10.0 ** (5 - digits)
+
+
+def _dps(digits: int) -> int:
+    return max(30, digits + 15)
+
+
+def relative_residuals(stair: Any, tau: Any, targets: AlphaTargets) -> tuple[dict[str, float], dict[str, float]]:
+    """Achieved ``(m1², m2², w̄2)`` and per-equation relative residuals, in mpmath.
+
+    Residuals compare ``(τ²m1², τ⁴m2², τ²w̄2)`` (same units); a target that is
+    zero (e.g. ``m2`` of an odd activation) is compared with the largest target.
+    """
+    tau = mp.mpf(tau)
+    m = stair_moments_mp(stair, tau)
+    A = targets.scaled(tau)
+    A = tuple(mp.mpf(a) for a in A)
+    got = (tau**2 * m.m1**2, tau**4 * m.m2**2, tau**2 * m.w2_bar)
+    D = max(abs(a) for a in A)
+    keys = ("m1^2", "m2^2", "w2_bar")
+    res = {}
+    for k, g, a in zip(keys, got, A):
+        den = abs(a) if abs(a) > _ZERO * D else D
+        res[k] = float(abs(g - a) / den) if den > 0 else float(abs(g))
+    achieved = {"m1^2": float(m.m1**2), "m2^2": float(m.m2**2), "w2_bar": float(m.w2_bar)}
+    return achieved, res
+
+
+def _sign(x: float) -> int:
+    return -1 if x < 0 else 1
+
+
+# --------------------------------------------------------------------------- #
+# 1-D families: ternary, three_level, staircase:K
+# --------------------------------------------------------------------------- #
+def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
+                     odd_only: bool, fam_name: str) -> list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]]:
+    """All roots ``(z, u, v, variance)`` of ``A1 Wo/G1² + A2 We/G2² = W`` (see SymmetricQuantizer).
+
+    Raises InfeasibleError with the best residual when none exists.
+    """
+    D = max(A1, A2, abs(W))
+    use1 = A1 > _ZERO * D
+    use2 = (A2 > _ZERO * D) and not odd_only
+    if not use1 and not use2:
+        raise InfeasibleError(
+            f"{fam_name} infeasible: the targets need E[σ'] = E[σ''] = 0 with "
+            f"E[(σ̄²)''] = {float(W):.3g} != 0, which no staircase with these parts reaches; "
+            "best residual 1; a dense layer without first- and second-order signal cannot "
+            "be α-matched by any family")
+    A1f, A2f, Wf, Df = float(A1), float(A2), float(W), float(D)
+    cmax = max(abs(c) for c in q.offsets)
+    grid = np.geomspace(1e-8, 30.0 / cmax, 600)
+    G1, G2, Wo, We, _, _ = q.parts_np(grid)
+    with np.errstate(all="ignore"):
+        F = -Wf * np.ones_like(grid)
+        if use1:
+            F = F + A1f * Wo / (G1 * G1)
+        if use2:
+            F = F + A2f * We / (G2 * G2)
+        F = F / Df
+    ok = np.isfinite(F)
+
+    def f_mp(z: mp.mpf) -> mp.mpf:
+        g1, g2, wo, we, _, _ = q.parts_mp(z)
+        val = -W
+        if use1:
+            val += A1 * wo / g1**2
+        if use2:
+            val += A2 * we / g2**2
+        return val / D
+
+    brackets = []
+    for i in range(len(grid) - 1):
+        if ok[i] and ok[i + 1] and (F[i] == 0 or F[i] * F[i + 1] < 0):
+            brackets.append((grid[i], grid[i + 1]))
+    roots: list[mp.mpf] = []
+    for a, b in brackets:
+        try:
+            z = mp.findroot(f_mp, (mp.mpf(a), mp.mpf(b)), solver="anderson")
+        except (ValueError, ZeroDivisionError):
+            continue
+        if a * 0.999 <= z <= b * 1.001 and abs(f_mp(z)) < mp.mpf(10) ** (-(mp.mp.dps - 8)):
+            roots.append(z)
+    if not roots:
+        best = float(np.nanmin(np.abs(F[ok]))) if ok.any() else 1.0
+        bound = _symmetric_bound(fam_name, odd_only, Wf, A1f)
+        raise InfeasibleError(
+            f"{fam_name} infeasible: {bound}; best residual {best:.3g} over the scan "
+            f"z in [1e-8, {30.0 / cmax:g}]; would work: {_suggest_after(fam_name)}")
+    out = []
+    for z in roots:
+        g1, g2, _, _, vo, ve = q.parts_mp(z)
+        u = mp.sqrt(A1) / g1 if use1 else mp.mpf(0)
+        v = mp.sqrt(A2) / g2 if use2 else mp.mpf(0)
+        out.append((z, u, v, u * u * vo + v * v * ve))
+    return out
+
+
+def _symmetric_bound(fam_name: str, odd_only: bool, W: float, A1: float) -> str:
+    if odd_only and W <= 0:
+        return ("an odd ternary has E[(σ̄²)''] = 2b²zφ(z)/τ² > 0, but the target "
+                f"τ²w̄2 = {W:.3g} <= 0")
+    return ("no root of the scale-free matching equation A1·Wo/G1² + A2·We/G2² = W "
+            "(Hermite budget: the staircase's variance is spread over all Hermite orders)")
+
+
+def _suggest_after(fam_name: str) -> str:
+    if fam_name == "ternary":
+        return "three_level"
+    if fam_name == "sigma_T":
+        return "three_level"
+    if fam_name == "three_level":
+        return "staircase:4"
+    if fam_name.startswith("staircase:"):
+        return f"staircase:{int(fam_name.split(':')[1]) + 1}"
+    return "three_level"
+
+
+# --------------------------------------------------------------------------- #
+# sigma_T: 3x3 Newton from structured starts
+# --------------------------------------------------------------------------- #
+def _sigma_t_seeds(A1: float, A2: float, W: float, n: int = 121, keep: int = 8) -> tuple[list[tuple[float, float, float]], float]:
+    """Local minima of the amplitude-eliminated residual on a fixed (z1, z2) grid."""
+    zs = np.linspace(-6.0, 6.0, n)
+    Z1, Z2 = np.meshgrid(zs, zs, indexing="ij")
+    g1, g2, h, _ = SigmaTFamily.shape_np(Z1, Z2)
+    D = max(A1, A2, abs(W))
+    num = A1 * g1**2 + A2 * g2**2 + W * h
+    den = g1**4 + g2**4 + h**2
+    with np.errstate(all="ignore"):
+        lam = np.where(den > 0, np.maximum(num / den, 0.0), 0.0)
+        R = np.sqrt((lam * g1**2 - A1) ** 2 + (lam * g2**2 - A2) ** 2 + (lam * h - W) ** 2) / D
+    R = np.where(Z2 > Z1 + 1e-9, R, np.inf)
+    # strict local minima over the 8-neighbourhood (deterministic order: by residual)
+    P = np.pad(R, 1, constant_values=np.inf)
+    is_min = np.ones_like(R, dtype=bool)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di or dj:
+                is_min &= R <= P[1 + di:1 + di + n, 1 + dj:1 + dj + n]
+    is_min &= np.isfinite(R)
+    idx = np.argwhere(is_min)
+    order = np.lexsort((idx[:, 1], idx[:, 0], R[is_min]))
+    seeds = [(float(Z1[tuple(idx[k])]), float(Z2[tuple(idx[k])]), float(lam[tuple(idx[k])]))
+             for k in order[:keep]]
+    best = float(np.min(R[np.isfinite(R)])) if np.isfinite(R).any() else 1.0
+    return seeds, best
+
+
+def _sigma_t_float_newton(A1: float, A2: float, W: float,
+                          x0: tuple[float, float, float]) -> tuple[float, float, float] | None:
+    """Float64 root of the σ_T system from ``x0`` (scipy ``hybr``), or None if it fails."""
+    from scipy.optimize import root
+
+    D = max(A1, A2, abs(W))
+
+    def fun(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z1, z2, lam = x
+        g1, g2, h, P = SigmaTFamily.shape_np(np.array(z1), np.array(z2))
+        p1 = math.exp(-z1 * z1 / 2) / math.sqrt(2 * math.pi)
+        p2 = math.exp(-z2 * z2 / 2) / math.sqrt(2 * math.pi)
+        dg1 = (z1 * p1, -z2 * p2)
+        dg2 = (-(1 - z1 * z1) * p1, (1 - z2 * z2) * p2)
+        dh = (-2 * p1 * g2 + (1 - 2 * P) * dg2[0], 2 * p2 * g2 + (1 - 2 * P) * dg2[1])
+        f = np.array([lam * g1**2 - A1, lam * g2**2 - A2, lam * h - W]) / D
+        jac = np.array([[2 * lam * g1 * dg1[0], 2 * lam * g1 * dg1[1], g1**2],
+                        [2 * lam * g2 * dg2[0], 2 * lam * g2 * dg2[1], g2**2],
+                        [lam * dh[0], lam * dh[1], h]], dtype=float) / D
+        return f, jac
+
+    with np.errstate(all="ignore"):
+        sol = root(fun, np.array(x0, dtype=float), jac=True, method="hybr")
+    x = sol.x
+    if not np.all(np.isfinite(x)) or x[2] <= 0 or x[1] - x[0] <= 1e-6:
+        return None
+    if np.max(np.abs(fun(x)[0])) > 1e-9:
+        return None
+    return float(x[0]), float(x[1]), float(x[2])
+
+
+def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]]:
+    """All distinct roots ``(z1, z2, a², variance)`` reached from the structured seeds."""
+    D = max(A1, A2, abs(W))
+    if A2 <= _ZERO * D and abs(W) > _ZERO * D:
+        raise InfeasibleError(
+            "sigma_T infeasible: odd activation vs sigma_T — the target has E[σ''] = 0, and "
+            "sigma_T has E[σ''] = 0 only when z1φ(z1) = z2φ(z2), which forces "
+            f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (THEORY.md §6); "
+            f"best residual {abs(float(W)) / float(D):.3g}; would work: ternary")
+    c = 1 / mp.sqrt(2 * mp.pi)
+
+    def parts(z1: mp.mpf, z2: mp.mpf) -> tuple[Any, ...]:
+        p1 = c * mp.exp(-z1 * z1 / 2)
+        p2 = c * mp.exp(-z2 * z2 / 2)
+        P = mp.ncdf(z1) + mp.ncdf(-z2)
+        g1 = p2 - p1
+        g2 = z2 * p2 - z1 * p1
+        return p1, p2, P, g1, g2, (1 - 2 * P) * g2
+
+    def F(z1: mp.mpf, z2: mp.mpf, lam: mp.mpf) -> list[mp.mpf]:
+        _, _, _, g1, g2, h = parts(z1, z2)
+        return [(lam * g1**2 - A1) / D, (lam * g2**2 - A2) / D, (lam * h - W) / D]
+
+    def J(z1: mp.mpf, z2: mp.mpf, lam: mp.mpf) -> list[list[mp.mpf]]:
+        p1, p2, P, g1, g2, h = parts(z1, z2)
+        dg1 = (z1 * p1, -z2 * p2)
+        dg2 = (-(1 - z1 * z1) * p1, (1 - z2 * z2) * p2)
+        dh = (-2 * p1 * g2 + (1 - 2 * P) * dg2[0], 2 * p2 * g2 + (1 - 2 * P) * dg2[1])
+        return [[2 * lam * g1 * dg1[0] / D, 2 * lam * g1 * dg1[1] / D, g1**2 / D],
+                [2 * lam * g2 * dg2[0] / D, 2 * lam * g2 * dg2[1] / D, g2**2 / D],
+                [lam * dh[0] / D, lam * dh[1] / D, h / D]]
+
+    seeds, best = _sigma_t_seeds(float(A1), float(A2), float(W))
+    sols: list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]] = []
+    tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
+    for z1, z2, lam in seeds:
+        if lam <= 0:
+            continue
+        # float64 Newton (MINPACK hybrid) first: cheap, and only converged starts are polished
+        start = _sigma_t_float_newton(float(A1), float(A2), float(W), (z1, z2, lam))
+        if start is None:
+            continue
+        try:
+            r = mp.findroot(F, tuple(mp.mpf(x) for x in start), J=J, tol=tol, maxsteps=20,
+                            verify=False)
+        except (ValueError, ZeroDivisionError, TypeError):
+            continue
+        z1r, z2r, lr = r[0], r[1], r[2]
+        if not (lr > 0 and z2r - z1r > mp.mpf(10) ** -6):
+            continue
+        if max(abs(v) for v in F(z1r, z2r, lr)) > tol:
+            continue
+        if any(abs(z1r - s[0]) + abs(z2r - s[1]) < mp.mpf(10) ** -8 for s in sols):
+            continue
+        P = parts(z1r, z2r)[2]
+        sols.append((z1r, z2r, lr, lr * P * (1 - P)))
+    if not sols:
+        raise InfeasibleError(
+            "sigma_T infeasible: no root of the 3×3 α-matching system from any structured "
+            f"start (Hermite budget of sigma_T's two-threshold shape); best residual {best:.3g}; "
+            "would work: three_level")
+    return sols
+
+
+# --------------------------------------------------------------------------- #
+# Public entry points
+# --------------------------------------------------------------------------- #
+def solve_alpha(family: str | Family, targets: AlphaTargets, tau: float, *, digits: int = 15) -> LayerFit:
+    """α-match one layer: parameters of ``family`` whose moments at ``tau`` equal ``targets``.
+
+    Parameters
+    ----------
+    family : str or Family
+        ``ternary``, ``sigma_T``, ``three_level`` or ``staircase:K``.
+    targets : AlphaTargets
+        Dense ``(m1, m2, w̄2)``; α-matching reproduces ``m1², m2², w̄2``.
+    tau : float
+        The compressed network's own input scale τ' (> 0).
+    digits : int
+        15 for float64 results (residual ≤ 1e−12), more for mpmath-precision results.
+
+    Raises
+    ------
+    InfeasibleError
+        No solution; the message names the bound, the best residual and a family that works.
+    NumericalError
+        A solution was found but its residual misses the tolerance (never expected).
+    """
+    fam = parse_family(family)
+    if isinstance(fam, SigmaQFamily):
+        raise ParameterError("sigma_Q is a last-layer family: use solve_last_layer (δ = 0 matching)")
+    if not (isinstance(tau, (int, float, mp.mpf)) and float(tau) > 0 and math.isfinite(float(tau))):
+        raise DomainError(f"the compressed input scale must be finite and > 0, got {tau!r}")
+    for name, v in (("m1", targets.m1), ("m2", targets.m2), ("w2_bar", targets.w2_bar)):
+        if not math.isfinite(float(v)):
+            raise DomainError(f"target {name} must be finite, got {v!r}")
+    with mp.workdps(_dps(digits)):
+        t = mp.mpf(tau)
+        A1, A2, W = _scaled_mp(targets, t)
+        if isinstance(fam, SigmaTFamily):
+            sols = _solve_sigma_t(A1, A2, W)
+            # least variance; exact ties (the mirror branch z -> -z) go to the larger z1
+            z1, z2, lam, _ = min(sols, key=lambda s: (float(mp.nstr(s[3], 10)), -float(s[0])))
+            a = mp.sqrt(lam)
+            g1 = mp.npdf(z2) - mp.npdf(z1)
+            g2 = z2 * mp.npdf(z2) - z1 * mp.npdf(z1)
+            ref, m_ref = (g1, targets.m1) if A1 > _ZERO * max(A1, A2) else (g2, targets.m2)
+            if _sign(float(ref)) != _sign(float(m_ref)):
+                a = -a
+            params = {"s1": z1 * t, "s2": z2 * t, "a": a}
+        else:
+            if isinstance(fam, TernaryFamily):
+                q, odd_only = ThreeLevelFamily.quantizer, True
+                D = max(A1, A2, abs(W))
+                if A2 > _ZERO * D:
+                    raise InfeasibleError(
+                        "ternary infeasible: an odd ternary has E[σ''] = 0 but the target "
+                        f"m2² = {float(targets.m2) ** 2:.3g} is not (the dense activation is not odd); "
+                        f"best residual {float(A2 / D):.3g}; would work: sigma_T or three_level")
+            elif isinstance(fam, (ThreeLevelFamily, StaircaseKFamily)):
+                q, odd_only = fam.quantizer, False
+            else:  # pragma: no cover - parse_family only builds the families above
+                raise ParameterError(f"no α-matching solver for family {fam.name}")
+            sols = _solve_symmetric(q, A1, A2, W, odd_only, fam.name)
+            z, u, v, _ = min(sols, key=lambda s: s[3])
+            u = u * _sign(float(targets.m1))
+            v = v * _sign(float(targets.m2))
+            if isinstance(fam, TernaryFamily):
+                params = {"s": z * t, "b": u}
+            else:
+                params = fam.params_from(z, u, v, t)
+        return _finish(fam, params, t, targets, digits)
+
+
+def _scaled_mp(targets: AlphaTargets, t: mp.mpf) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
+    m1, m2, w = mp.mpf(targets.m1), mp.mpf(targets.m2), mp.mpf(targets.w2_bar)
+    return t * t * m1 * m1, t**4 * m2 * m2, t * t * w
+
+
+def _finish(fam: Family, params_mp: dict[str, Any], t: mp.mpf, targets: AlphaTargets,
+            digits: int) -> LayerFit:
+    """Round (or not), re-evaluate at high precision, check the residual, build the result."""
+    def conv(v: Any, f: Any) -> Any:
+        return tuple(f(x) for x in v) if isinstance(v, (tuple, list)) else f(v)
+
+    params_f = {k: conv(v, float) for k, v in params_mp.items()}
+    used = params_mp if digits > 15 else {k: conv(v, mp.mpf) for k, v in params_f.items()}
+    with mp.workdps(_dps(digits) + 10):
+        tt = mp.mpf(t) if digits > 15 else mp.mpf(float(t))
+        stair = fam.staircase(used)
+        achieved, res = relative_residuals(stair, tt, targets)
+        m = stair_moments_mp(stair, tt)
+        mean, var = float(m.m0), float(m.variance)
+    worst = max(res.values())
+    tol = residual_tolerance(digits)
+    if not worst <= tol:
+        raise NumericalError(
+            f"{fam.name}: solution found but its relative residual {worst:.3g} exceeds {tol:.0e} "
+            "(ill-conditioned parameters)")
+    act = fam.params_to_activation(params_f)
+    exact = ({k: conv(v, lambda x: mp.nstr(x, digits + 5)) for k, v in params_mp.items()}
+             if digits > 15 else {})
+    return LayerFit(fam.name, params_f, float(t), targets.as_dict(), achieved, res, worst,
+                    mean, var, act, exact)
+
+
+def solve_auto(targets: AlphaTargets, tau: float, *, digits: int = 15,
+               order: tuple[str, ...] = AUTO_ORDER) -> LayerFit:
+    """The first family of ``order`` (cheapest first) that solves exactly.
+
+    Raises InfeasibleError listing every family's reason when none does.
+    """
+    reasons = []
+    for name in order:
+        try:
+            return solve_alpha(name, targets, tau, digits=digits)
+        except InfeasibleError as exc:
+            reasons.append(str(exc))
+    raise InfeasibleError("auto infeasible: every family failed: " + " | ".join(reasons))
