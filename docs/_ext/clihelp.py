@@ -9,6 +9,12 @@ output into the docs we build each subcommand's parser at documentation time:
 ``.. cli-commands::``
     A bullet list of every discovered subcommand with its one-line ``HELP``.
 
+``.. cli-run:: moments relu --json``
+    Runs ``ntk-theory moments relu --json`` in-process while the docs are built and
+    shows the command, its real stdout and stderr, and a non-zero exit status.  Docs
+    examples therefore never show invented numbers.  An option ``:exit: N``
+    declares the expected exit status (default 0); any other status is a warning.
+
 The help text comes from the dispatcher's own parser
 (:func:`ntk_theory.cli.build_parser`); the list of subcommands is discovered the
 way the dispatcher does it (every module ``ntk_theory/cli/cmd_<name>.py`` is
@@ -19,8 +25,11 @@ Sphinx warning, hence an error in CI (``-W``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import pkgutil
+import shlex
 from typing import Any
 
 from docutils import nodes
@@ -90,7 +99,46 @@ class CliCommandsDirective(Directive):
         return [items]
 
 
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """Run ``ntk-theory ARGV`` in this process: (exit status, stdout, stderr)."""
+    from ntk_theory.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:  # argparse usage errors and --help
+            status = exc.code if isinstance(exc.code, int) else 1
+    return int(status or 0), out.getvalue(), err.getvalue()
+
+
+class CliRunDirective(Directive):
+    """``.. cli-run:: ARGS`` -> console block with the real output of ``ntk-theory ARGS``."""
+
+    required_arguments = 1
+    final_argument_whitespace = True
+    option_spec = {"exit": int}
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        line = self.arguments[0]
+        expected = self.options.get("exit", 0)
+        status, out, err = run_cli(shlex.split(line))
+        text = f"$ ntk-theory {line}\n{out}{err}"
+        if status:
+            text += f"[exit status {status}]\n"
+        block = nodes.literal_block(text, text)
+        block["language"] = "text"
+        result: list[nodes.Node] = [block]
+        if status != expected:
+            result.append(self.state.document.reporter.warning(
+                f"cli-run: 'ntk-theory {line}' exited with {status}, expected {expected}: "
+                f"{err.strip()[:200]}", line=self.lineno))
+        return result
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.add_directive("cli-help", CliHelpDirective)
+    app.add_directive("cli-run", CliRunDirective)
     app.add_directive("cli-commands", CliCommandsDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
