@@ -1,7 +1,28 @@
-"""NTK-LC compression: quantized families, α-matching solvers, compressed networks (THEORY.md §6)."""
+"""NTK-LC compression (THEORY.md §6).
+
+* :mod:`.families` — quantized activation families in scale-free coordinates;
+* :mod:`.solve` — per-layer α-matching solvers (mpmath, deterministic);
+* :mod:`.network` — the per-network plan :func:`compress_network` → :class:`CompressionResult`;
+* :mod:`.weights` — sparse ternary weights, packed 2-bit storage and bit accounting.
+"""
 
 from .families import AUTO_ORDER, AlphaTargets, parse_family
+from .network import CompressionResult, DenseLayer, compress_network, dense_layer_moments
 from .solve import LayerFit, relative_residuals, solve_alpha, solve_auto
+from .weights import (
+    TernaryWeights,
+    bit_accounting,
+    load_npz,
+    pack_ternary,
+    save_npz,
+    ternary_entropy_bits,
+    ternary_weights,
+    unpack_ternary,
+)
 
-__all__ = ["AUTO_ORDER", "AlphaTargets", "parse_family", "LayerFit", "relative_residuals",
-           "solve_alpha", "solve_auto"]
+__all__ = [
+    "AUTO_ORDER", "AlphaTargets", "parse_family", "LayerFit", "relative_residuals",
+    "solve_alpha", "solve_auto", "CompressionResult", "DenseLayer", "compress_network",
+    "dense_layer_moments", "TernaryWeights", "bit_accounting", "load_npz", "pack_ternary",
+    "save_npz", "ternary_entropy_bits", "ternary_weights", "unpack_ternary",
+]

@@ -1,0 +1,387 @@
+"""Per-network compression plan (THEORY.md §4, §6).
+
+The dense network's scales follow ``τ_ℓ² = Var σ_ℓ(τ_{ℓ−1}ξ)`` and its layer
+targets ``(m1, m2, w̄2)`` are taken at ``τ_{ℓ−1}``.  The compressed network starts
+from the same data (``τ'_0 = τ_0``) and layer by layer solves α-matching **at its
+own input scale** ``τ'_{ℓ−1}``; its scale then follows its own variances.  Since
+every ``m1², m2², w̄2`` agree, every ``α_{ℓ,k}`` and ``β_{ℓ,k}`` agree, and the
+compressed theory kernel is the dense one plus ``δ I`` with
+``δ = τ'_L² − τ_L²`` (THEORY.md §6).  For a ridge readout this is a change of
+the ridge parameter: the compressed readout with ``λ`` equals the dense readout
+with ``λ + δ``; equivalently the dense readout with ``λ`` is reproduced by the
+compressed one with ``λ + ridge_shift``, ``ridge_shift = −δ`` (needs ``λ > δ``).
+
+Optionally the last layer uses ``sigma_Q`` with the extra equation
+``Var σ_Q(τ'_{L−1}ξ) = τ_L²`` (δ = 0).  That is impossible once
+``τ'_{L−1}² m1_L² > τ_L²`` (Cauchy–Schwarz) or, sharper,
+``τ'_{L−1}² m1_L² + τ'_{L−1}⁴ m2_L²/2 > τ_L²`` (the first two Hermite terms of the
+variance), and the error says so with the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import mpmath as mp
+import numpy as np
+
+from ..activations import Activation, parse_activation
+from ..errors import DomainError, InfeasibleError, NumericalError, ParameterError
+from .families import AlphaTargets, SigmaQFamily, stair_moments_mp, stair_moments_np
+from .solve import LayerFit, _finish, residual_tolerance, solve_alpha, solve_auto
+
+__all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_moments",
+           "solve_last_layer_sigma_q"]
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """Moments of one dense layer at its input scale ``tau_in`` (THEORY.md §4)."""
+
+    tau_in: float
+    mean: float
+    m1: float
+    m2: float
+    w2_bar: float
+    variance: float
+    v1: float
+
+    @property
+    def targets(self) -> AlphaTargets:
+        return AlphaTargets(self.m1, self.m2, self.w2_bar)
+
+
+def dense_layer_moments(act: Activation, tau: float, *, digits: int = 15) -> DenseLayer:
+    """The dense layer's moments, from the lead's engine ``gaussian_moments``.
+
+    Staircases go straight to the jump formula; when ``ntk_theory.moments`` is not
+    importable the general expectation engine is used directly.
+    """
+    if act.staircase is not None:
+        with mp.workdps(max(30, digits + 15)):
+            m = stair_moments_mp(act.staircase, tau)
+            return DenseLayer(float(tau), float(m.m0), float(m.m1), float(m.m2),
+                              float(m.w2_bar), float(m.variance), math.inf)
+    try:
+        from ..moments import gaussian_moments  # lead's engine (THEORY.md §1)
+    except ImportError:  # pragma: no cover - only before the engine lands
+        gaussian_moments = None
+    if gaussian_moments is not None:
+        gm = gaussian_moments(act, tau, digits=digits)
+        return DenseLayer(float(tau), gm.m0, gm.m1, gm.m2, gm.w2_bar, gm.variance, gm.v1)
+    from ..expectation import gaussian_expectation  # pragma: no cover
+
+    f = act.expr  # pragma: no cover
+    e = [float(gaussian_expectation(f, tau, k, digits=digits)) for k in (0, 1, 2)]
+    s2 = [float(gaussian_expectation(f**2, tau, k, digits=digits)) for k in (0, 2)]
+    return DenseLayer(float(tau), e[0], e[1], e[2], s2[1] - 2 * e[0] * e[2], s2[0] - e[0] ** 2,
+                      math.nan)
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """A compressed network's plan: per-layer fits, scales, δ and the ridge shift.
+
+    Attributes
+    ----------
+    activations : tuple of str
+        The dense activations' specifications.
+    dense : tuple of DenseLayer
+        Dense moments per layer (at ``tau_dense[ℓ−1]``).
+    layers : tuple of LayerFit
+        Compressed layers (at ``tau_compressed[ℓ−1]``).
+    tau_dense, tau_compressed : tuple of float
+        ``τ_0 … τ_L`` and ``τ'_0 … τ'_L``.
+    delta : float
+        ``δ = τ'_L² − τ_L²``: the identity shift of the compressed CK theory kernel.
+    ridge_shift : float
+        ``−δ``: add it to the dense ridge parameter to get the compressed one
+        giving the same readout.
+    solve_seconds : float
+    """
+
+    activations: tuple[str, ...]
+    dense: tuple[DenseLayer, ...]
+    layers: tuple[LayerFit, ...]
+    tau_dense: tuple[float, ...]
+    tau_compressed: tuple[float, ...]
+    delta: float
+    ridge_shift: float
+    solve_seconds: float
+    last_family: str | None = None
+    digits: int = 15
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    def centered_activations(self) -> list[Callable[[np.ndarray], np.ndarray]]:
+        """The compressed σ̄_ℓ = σ_ℓ − E[σ_ℓ(τ'_{ℓ−1}ξ)] as vectorized functions."""
+        return [(lambda t, a=fit.activation, c=fit.mean: a(t) - c) for fit in self.layers]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout of ``ntk-theory compress`` (without ``bits``)."""
+        return {
+            "layers": [
+                {"layer": i + 1, "family": f.family, "params": f.params, "tau_in": f.tau_in,
+                 "targets": f.targets, "achieved": f.achieved, "residuals": f.residuals,
+                 "max_rel_residual": f.max_rel_residual, "variance": f.variance, "mean": f.mean}
+                for i, f in enumerate(self.layers)
+            ],
+            "tau_dense": list(self.tau_dense),
+            "tau_compressed": list(self.tau_compressed),
+            "delta": self.delta,
+            "ridge_shift": self.ridge_shift,
+            "solve_seconds": self.solve_seconds,
+        }
+
+
+def compress_network(
+    activations: Sequence[str | Activation],
+    tau0: float,
+    *,
+    family: str = "auto",
+    last_family: str | None = None,
+    digits: int = 15,
+) -> CompressionResult:
+    """Compress a dense network of the given activations (THEORY.md §6).
+
+    Parameters
+    ----------
+    activations : sequence of str or Activation
+        σ_1 … σ_L of the dense network.
+    tau0 : float
+        Input scale ``τ_0`` (``τ_0² = tr C°/p``).
+    family : str
+        ``auto`` (cheapest exact family per layer) or a family name for every layer.
+    last_family : {None, "none", "sigma_Q"}
+        ``sigma_Q`` also asks the last layer for δ = 0.
+    digits : int
+        15 (float64, residual ≤ 1e−12) or more (mpmath precision).
+
+    Raises
+    ------
+    InfeasibleError
+        A layer cannot be matched; the message names the bound and the layer.
+    """
+    if not activations:
+        raise ParameterError("compress needs at least one activation")
+    if not (math.isfinite(tau0) and tau0 > 0):
+        raise DomainError(f"tau0 must be finite and > 0, got {tau0}")
+    if last_family in ("none", None, ""):
+        last_family = None
+    elif last_family != "sigma_Q":
+        raise ParameterError(f"--last-family must be none or sigma_Q, got '{last_family}'")
+    acts = [parse_activation(a) for a in activations]
+    t_start = time.perf_counter()
+    dense: list[DenseLayer] = []
+    tau_d = [float(tau0)]
+    for act in acts:
+        d = dense_layer_moments(act, tau_d[-1], digits=digits)
+        if not (d.variance > 0 and math.isfinite(d.variance)):
+            raise DomainError(f"activation {act.spec} has variance {d.variance} at τ = {tau_d[-1]:.6g}")
+        dense.append(d)
+        tau_d.append(math.sqrt(d.variance))
+    fits: list[LayerFit] = []
+    tau_c = [float(tau0)]
+    L = len(acts)
+    for ell, d in enumerate(dense, start=1):
+        try:
+            if ell == L and last_family == "sigma_Q":
+                fit = solve_last_layer_sigma_q(d.targets, tau_c[-1], tau_d[-1] ** 2, digits=digits)
+            elif family == "auto":
+                fit = solve_auto(d.targets, tau_c[-1], digits=digits)
+            else:
+                fit = solve_alpha(family, d.targets, tau_c[-1], digits=digits)
+        except InfeasibleError as exc:
+            raise InfeasibleError(f"layer {ell} ({acts[ell - 1].spec}): {exc}") from None
+        fits.append(fit)
+        tau_c.append(math.sqrt(fit.variance))
+    delta = tau_c[-1] ** 2 - tau_d[-1] ** 2
+    return CompressionResult(
+        activations=tuple(a.spec for a in acts),
+        dense=tuple(dense),
+        layers=tuple(fits),
+        tau_dense=tuple(tau_d),
+        tau_compressed=tuple(tau_c),
+        delta=delta,
+        ridge_shift=-delta,
+        solve_seconds=time.perf_counter() - t_start,
+        last_family=last_family,
+        digits=digits,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# sigma_Q: α-matching plus δ = 0 at the last layer
+# --------------------------------------------------------------------------- #
+#: σ_Q is solved on the slice where the middle bump occupies the middle third of
+#: ``[r1, r4]``: ``r2 = r1 + (r4 − r1)/3``, ``r3 = r1 + 2(r4 − r1)/3``.
+_Q_FRACTIONS = (1.0 / 3.0, 2.0 / 3.0)
+
+
+def _q_parts_np(z1: np.ndarray, z4: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    f1, f2 = _Q_FRACTIONS
+    th = np.stack([z1, z1 + f1 * (z4 - z1), z1 + f2 * (z4 - z1), z4], axis=-1)
+    outer = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0, 1.0]), th.shape[:-1] + (5,))
+    bump = np.broadcast_to(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), th.shape[:-1] + (5,))
+    return {"outer": stair_moments_np(th, outer), "bump": stair_moments_np(th, bump)}
+
+
+def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float, *,
+                             digits: int = 15) -> LayerFit:
+    """``sigma_Q`` at the last layer: α-matching and ``Var σ_Q(τ'ξ) = τ_L²`` (δ = 0).
+
+    With the thresholds fixed, ``τm1`` and ``τ²m2`` are linear in ``(b1, b2)``; the
+    two linear equations give ``(b1, b2)`` (for each sign choice of ``m1, m2``), and
+    the remaining two equations ``τ²w̄2 = W`` and ``Var = τ_L²`` are solved for the
+    outer thresholds ``(z1, z4)`` by Newton from the grid's near-roots, then polished
+    with ``mpmath.findroot``.
+
+    Raises
+    ------
+    InfeasibleError
+        Cauchy–Schwarz (``τ'²m1² > τ_L²``) or the two-term Hermite budget
+        (``τ'²m1² + τ'⁴m2²/2 > τ_L²``) rule δ = 0 out, or no root was found.
+    """
+    A1, A2, W = (float(x) for x in targets.scaled(tau))
+    V = float(variance)
+    if A1 > V:
+        raise InfeasibleError(
+            f"sigma_Q infeasible: δ = 0 violates Cauchy–Schwarz, τ'²m1² = {A1:.3f} > τ_L² = {V:.3f} "
+            "(Var σ(τξ) ≥ τ²E[σ']² for every σ, THEORY.md §6); best residual "
+            f"{(A1 - V) / V:.3g}; would work: --last-family none (δ reported as a ridge shift)")
+    if A1 + A2 / 2 > V:
+        raise InfeasibleError(
+            f"sigma_Q infeasible: δ = 0 violates the Hermite budget, τ'²m1² + τ'⁴m2²/2 = "
+            f"{A1 + A2 / 2:.3f} > τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, THEORY.md §6); "
+            f"best residual {(A1 + A2 / 2 - V) / V:.3g}; would work: --last-family none")
+    D = max(A1, A2, abs(W), V)
+    zs = np.linspace(-6.0, 6.0, 241)
+    Z1, Z4 = np.meshgrid(zs, zs, indexing="ij")
+    valid = Z4 > Z1 + 1e-3
+    parts = _q_parts_np(Z1, Z4)
+    o, b = parts["outer"], parts["bump"]
+    sgn1 = 1.0 if targets.m1 >= 0 else -1.0
+    sgn2 = 1.0 if targets.m2 >= 0 else -1.0
+    best = math.inf
+    candidates: list[tuple[float, float, float, float]] = []
+    for s1 in (sgn1, -sgn1):
+        for s2 in (sgn2, -sgn2):
+            with np.errstate(all="ignore"):
+                det = o["m1"] * b["m2"] - o["m2"] * b["m1"]
+                r1, r2 = s1 * math.sqrt(A1), s2 * math.sqrt(A2)
+                b1 = (r1 * b["m2"] - r2 * b["m1"]) / det
+                b2 = (o["m1"] * r2 - o["m2"] * r1) / det
+                lv_var, lv_w = _q_var_w(parts, b1, b2)
+                R = np.hypot(lv_w - W, lv_var - V) / D
+            R = np.where(valid & np.isfinite(R), R, np.inf)
+            if np.isfinite(R).any():
+                best = min(best, float(R.min()))
+            for i, j in _local_minima(R, 10):
+                if np.isfinite(R[i, j]):
+                    candidates.append((float(R[i, j]), float(Z1[i, j]), float(Z4[i, j]), s1 * 10 + s2))
+    candidates.sort()
+    fam = SigmaQFamily()
+
+    def eqs_mp(z1: mp.mpf, z4: mp.mpf, code: float) -> tuple[list[mp.mpf], mp.mpf, mp.mpf]:
+        s1 = 1 if code > 0 else -1
+        s2 = 1 if (code - s1 * 10) > 0 else -1
+        f1, f2 = _Q_FRACTIONS
+        th = [z1, z1 + f1 * (z4 - z1), z1 + f2 * (z4 - z1), z4]
+        mo = stair_moments_mp(fam.staircase({"r1": th[0], "r2": th[1], "r3": th[2], "r4": th[3],
+                                             "b1": mp.mpf(1), "b2": mp.mpf(0)}), 1)
+        mb = stair_moments_mp(fam.staircase({"r1": th[0], "r2": th[1], "r3": th[2], "r4": th[3],
+                                             "b1": mp.mpf(0), "b2": mp.mpf(1)}), 1)
+        det = mo.m1 * mb.m2 - mo.m2 * mb.m1
+        r1, r2 = s1 * mp.sqrt(A1m), s2 * mp.sqrt(A2m)
+        b1 = (r1 * mb.m2 - r2 * mb.m1) / det
+        b2 = (mo.m1 * r2 - mo.m2 * r1) / det
+        m = stair_moments_mp(fam.staircase({"r1": th[0], "r2": th[1], "r3": th[2], "r4": th[3],
+                                            "b1": b1, "b2": b2}), 1)
+        return [(m.w2_bar - Wm) / Dm, (m.variance - Vm) / Dm], b1, b2
+
+    from scipy.optimize import root
+
+    with mp.workdps(max(30, digits + 15)):
+        t = mp.mpf(tau)
+        A1m, A2m, Wm = (mp.mpf(t) ** 2 * mp.mpf(targets.m1) ** 2, mp.mpf(t) ** 4 * mp.mpf(targets.m2) ** 2,
+                        mp.mpf(t) ** 2 * mp.mpf(targets.w2_bar))
+        Vm, Dm = mp.mpf(V), max(A1m, A2m, abs(Wm), mp.mpf(V))
+        tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
+        for _, z1, z4, code in candidates:
+            def fun(x: np.ndarray, code: float = code) -> np.ndarray:
+                return _q_residual_np(x[0], x[1], code, A1, A2, W, V, D)
+
+            sol = root(fun, np.array([z1, z4]), method="hybr")
+            if not sol.success or sol.x[1] <= sol.x[0] or np.max(np.abs(fun(sol.x))) > 1e-8:
+                continue
+            try:
+                x = mp.findroot(lambda a, c, code=code: eqs_mp(a, c, code)[0],
+                                (mp.mpf(sol.x[0]), mp.mpf(sol.x[1])), tol=tol, maxsteps=20,
+                                verify=False)
+            except (ValueError, ZeroDivisionError):
+                continue
+            res, b1, b2 = eqs_mp(x[0], x[1], code)
+            if max(abs(v) for v in res) > tol:
+                continue
+            f1, f2 = _Q_FRACTIONS
+            z1r, z4r = x[0], x[1]
+            params = {"r1": z1r * t, "r2": (z1r + f1 * (z4r - z1r)) * t,
+                      "r3": (z1r + f2 * (z4r - z1r)) * t, "r4": z4r * t, "b1": b1, "b2": b2}
+            fit = _finish(fam, params, t, targets, digits)
+            if abs(fit.variance - V) > residual_tolerance(digits) * 10 * V:
+                raise NumericalError(f"sigma_Q: variance {fit.variance} misses τ_L² = {V}")
+            return fit
+    raise InfeasibleError(
+        f"sigma_Q infeasible: no root of the δ = 0 system on the middle-third slice of sigma_Q "
+        f"(Hermite budget); best residual {best:.3g}; would work: --last-family none")
+
+
+def _local_minima(R: np.ndarray, keep: int) -> list[tuple[int, int]]:
+    """Indices of the ``keep`` smallest 8-neighbourhood local minima of a 2-D array."""
+    n0, n1 = R.shape
+    P = np.pad(R, 1, constant_values=np.inf)
+    is_min = np.isfinite(R)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di or dj:
+                is_min &= R <= P[1 + di:1 + di + n0, 1 + dj:1 + dj + n1]
+    idx = np.argwhere(is_min)
+    order = np.lexsort((idx[:, 1], idx[:, 0], R[is_min]))
+    return [(int(idx[k][0]), int(idx[k][1])) for k in order[:keep]]
+
+
+def _q_residual_np(z1: float, z4: float, code: float, A1: float, A2: float, W: float,
+                   V: float, D: float) -> np.ndarray:
+    """Float64 residuals ``(τ²w̄2 − W, Var − V)/D`` with ``(b1, b2)`` eliminated (sign ``code``)."""
+    s1 = 1.0 if code > 0 else -1.0
+    s2 = 1.0 if (code - s1 * 10) > 0 else -1.0
+    parts = _q_parts_np(np.array([z1]), np.array([z4]))
+    o, b = parts["outer"], parts["bump"]
+    with np.errstate(all="ignore"):
+        det = o["m1"] * b["m2"] - o["m2"] * b["m1"]
+        r1, r2 = s1 * math.sqrt(A1), s2 * math.sqrt(A2)
+        b1 = (r1 * b["m2"] - r2 * b["m1"]) / det
+        b2 = (o["m1"] * r2 - o["m2"] * r1) / det
+        var, w = _q_var_w(parts, b1, b2)
+    out = np.array([(w[0] - W) / D, (var[0] - V) / D])
+    return out if np.all(np.isfinite(out)) else np.array([1e3, 1e3])
+
+
+def _q_var_w(parts: dict[str, dict[str, np.ndarray]], b1: np.ndarray, b2: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Variance and centered w̄2 of ``b1·outer + b2·bump`` from the parts' moments (τ = 1).
+
+    outer and bump have disjoint supports, so ``σ² = b1²·outer + b2²·bump``.
+    """
+    o, b = parts["outer"], parts["bump"]
+    m0 = b1 * o["m0"] + b2 * b["m0"]
+    v0 = b1**2 * o["v0"] + b2**2 * b["v0"]
+    m2 = b1 * o["m2"] + b2 * b["m2"]
+    w2 = b1**2 * o["w2"] + b2**2 * b["w2"]
+    return v0 - m0**2, w2 - 2 * m0 * m2
