@@ -1,0 +1,126 @@
+"""``ntk-theory compress``: NTK-LC compression plan of a dense network (THEORY.md §6)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from ..compress import bit_accounting, compress_network, parse_family, save_npz, ternary_weights
+from ..errors import ParameterError
+from ._common import dump_json, positive_float, probability
+
+HELP = ("compress a dense network into sparse ternary weights and quantized activations "
+        "with the same kernel coefficients (NTK-LC)")
+
+
+def _family(text: str) -> str:
+    if text == "auto":
+        return text
+    try:
+        parse_family(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if text == "sigma_Q":
+        raise argparse.ArgumentTypeError("sigma_Q is a last-layer family: use --last-family sigma_Q")
+    return text
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be >= 0")
+    return v
+
+
+def _width(text: str) -> int:
+    v = _nonneg_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be >= 1")
+    return v
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("activations", nargs="+", metavar="ACT",
+                        help="dense activations of layers 1..L (e.g. relu, 'leaky_relu:slope=0.1')")
+    parser.add_argument("--tau0", type=positive_float, required=True,
+                        help="input scale τ_0 (τ_0² = tr C°/p)")
+    parser.add_argument("--family", type=_family, default="auto",
+                        help="auto|ternary|sigma_T|three_level|staircase:K (default auto: "
+                             "cheapest family that solves exactly)")
+    parser.add_argument("--last-family", choices=("none", "sigma_Q"), default="none",
+                        help="sigma_Q also asks the last layer for δ = 0 (default none)")
+    parser.add_argument("--sparsity", type=probability, default=0.9,
+                        help="fraction ε of zero weights, in [0, 1) (default 0.9)")
+    parser.add_argument("--seed", type=_nonneg_int, default=0, help="weight seed (default 0)")
+    parser.add_argument("--widths", type=_width, nargs="+", default=None, metavar="D",
+                        help="d_0 d_1 ... d_L for the bit accounting and --out "
+                             "(default 784 then 1000 per layer)")
+    parser.add_argument("--digits", type=_width, default=15,
+                        help="15: float64, residual <= 1e-12; e.g. 30: residual <= 1e-25")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--out", metavar="MODEL.npz", default=None,
+                        help="save packed ternary weights and activation parameters")
+
+
+def run(args: argparse.Namespace) -> int:
+    L = len(args.activations)
+    widths = args.widths if args.widths is not None else [784] + [1000] * L
+    if len(widths) != L + 1:
+        raise ParameterError(f"--widths needs {L + 1} numbers (d_0 ... d_L) for {L} layer(s), "
+                             f"got {len(widths)}")
+    if args.digits < 15:
+        raise ParameterError(f"--digits must be >= 15, got {args.digits}")
+    t0 = time.perf_counter()
+    res = compress_network(args.activations, args.tau0, family=args.family,
+                           last_family=args.last_family, digits=args.digits)
+    solve_seconds = time.perf_counter() - t0
+    weights = ternary_weights(widths, args.sparsity, args.seed)
+    n_act = sum(_count_params(f.params) for f in res.layers)
+    bits = bit_accounting(weights, n_act)
+    out: dict[str, Any] = res.to_dict()
+    out["solve_seconds"] = solve_seconds
+    out["bits"] = bits
+    out["sparsity"] = args.sparsity
+    out["seed"] = args.seed
+    out["widths"] = list(widths)
+    if args.out:
+        save_npz(args.out, weights,
+                 activations=np.array([f.activation.spec for f in res.layers]),
+                 dense_activations=np.array(res.activations),
+                 means=np.array([f.mean for f in res.layers]),
+                 tau_compressed=np.array(res.tau_compressed),
+                 tau_dense=np.array(res.tau_dense),
+                 delta=np.float64(res.delta))
+        out["out"] = args.out
+    if args.json:
+        dump_json(out)
+        return 0
+    print(f"NTK-LC compression of {' -> '.join(res.activations)} at tau0 = {args.tau0:g}")
+    print(f"{'layer':>5} {'family':<12} {'tau_in':>9} {'variance':>10} {'max rel res':>12}  params")
+    for i, f in enumerate(res.layers, start=1):
+        ps = ", ".join(f"{k}={_fmt(v)}" for k, v in f.params.items())
+        print(f"{i:>5} {f.family:<12} {f.tau_in:>9.5f} {f.variance:>10.5f} {f.max_rel_residual:>12.2e}  {ps}")
+    print(f"delta = tau'_L^2 - tau_L^2 = {res.delta:.6g}; ridge shift (compressed lambda = dense "
+          f"lambda + shift) = {res.ridge_shift:.6g}")
+    print(f"bits: dense float32 {bits['dense_float32']:.0f}, packed {bits['packed']:.0f} "
+          f"({bits['ratio_packed']:.1f}x), entropy {bits['entropy']:.0f} ({bits['ratio_entropy']:.1f}x), "
+          f"seed {bits['seed']:.0f} ({bits['ratio_seed']:.3g}x)")
+    print(f"solved in {solve_seconds:.3f} s" + (f"; saved {args.out}" if args.out else ""))
+    return 0
+
+
+def _count_params(params: dict[str, Any]) -> int:
+    return sum(len(v) if isinstance(v, (tuple, list)) else 1 for v in params.values())
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (tuple, list)):
+        return "[" + ",".join(f"{x:.6g}" for x in v) + "]"
+    return f"{v:.6g}" if math.isfinite(v) else str(v)
