@@ -156,6 +156,21 @@ Piece = tuple[sp.Expr, sp.Expr, sp.Expr]  # (expression in X, lower, upper) in x
 
 
 def pieces(f: sp.Expr) -> list[Piece]:
+    res = _pieces_cached(f)
+    if isinstance(res, str):
+        raise _NotCovered(res)
+    return list(res)
+
+
+@lru_cache(maxsize=512)
+def _pieces_cached(f: sp.Expr) -> tuple[Piece, ...] | str:
+    try:
+        return tuple(_pieces(f))
+    except _NotCovered as exc:
+        return str(exc) or "not covered"
+
+
+def _pieces(f: sp.Expr) -> list[Piece]:
     """Split ``f`` into smooth pieces on intervals of the real line.
 
     Returns a list of ``(g, a, b)`` with ``f = g`` on ``(a, b)``; points and other
@@ -362,7 +377,8 @@ def _split_factor(term: sp.Expr) -> tuple[sp.Expr, int, sp.Expr, list[tuple[sp.E
 
 def _table_integral(h: sp.Expr, lo: sp.Expr, hi: sp.Expr, gauss: _Gauss) -> sp.Expr:
     """``∫_lo^hi h(z) φ(z) dz`` for ``h`` a sum of table terms in the symbol ``_Z``."""
-    h = h.rewrite(sp.exp, sp.sin, sp.cos, sp.sinh, sp.cosh) if h.has(sp.sin, sp.cos, sp.sinh, sp.cosh) else h
+    if h.has(sp.sin, sp.cos, sp.sinh, sp.cosh):
+        h = h.rewrite([sp.sin, sp.cos, sp.sinh, sp.cosh], sp.exp)
     if h.has(sp.erfc):
         h = h.replace(lambda e: isinstance(e, sp.erfc), lambda e: 1 - sp.erf(e.args[0]))
     h = sp.expand(h, power_base=False, log=False)
@@ -395,39 +411,58 @@ def clear_caches() -> None:
     _compile.cache_clear()
     _parity.cache_clear()
     _numeric_integrand.cache_clear()
+    _pieces_cached.cache_clear()
+
+
+def _is_zero(e: sp.Expr, may_simplify: bool) -> bool:
+    if e == 0:
+        return True
+    e2 = sp.expand(e)
+    if e2 == 0:
+        return True
+    return bool(may_simplify and sp.count_ops(e2) < 200 and sp.simplify(e2) == 0)
 
 
 @lru_cache(maxsize=512)
-def _parity(f: sp.Expr, up_to_constant: bool = False) -> int:
+def _parity(f: sp.Expr, up_to_constant: bool = False, may_simplify: bool = True) -> int:
     """+1 if ``f`` is even, −1 if odd, 0 otherwise (proved symbolically, never guessed).
 
     With ``up_to_constant`` a function that is odd after subtracting a constant
     (``sigmoid = 1/2 + odd``) counts as odd: derivatives do not see the constant.
+    Piecewise functions are compared piece by piece with expansion only (cheap);
+    ``simplify`` is used for smooth expressions when the time budget is enforced.
     """
     try:
         g = to_piecewise(f)
+        # cheap numeric screen: a symbolic proof is only attempted when the
+        # function looks even or odd (up to a constant) at a few points
+        fn = sp.lambdify(X, g, modules="mpmath")
+        with mp.workdps(30):
+            pts = [mp.mpf(v) for v in ("0.37", "1.13", "2.71", "5.3")]
+            s_vals = [fn(p) + fn(-p) for p in pts]
+            d_vals = [fn(p) - fn(-p) for p in pts]
+        tol = mp.mpf("1e-20")
+        looks_even = all(abs(v) < tol * (1 + abs(fn(p))) for v, p in zip(d_vals, pts))
+        looks_odd = all(abs(v) < tol * (1 + abs(fn(p))) for v, p in zip(s_vals, pts))
+        looks_odd_c = up_to_constant and all(abs(v - s_vals[0]) < tol * (1 + abs(v)) for v in s_vals)
+        if not (looks_even or looks_odd or looks_odd_c):
+            return 0
         gm = g.subs(X, -X)
-        if up_to_constant:
-            c = sp.simplify(gm + g) if not g.has(sp.Piecewise) else None
-            if c is not None and c.is_number and c != 0:
+        if up_to_constant and not g.has(sp.Piecewise):
+            c = sp.expand(gm + g)
+            if may_simplify and c.has(X) and sp.count_ops(c) < 200:
+                c = sp.simplify(c)
+            if c.is_number and c != 0:
                 g = g - c / 2
                 gm = gm - c / 2
         for sign in (-1, 1):
             d = sp.piecewise_fold(gm + sign * g)
-            if d == 0:
-                return -sign  # gm == -g: odd (sign=+1 -> returns -1); gm == g: even
             if isinstance(d, sp.Piecewise):
-                ok = True
-                for e, _s in d.as_expr_set_pairs(sp.Reals):
-                    if _s.measure == 0:
-                        continue
-                    if sp.simplify(e) != 0:
-                        ok = False
-                        break
-                if ok:
+                pairs = d.as_expr_set_pairs(sp.Reals)
+                if all(_s.measure == 0 or _is_zero(e, False) for e, _s in pairs):
                     return -sign
-            elif not d.has(sp.Piecewise) and sp.simplify(d) == 0:
-                return -sign
+            elif not d.has(sp.Piecewise) and _is_zero(d, may_simplify):
+                return -sign  # gm == -g: odd (sign=+1 -> −1); gm == g: even (+1)
     except BudgetExceeded:
         raise
     except Exception:  # noqa: BLE001 - parity is an optimisation; any failure means "unknown"
@@ -450,7 +485,7 @@ def _derive(f: sp.Expr, order: int, budget: float, allow_integrate: bool) -> _De
 
 
 def _derive_uncached(f: sp.Expr, order: int, allow_integrate: bool, may_simplify: bool) -> _Derivation:
-    par = _parity(f, order > 0) if may_simplify else 0
+    par = _parity(f, order > 0, may_simplify)
     if (par == -1 and order % 2 == 0) or (par == 1 and order % 2 == 1):
         return _Derivation(sp.S.Zero, (), "parity")
     try:
@@ -625,7 +660,12 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
         t = mp.mpf(tau)
         _is_real_valued(fn, [t * z for z in (-3, -1, -0.5, 0.5, 1, 3)])
         for s in sing:
-            _check_singularity(fn, s, tau, order, nonneg)
+            try:
+                _check_singularity(fn, s, tau, order, nonneg)
+            except DivergenceError:
+                if nonneg:
+                    return mp.inf, 0.0
+                raise
         He = {0: lambda z: 1, 1: lambda z: z, 2: lambda z: z * z - 1}[order]
 
         def integrand(z: mp.mpf) -> mp.mpf:
@@ -655,14 +695,24 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
         if not any(z == 0 for z in zs):
             zs.append(mp.mpf(0))
         zs = sorted(zs)
-        # finite cut-offs where the Gaussian weight is negligible at the working precision
-        cut = mp.sqrt(2 * (dps + 20) * mp.log(10)) + 2
-        nodes = [-mp.inf] + [z for z in zs if -cut < z < cut] + [mp.inf]
+        # truncate to a finite window once the integrand is negligible (relative to its
+        # size near the origin) at the working precision on both sides, beyond the window too
+        scale = max(abs(integrand(mp.mpf(v))) for v in (-2, -1, -0.5, 0.5, 1, 2)) or mp.mpf(1)
+        tiny = scale * mp.mpf(10) ** (-(dps + 8))
+        lo_edge, hi_edge = -mp.inf, mp.inf
+        for cut in (8, 12, 16, 24, 32, 48, 64, 96):
+            c = mp.mpf(cut)
+            if all(abs(integrand(side * c * k)) < tiny for side in (-1, 1) for k in (1, 1.5, 2)):
+                lo_edge, hi_edge = -c, c
+                break
+        nodes = [lo_edge] + [z for z in zs if lo_edge < z < hi_edge] + [hi_edge]
+    with mp.workdps(dps):
         v1, e1 = mp.quad(integrand, nodes, error=True, maxdegree=10)
     # independent second estimate: a different subdivision at higher precision
-    extra_nodes = sorted(set(nodes[1:-1]) | {mp.mpf(v) for v in (-4, -1.5, 1.5, 4)})
-    with mp.workdps(dps + 20):
-        v2 = mp.quad(integrand, [-mp.inf, *extra_nodes, mp.inf], maxdegree=10)
+    extra_nodes = sorted(set(nodes[1:-1]) | {mp.mpf(v) for v in (-4, -1.5, 1.5, 4)
+                                             if lo_edge < v < hi_edge})
+    with mp.workdps(dps + 5):
+        v2 = mp.quad(integrand, [lo_edge, *extra_nodes, hi_edge], maxdegree=10)
     err = max(float(abs(e1)), float(abs(v2 - v1)))
     scale = mp.mpf(tau) ** order
     value = v1 / scale

@@ -1,0 +1,338 @@
+"""The six Gaussian moments of an activation at input scale τ (THEORY.md §1).
+
+=================  ==========================  =========
+key                definition                  attribute
+=================  ==========================  =========
+``E[s]``           E[σ(τξ)]                    ``m0``
+``E[s']``          E[σ'(τξ)]                   ``m1``
+``E[s'']``         E[σ''(τξ)]                  ``m2``
+``E[s^2]``         E[σ(τξ)²]                   ``v0``
+``E[s'^2]``        E[σ'(τξ)²]                  ``v1``
+``E[(s^2)'']``     E[(σ²)''(τξ)]               ``w2``
+=================  ==========================  =========
+
+Derivatives are weak: ``E[s']``, ``E[s'']`` and ``E[(s^2)'']`` come from Stein's
+lemma (no Dirac deltas), staircases use the jump formula, and ``E[s'^2]`` of an
+activation with a jump is ``+inf``.  With ``centered=True`` the moments are those
+of σ̄ = σ − E[σ(τξ)]: ``E[s̄] = 0``, ``E[s̄²] = Var``, ``E[(s̄²)''] = w2 − 2 m0 m2``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import mpmath as mp
+import sympy as sp
+
+from .activations import Activation, X, derivative_expr, parse_activation, to_piecewise
+from .errors import DomainError, ParameterError
+from .expectation import (
+    TAU,
+    Expectation,
+    _evaluate_closed,
+    _NotCovered,
+    _validate_tau,
+    gaussian_expectation,
+    pieces,
+)
+from .jump import MOMENT_KEYS, staircase_moment_exprs
+
+__all__ = ["MOMENT_KEYS", "Moment", "GaussianMoments", "gaussian_moments", "has_jump"]
+
+_ATTR = dict(zip(("m0", "m1", "m2", "v0", "v1", "w2"), MOMENT_KEYS))
+_LATEX_NAMES = {
+    "E[s]": r"\mathbb{E}[\sigma]",
+    "E[s']": r"\mathbb{E}[\sigma']",
+    "E[s'']": r"\mathbb{E}[\sigma'']",
+    "E[s^2]": r"\mathbb{E}[\sigma^2]",
+    "E[s'^2]": r"\mathbb{E}[\sigma'^2]",
+    "E[(s^2)'']": r"\mathbb{E}[(\sigma^2)'']",
+}
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One Gaussian moment.
+
+    Attributes
+    ----------
+    key : str
+        One of :data:`MOMENT_KEYS`.
+    value : mpmath.mpf
+        Value at the requested precision (``mp.inf`` for an infinite ``E[s'^2]``).
+    abs_error : float
+        Estimated absolute error (precision-doubling difference for closed forms,
+        quadrature error estimate otherwise).
+    expr : sympy.Expr or None
+        Closed form in the positive symbol ``tau`` (:data:`~ntk_theory.expectation.TAU`).
+    method : str
+        How the value was obtained.
+    """
+
+    key: str
+    value: mp.mpf
+    abs_error: float
+    expr: sp.Expr | None
+    method: str
+
+    @property
+    def closed_form(self) -> bool:
+        return self.expr is not None
+
+    @property
+    def is_infinite(self) -> bool:
+        return self.value == mp.inf
+
+    def __float__(self) -> float:
+        return math.inf if self.is_infinite else float(self.value)
+
+    @property
+    def latex(self) -> str | None:
+        """The closed form in τ as LaTeX (``\\infty`` for an infinite moment), or None."""
+        if self.is_infinite:
+            return r"\infty"
+        return sp.latex(self.expr) if self.expr is not None else None
+
+
+@dataclass(frozen=True)
+class GaussianMoments:
+    """The six moments of one activation at one scale.
+
+    Use the attributes ``m0, m1, m2, v0, v1, w2`` (floats) in numerical code, and
+    :attr:`moments` for values at full precision, error estimates and closed forms.
+    """
+
+    activation: Activation
+    tau: float
+    centered: bool
+    digits: int
+    moments: tuple[Moment, ...]
+    seconds: float
+
+    # -- access --------------------------------------------------------------- #
+    def __getitem__(self, key: str) -> Moment:
+        for m in self.moments:
+            if m.key == key:
+                return m
+        raise KeyError(key)
+
+    def __getattr__(self, name: str) -> float:
+        key = _ATTR.get(name)
+        if key is None:
+            raise AttributeError(name)
+        return float(self[key])
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Moments as floats keyed by :data:`MOMENT_KEYS` (``inf`` where infinite)."""
+        return {m.key: float(m) for m in self.moments}
+
+    @property
+    def variance(self) -> float:
+        """``Var σ(τξ) = E[s^2] − E[s]²`` (equals ``E[s^2]`` when centered)."""
+        return self.v0 if self.centered else float(self["E[s^2]"].value - self["E[s]"].value ** 2)
+
+    @property
+    def w2_bar(self) -> float:
+        """``E[(σ̄²)''] = E[(s^2)''] − 2 E[s] E[s'']`` (THEORY.md §1, Centering)."""
+        if self.centered:
+            return self.w2
+        return float(self["E[(s^2)'']"].value - 2 * self["E[s]"].value * self["E[s'']"].value)
+
+    @property
+    def closed_form(self) -> bool:
+        """True when every finite moment came from a closed form."""
+        return all(m.closed_form for m in self.moments if not m.is_infinite)
+
+    @property
+    def latex(self) -> dict[str, str | None]:
+        return {m.key: m.latex for m in self.moments}
+
+    # -- output --------------------------------------------------------------- #
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (``inf`` stays a float; the CLI writes it as ``"inf"``)."""
+        d: dict[str, Any] = {
+            "activation": self.activation.spec,
+            "tau": self.tau,
+            "centered": self.centered,
+            "closed_form": self.closed_form,
+            "moments": self.values,
+            "latex": self.latex,
+            "abs_error": {m.key: m.abs_error for m in self.moments},
+            "method": {m.key: m.method for m in self.moments},
+        }
+        if self.digits > 15:
+            d["moments_text"] = {m.key: (mp.nstr(m.value, self.digits) if not m.is_infinite else "inf")
+                                 for m in self.moments}
+        return d
+
+    def _repr_latex_(self) -> str:
+        rows = []
+        for m in self.moments:
+            val = r"\infty" if m.is_infinite else mp.nstr(m.value, min(self.digits, 15))
+            form = m.latex if m.closed_form and not m.is_infinite else r"\text{numeric}"
+            rows.append(f"{_LATEX_NAMES[m.key]} & {form} & {val} \\\\")
+        head = (rf"\text{{{self.activation.spec}}},\ \tau = {self.tau:g}"
+                + (r"\ (\text{centered})" if self.centered else ""))
+        return ("$$" + head + r"\qquad\begin{array}{lll}" + " ".join(rows) + r"\end{array}$$")
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{k}={_short(float(self[k]))}" for k in MOMENT_KEYS)
+        return (f"GaussianMoments({self.activation.spec!r}, tau={self.tau:g}, "
+                f"centered={self.centered}, closed_form={self.closed_form}, {vals})")
+
+
+def _short(v: float) -> str:
+    return "inf" if math.isinf(v) else f"{v:.10g}"
+
+
+# --------------------------------------------------------------------------- #
+def has_jump(f: sp.Expr) -> bool:
+    """Whether ``f`` has a jump discontinuity on the real line (then ``E[σ'²] = +∞``)."""
+    try:
+        ps = pieces(f)
+    except _NotCovered:
+        return False
+    for (g1, _a1, b1), (g2, a2, _b2) in zip(ps, ps[1:]):
+        if b1 != a2 or not b1.is_finite:
+            continue
+        left = sp.limit(g1, X, b1, "-") if g1.has(X) else g1
+        right = sp.limit(g2, X, b1, "+") if g2.has(X) else g2
+        diff = sp.N(left - right, 30)
+        if diff.is_infinite or (diff.is_number and abs(diff) > sp.Float("1e-25")):
+            return True
+    return False
+
+
+def _validate_digits(digits: int) -> int:
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 200:
+        raise ParameterError(f"digits must be an integer between 1 and 200, got {digits!r}")
+    return digits
+
+
+def _moment(key: str, e: Expectation) -> Moment:
+    return Moment(key, e.value, e.abs_error, e.expr, e.method)
+
+
+def gaussian_moments(
+    act: Activation | str | sp.Expr,
+    tau: float = 1.0,
+    *,
+    centered: bool = False,
+    digits: int = 15,
+    budget: float = 2.0,
+    symbolic: bool = True,
+) -> GaussianMoments:
+    """The six Gaussian moments of ``act`` at input scale ``tau`` (THEORY.md §1).
+
+    Parameters
+    ----------
+    act : Activation, str or sympy.Expr
+        A registry activation, a specification such as ``"sigma_T:s1=-1,s2=0.5"`` or an
+        expression in ``x``.
+    tau : float
+        Input scale, finite and > 0 (tested from 1e-4 to 1e4).
+    centered : bool
+        Moments of σ̄ = σ − E[σ(τξ)] instead of σ.
+    digits : int
+        Significant digits to certify (1–200).
+    budget : float
+        Seconds of symbolic work allowed for this activation (shared by the six
+        moments) before falling back to quadrature.
+    symbolic : bool
+        False skips closed forms (quadrature only).
+
+    Returns
+    -------
+    GaussianMoments
+
+    Raises
+    ------
+    ParseError, ParameterError
+        Bad activation specification.
+    DomainError
+        ``tau`` not finite or not > 0.
+    DivergenceError
+        A moment other than ``E[s'^2]`` does not exist.
+    """
+    a = parse_activation(act)
+    tau = _validate_tau(tau)
+    digits = _validate_digits(digits)
+    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget >= 0):
+        raise ParameterError(f"budget must be a finite number of seconds >= 0, got {budget!r}")
+    start = time.perf_counter()
+    if a.staircase is not None:
+        exprs = staircase_moment_exprs(a.staircase, TAU)
+        ms = []
+        for key in MOMENT_KEYS:
+            e = exprs[key]
+            if e == sp.oo:
+                ms.append(Moment(key, mp.inf, 0.0, None, "infinite (jump)"))
+            else:
+                v, err = _evaluate_closed(e, tau, digits) if e.has(TAU) else (mp.mpf(sp.N(e, digits + 10)), 0.0)
+                ms.append(Moment(key, v, err, e, "jump formula"))
+    else:
+        f = a.expr
+        f2 = sp.piecewise_fold(to_piecewise(f) ** 2)
+        deadline = start + budget
+
+        def E(g: sp.Expr, order: int, nonneg: bool = False) -> Expectation:
+            remaining = deadline - time.perf_counter()
+            return gaussian_expectation(g, tau, order, digits=digits, budget=max(remaining, 0.0),
+                                        nonnegative=nonneg, symbolic=symbolic and remaining > 0)
+
+        ms = [
+            _moment("E[s]", E(f, 0)),
+            _moment("E[s']", E(f, 1)),
+            _moment("E[s'']", E(f, 2)),
+            _moment("E[s^2]", E(f2, 0)),
+        ]
+        if has_jump(f):
+            ms.append(Moment("E[s'^2]", mp.inf, 0.0, None, "infinite (jump)"))
+        else:
+            d = derivative_expr(f)
+            ms.append(_moment("E[s'^2]", E(sp.piecewise_fold(to_piecewise(d) ** 2), 0, nonneg=True)))
+        ms.append(_moment("E[(s^2)'']", E(f2, 2)))
+    if centered:
+        ms = _center(ms, tau, digits)
+    return GaussianMoments(a, tau, bool(centered), digits, tuple(ms), time.perf_counter() - start)
+
+
+def _center(ms: list[Moment], tau: float, digits: int) -> list[Moment]:
+    by = {m.key: m for m in ms}
+    m0, m2, v0, w2 = by["E[s]"], by["E[s'']"], by["E[s^2]"], by["E[(s^2)'']"]
+
+    def combine(key: str, parts: Sequence[Moment], expr_fn, val_fn) -> Moment:
+        if all(p.expr is not None for p in parts):
+            e = expr_fn(*[p.expr for p in parts])
+            if e.has(TAU):
+                v, err = _evaluate_closed(e, tau, digits)
+            else:
+                v, err = mp.mpf(sp.N(e, digits + 10)), 0.0
+            return Moment(key, v, err, e, "closed form")
+        with mp.workdps(digits + 20):
+            v = val_fn(*[p.value for p in parts])
+        err = sum(p.abs_error * (1 + 2 * abs(float(q.value))) for p in parts for q in parts[:1])
+        return Moment(key, v, err, None, "quadrature")
+
+    return [
+        Moment("E[s]", mp.mpf(0), 0.0, sp.S.Zero, "centered"),
+        by["E[s']"],
+        m2,
+        combine("E[s^2]", [v0, m0], lambda a, b: a - b**2, lambda a, b: a - b * b),
+        by["E[s'^2]"],
+        combine("E[(s^2)'']", [w2, m0, m2], lambda a, b, c: a - 2 * b * c, lambda a, b, c: a - 2 * b * c),
+    ]
+
+
+def moments_table_rows(results: Iterable[GaussianMoments], digits: int = 8) -> list[list[str]]:
+    """Plain-text rows (activation, six values) for terminal output."""
+    rows = []
+    for r in results:
+        rows.append([r.activation.spec] + [
+            "inf" if m.is_infinite else mp.nstr(m.value, digits) for m in r.moments
+        ])
+    return rows
