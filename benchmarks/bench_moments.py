@@ -538,6 +538,18 @@ def summary(rows: list[Row], budget: float) -> tuple[str, bool]:
     return "\n".join(text), ok
 
 
+def source_revision() -> str:
+    """The git commit the benchmark ran on, marked ``+dirty`` with local changes."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "ntk_theory"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+    return f"commit {head}" + ("+dirty" if dirty else "")
+
+
 def environment_line() -> str:
     return (
         f"Python {platform.python_version()}, SymPy {sp.__version__}, mpmath {mp.__version__}, "
@@ -571,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tau = 1.0
     command = "python benchmarks/bench_moments.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     print(f"# {command}", flush=True)
-    print(f"# {datetime.date.today().isoformat()} — {environment_line()}", flush=True)
+    print(f"# {datetime.date.today().isoformat()}, {source_revision()} — {environment_line()}", flush=True)
 
     # 1. the engine, cold, before anything else is warm in this process
     engine: dict[str, EngineRun] = {}
@@ -621,7 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "digits": r.digits,
         } for r in rows]
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"command": command, "environment": environment_line(), "rows": raw}, fh, indent=1)
+            json.dump({"command": command, "revision": source_revision(),
+                       "environment": environment_line(), "rows": raw}, fh, indent=1)
     return 0 if ok else 1
 
 
