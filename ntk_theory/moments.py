@@ -28,7 +28,7 @@ import mpmath as mp
 import sympy as sp
 
 from .activations import Activation, X, derivative_expr, parse_activation, to_piecewise
-from .errors import DomainError, ParameterError
+from .errors import DivergenceError, ParameterError
 from .expectation import (
     TAU,
     Expectation,
@@ -279,23 +279,22 @@ def gaussian_moments(
         f2 = sp.piecewise_fold(to_piecewise(f) ** 2)
         deadline = start + budget
 
-        def E(g: sp.Expr, order: int, nonneg: bool = False) -> Expectation:
+        def E(key: str, g: sp.Expr, order: int, nonneg: bool = False) -> Moment:
             remaining = deadline - time.perf_counter()
-            return gaussian_expectation(g, tau, order, digits=digits, budget=max(remaining, 0.0),
-                                        nonnegative=nonneg, symbolic=symbolic and remaining > 0)
+            try:
+                e = gaussian_expectation(g, tau, order, digits=digits, budget=max(remaining, 0.0),
+                                         nonnegative=nonneg, symbolic=symbolic and remaining > 0)
+            except DivergenceError as exc:
+                raise DivergenceError(f"{key} of {a.spec} does not exist: {exc}") from None
+            return _moment(key, e)
 
-        ms = [
-            _moment("E[s]", E(f, 0)),
-            _moment("E[s']", E(f, 1)),
-            _moment("E[s'']", E(f, 2)),
-            _moment("E[s^2]", E(f2, 0)),
-        ]
+        ms = [E("E[s]", f, 0), E("E[s']", f, 1), E("E[s'']", f, 2), E("E[s^2]", f2, 0)]
         if has_jump(f):
             ms.append(Moment("E[s'^2]", mp.inf, 0.0, None, "infinite (jump)"))
         else:
             d = derivative_expr(f)
-            ms.append(_moment("E[s'^2]", E(sp.piecewise_fold(to_piecewise(d) ** 2), 0, nonneg=True)))
-        ms.append(_moment("E[(s^2)'']", E(f2, 2)))
+            ms.append(E("E[s'^2]", sp.piecewise_fold(to_piecewise(d) ** 2), 0, nonneg=True))
+        ms.append(E("E[(s^2)'']", f2, 2))
     if centered:
         ms = _center(ms, tau, digits)
     return GaussianMoments(a, tau, bool(centered), digits, tuple(ms), time.perf_counter() - start)

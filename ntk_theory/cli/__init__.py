@@ -54,7 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
-        parser.print_usage(sys.stderr)
         sys.stderr.write("ntk-theory: error: a COMMAND is required (see ntk-theory --help)\n")
         return 2
     try:

@@ -1,0 +1,47 @@
+"""``ntk-theory moments``: the six Gaussian moments of activations (THEORY.md §1)."""
+
+from __future__ import annotations
+
+import argparse
+
+import mpmath as mp
+
+from ..latex import moments_table
+from ..moments import MOMENT_KEYS, gaussian_moments
+from ._common import dump_json, positive_float, positive_int
+
+HELP = "Gaussian moments E[s], E[s'], E[s''], E[s^2], E[s'^2], E[(s^2)''] of activations"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("activations", nargs="+", metavar="ACT",
+                   help="registry name (relu), name:k=v,... (leaky_relu:slope=0.1) or expression in x")
+    p.add_argument("--tau", type=positive_float, default=1.0, help="input scale τ > 0 (default 1)")
+    p.add_argument("--centered", action="store_true", help="moments of σ − E[σ(τξ)]")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print a JSON list, one object per ACT")
+    out.add_argument("--latex", action="store_true", help="print a booktabs table")
+    p.add_argument("--digits", type=positive_int, default=15,
+                   help="significant digits to certify and print (default 15, at most 200)")
+    p.add_argument("--budget", type=positive_float, default=2.0,
+                   help="seconds of symbolic work per activation before quadrature (default 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    results = [gaussian_moments(a, args.tau, centered=args.centered, digits=args.digits,
+                                budget=args.budget) for a in args.activations]
+    if args.json:
+        dump_json([r.to_dict() for r in results])
+    elif args.latex:
+        print(moments_table(results, digits=min(args.digits, 10)))
+    else:
+        shown = min(args.digits, 12)
+        width = max(len(r.activation.spec) for r in results)
+        head = f"{'activation':<{width}}  " + "  ".join(f"{k:>{shown + 7}}" for k in MOMENT_KEYS)
+        print(f"tau = {args.tau:g}" + (" (centered)" if args.centered else ""))
+        print(head)
+        for r in results:
+            vals = ["inf" if m.is_infinite else mp.nstr(m.value, shown) for m in r.moments]
+            flag = "" if r.closed_form else "   (numeric)"
+            print(f"{r.activation.spec:<{width}}  " + "  ".join(f"{v:>{shown + 7}}" for v in vals) + flag)
+    return 0
