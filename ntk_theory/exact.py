@@ -1,0 +1,648 @@
+"""Exact limiting kernels K_ℓ and Θ_ℓ of an infinitely wide network (THEORY.md §3).
+
+Recursion (widths → ∞ first), with ``K_0 = Θ_0 = XᵀX``::
+
+    K_ℓ(x,x')  = E[σ̄_ℓ(u) σ̄_ℓ(v)],
+    K̇_ℓ(x,x')  = E[σ_ℓ'(u) σ_ℓ'(v)],
+    Θ_ℓ        = K_ℓ + Θ_{ℓ−1} ⊙ K̇_ℓ,
+    (u, v) ~ N(0, [[K_{ℓ−1}(x,x), K_{ℓ−1}(x,x')], [K_{ℓ−1}(x,x'), K_{ℓ−1}(x',x')]]).
+
+Centering (THEORY.md §1 "Centering").  ``σ̄_ℓ = σ_ℓ − c_ℓ`` with the *constant*
+``c_ℓ = E[σ_ℓ(τ_{ℓ−1} ξ)]``, the same for every data point, where ``τ_ℓ² = Var σ_ℓ(τ_{ℓ−1} ξ)``
+is the theory's scale recursion started at ``τ_0``.  Hence::
+
+    K_ℓ(x,x') = E[σ(u)σ(v)] − c_ℓ (E[σ(u)] + E[σ(v)]) + c_ℓ²,
+
+which is *not* the covariance ``E[σ(u)σ(v)] − E[σ(u)]E[σ(v)]``: the two differ by
+``(E σ(u) − c_ℓ)(E σ(v) − c_ℓ)``, a rank-one matrix with ``O(1/p)`` entries and an
+``O(n/p)`` operator norm — exactly the ``¼ m2² ψψᵀ`` part of ``α_{ℓ,2}`` in THEORY.md §4
+— so the constant convention is the one the theory kernels of §5 approximate, and the one
+:class:`ntk_theory.network.MLP` uses.
+
+Closed forms (``ρ = c/√(ab)``, ``θ = arccos ρ`` for a pair with variances ``a, b`` and
+covariance ``c``):
+
+* ReLU (arc-cosine): ``E[σσ] = √(ab)(sin θ + (π − θ) cos θ)/(2π)``, ``K̇ = (π − θ)/(2π)``;
+  leaky ReLU ``s t + (1−s) relu(t)``: ``E[σσ] = s c + (1−s)² k_relu``,
+  ``K̇ = s + (1−s)²(π−θ)/(2π)``; ``|t| = 2 relu(t) − t``: ``E[σσ] = 4 k_relu − c``,
+  ``K̇ = (2/π) arcsin ρ``; linear ``s t``: ``s² c`` and ``s²``; ``t²``: ``ab + 2c²`` and ``4c``.
+* erf (arcsine): ``E[σσ] = (2/π) arcsin(2c/√((1+2a)(1+2b)))``,
+  ``K̇ = (4/π) / √((1+2a)(1+2b) − 4c²)``.
+* Staircases (sign, step, σ_T, σ_Q, ternary, three-level, K-level): with
+  ``σ = l_0 + Σ_j Δ_j 1_{t > t_j}``, ``E[σσ]`` is a sum of bivariate normal orthant
+  probabilities ``P(u > t_j, v > t_k)`` evaluated with Owen's T function
+  (:func:`bivariate_normal_cdf`).
+
+Any other activation uses quadrature (:func:`layer_map`): Mehler's expansion with
+per-point Hermite coefficients for ``|ρ| ≤ 0.8`` (rigorous truncation bound
+``0.8^{M+1} ≤ 1e-10`` relative), and a vectorized 2-D Gauss–Hermite rule with
+``quad_nodes²`` points (:func:`gauss_hermite_expectation`) on the strongly correlated
+pairs, and a 200-point 1-D rule on the diagonal.  Accuracy (measured against the erf
+closed form, tested in ``tests/test_exact.py``): the Mehler part is within its bound
+(≤ 1e-10 relative); the 2-D rule with 64 nodes is within 1e-11 for input variances
+``≤ 1.3`` but only ~1e-7 (CK) / 3e-6 (K̇) at variance 3 and ρ → 1, because erf(√a t)
+approaches a step as ``a`` grows; kinks converge only algebraically in any
+Gauss–Hermite rule, which is why the piecewise-linear families have closed forms.
+
+Derivatives of staircases.  ``σ'`` is a sum of Dirac deltas, so
+``K̇(x,x') = Σ_jk Δ_j Δ_k φ₂(t_j, t_k; Σ)`` with ``φ₂`` the bivariate normal density
+— finite for ``x ≠ x'`` but ``+∞`` on the diagonal (``Σ`` singular, a squared delta).
+``staircase_derivative="dirac"`` (default) returns exactly that: ``Θ`` then has an
+infinite diagonal, and the NTK of a staircase network does not exist as a finite
+matrix.  ``staircase_derivative="ae"`` uses the almost-everywhere derivative (zero),
+which is what back-propagation through :class:`ntk_theory.network.MLP` computes; then
+``K̇ = 0`` and ``Θ_ℓ = K_ℓ``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.special as sps
+
+from .activations import Activation, Staircase, parse_activation
+from .errors import DomainError, ParameterError, ResourceError
+
+__all__ = [
+    "ExactKernels",
+    "LayerScales",
+    "exact_kernels",
+    "layer_map",
+    "layer_scales",
+    "gaussian_mean",
+    "pair_expectation",
+    "bivariate_normal_cdf",
+    "gauss_hermite_expectation",
+    "exact_memory_bytes",
+    "closed_form_name",
+    "MEMORY_LIMIT_BYTES",
+]
+
+#: Requests whose estimated peak memory exceeds this are refused up front (24 GiB machine).
+MEMORY_LIMIT_BYTES = 22 * 2**30
+
+_TWO_PI = 2.0 * math.pi
+_CLOSED = ("relu", "leaky_relu", "abs", "linear", "quadratic", "erf")
+
+
+def closed_form_name(act: Activation) -> str | None:
+    """``"relu"``, ..., ``"staircase"`` when a closed form is used for ``act``, else ``None``."""
+    if act.staircase is not None:
+        return "staircase"
+    return act.name if act.name in _CLOSED else None
+
+
+# --------------------------------------------------------------------------- #
+# Bivariate normal probabilities
+# --------------------------------------------------------------------------- #
+def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``P(ξ1 < h, ξ2 < k)`` for standard normals with correlation ``rho`` (vectorized).
+
+    Uses Owen's formula
+    ``Φ₂(h,k;ρ) = ½Φ(h) + ½Φ(k) − T(h, a_h) − T(k, a_k) − β`` with
+    ``a_h = (k − ρh)/(h√(1−ρ²))``, ``a_k = (h − ρk)/(k√(1−ρ²))`` and ``β = ½`` when
+    ``h k < 0`` or (``h k = 0`` and ``h + k < 0``), else 0; ``T`` is
+    :func:`scipy.special.owens_t`.  Limits: ``h = 0`` gives ``T = sign(k)/4``;
+    ``h = k = 0`` gives ``¼ + arcsin(ρ)/(2π)``; ``ρ = ±1`` the degenerate laws.
+    ``h, k`` may be ``±∞``.
+    """
+    h, k, rho = np.broadcast_arrays(np.asarray(h, float), np.asarray(k, float),
+                                    np.clip(np.asarray(rho, float), -1.0, 1.0))
+    out = np.empty(h.shape)
+    Ph, Pk = sps.ndtr(h), sps.ndtr(k)
+    one = rho >= 1.0 - 1e-15
+    mone = rho <= -1.0 + 1e-15
+    out[one] = np.minimum(Ph, Pk)[one]
+    out[mone] = np.maximum(Ph + Pk - 1.0, 0.0)[mone]
+    gen = ~(one | mone)
+    if np.any(gen):
+        hh, kk, rr = h[gen], k[gen], rho[gen]
+        s = np.sqrt((1.0 - rr) * (1.0 + rr))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ah = (kk - rr * hh) / (hh * s)
+            ak = (hh - rr * kk) / (kk * s)
+            Th = np.where(hh == 0, np.sign(kk) / 4.0, sps.owens_t(hh, ah))
+            Tk = np.where(kk == 0, np.sign(hh) / 4.0, sps.owens_t(kk, ak))
+        # infinite bounds: T(±∞, a) = 0
+        Th = np.where(np.isinf(hh), 0.0, Th)
+        Tk = np.where(np.isinf(kk), 0.0, Tk)
+        hk = hh * kk
+        with np.errstate(invalid="ignore"):
+            beta = np.where((hk > 0) | ((hk == 0) & (hh + kk >= 0)), 0.0, 0.5)
+        val = 0.5 * (sps.ndtr(hh) + sps.ndtr(kk)) - Th - Tk - beta
+        both0 = (hh == 0) & (kk == 0)
+        val = np.where(both0, 0.25 + np.arcsin(rr) / _TWO_PI, val)
+        # an infinite bound makes the event one-dimensional
+        val = np.where(np.isposinf(hh), sps.ndtr(kk), val)
+        val = np.where(np.isposinf(kk), sps.ndtr(hh), val)
+        val = np.where(np.isneginf(hh) | np.isneginf(kk), 0.0, val)
+        out[gen] = np.clip(val, 0.0, 1.0)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# One-dimensional means E[σ(√s ξ)]
+# --------------------------------------------------------------------------- #
+def _gh_rule(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.hermite_e.hermegauss(int(nodes))
+    return x, w / math.sqrt(_TWO_PI)
+
+
+def _staircase_mean(st: Staircase, s: np.ndarray) -> np.ndarray:
+    sd = np.sqrt(s)
+    out = np.full(s.shape, st.levels[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for t, d in zip(st.thresholds, st.jumps):
+            z = np.where(sd > 0, -t / sd, np.where(t < 0, np.inf, -np.inf))
+            out = out + d * sps.ndtr(z)
+    return out
+
+
+def gaussian_mean(act: Activation, s: np.ndarray | float, *, quad_nodes: int = 24) -> np.ndarray:
+    """``E[σ(√s ξ)]`` for an array of variances ``s ≥ 0`` (closed form or 1-D Gauss–Hermite)."""
+    s = np.asarray(s, dtype=float)
+    name = closed_form_name(act)
+    if name == "staircase":
+        return _staircase_mean(act.staircase, s)  # type: ignore[arg-type]
+    if name == "relu":
+        return np.sqrt(s / _TWO_PI)
+    if name == "leaky_relu":
+        return (1.0 - act.param_dict["slope"]) * np.sqrt(s / _TWO_PI)
+    if name == "abs":
+        return np.sqrt(2.0 * s / math.pi)
+    if name in ("linear", "erf"):
+        return np.zeros_like(s)
+    if name == "quadratic":
+        return s.copy()
+    x, w = _gh_rule(quad_nodes)
+    sd = np.sqrt(s)[..., None]
+    return act(sd * x) @ w
+
+
+# --------------------------------------------------------------------------- #
+# Pair expectations E[f(u) g(v)]
+# --------------------------------------------------------------------------- #
+def _rho(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    ab = a * b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(ab > 0, c / np.sqrt(ab), 0.0)
+    return np.clip(r, -1.0, 1.0)
+
+
+def _relu_kernel(a: np.ndarray, b: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    th = np.arccos(rho)
+    return np.sqrt(a * b) * (np.sqrt((1.0 - rho) * (1.0 + rho)) + (math.pi - th) * rho) / _TWO_PI
+
+
+def gauss_hermite_expectation(
+    f: Callable[[np.ndarray], np.ndarray],
+    g: Callable[[np.ndarray], np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    nodes: int = 24,
+) -> np.ndarray:
+    """``E[f(u) g(v)]`` for ``(u,v) ~ N(0, [[a,c],[c,b]])`` by a tensor Gauss–Hermite rule.
+
+    Writes ``u = √a ξ1`` and ``v = √b (ρ ξ1 + √(1−ρ²) ξ2)`` and applies the
+    ``nodes``-point probabilists' Hermite rule in each of ``ξ1, ξ2`` (exact for
+    polynomials of degree ``≤ 2·nodes − 1`` in each variable).  ``a, b, c`` broadcast;
+    cost ``nodes²`` evaluations of ``g`` per pair.
+    """
+    a, b, c = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float), np.asarray(c, float))
+    rho = _rho(a, b, c)
+    x, w = _gh_rule(nodes)
+    sb = np.sqrt(b)
+    beta1 = sb * rho
+    beta2 = sb * np.sqrt((1.0 - rho) * (1.0 + rho))
+    sa = np.sqrt(a)
+    acc = np.zeros(np.broadcast_shapes(a.shape, b.shape, c.shape))
+    for xk, wk in zip(x, w):
+        inner = np.zeros_like(acc)
+        base = beta1 * xk
+        for xl, wl in zip(x, w):
+            inner += wl * g(base + beta2 * xl)
+        acc += wk * f(sa * xk) * inner
+    return acc
+
+
+def _staircase_pair(st: Staircase, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``E[σ(u)σ(v)]`` for a staircase (orthant probabilities via Owen's T)."""
+    l0 = st.levels[0]
+    rho = _rho(a, b, c)
+    sa, sb = np.sqrt(a), np.sqrt(b)
+    out = np.full(np.broadcast_shapes(a.shape, b.shape, c.shape), l0 * l0)
+    mean_u = _staircase_mean(st, a) - l0
+    mean_v = _staircase_mean(st, b) - l0
+    out = out + l0 * (mean_u + mean_v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hs = [np.where(sa > 0, t / sa, np.sign(t) * np.inf) for t in st.thresholds]
+        ks = [np.where(sb > 0, t / sb, np.sign(t) * np.inf) for t in st.thresholds]
+    # P(u > t_j, v > t_k) = P(−u < −t_j, −v < −t_k) = Φ₂(−t_j/√a, −t_k/√b; ρ)
+    for dj, hj in zip(st.jumps, hs):
+        for dk, kk in zip(st.jumps, ks):
+            out = out + dj * dk * bivariate_normal_cdf(-hj, -kk, rho)
+    return out
+
+
+def _staircase_dirac(st: Staircase, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``Σ_jk Δ_j Δ_k φ₂(t_j, t_k; [[a,c],[c,b]])``; ``+∞`` where the covariance is singular."""
+    det = a * b - c * c
+    shape = np.broadcast_shapes(a.shape, b.shape, c.shape)
+    out = np.zeros(shape)
+    ok = det > 1e-14 * np.maximum(a * b, 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = 1.0 / (_TWO_PI * np.sqrt(np.where(ok, det, 1.0)))
+        for tj, dj in zip(st.thresholds, st.jumps):
+            for tk, dk in zip(st.thresholds, st.jumps):
+                q = (b * tj * tj - 2.0 * c * tj * tk + a * tk * tk) / np.where(ok, det, 1.0)
+                out = out + dj * dk * norm * np.exp(-0.5 * q)
+    any_jump = any(d != 0 for d in st.jumps)
+    return np.where(ok, out, np.inf if any_jump else 0.0)
+
+
+def pair_expectation(
+    act: Activation,
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    *,
+    derivative: bool = False,
+    staircase_derivative: str = "dirac",
+    quad_nodes: int = 24,
+) -> np.ndarray:
+    """``E[σ(u)σ(v)]`` (or ``E[σ'(u)σ'(v)]`` with ``derivative=True``), uncentered.
+
+    ``(u, v) ~ N(0, [[a, c], [c, b]])``; arrays broadcast.  Closed forms where
+    available (module docstring), else :func:`gauss_hermite_expectation`.
+    """
+    a, b, c = (np.asarray(v, dtype=float) for v in (a, b, c))
+    name = closed_form_name(act)
+    if name == "staircase":
+        st = act.staircase
+        assert st is not None
+        if not derivative:
+            return _staircase_pair(st, a, b, c)
+        if staircase_derivative == "ae":
+            return np.zeros(np.broadcast_shapes(a.shape, b.shape, c.shape))
+        if staircase_derivative != "dirac":
+            raise ParameterError(f"staircase_derivative must be 'dirac' or 'ae', got '{staircase_derivative}'")
+        return _staircase_dirac(st, a, b, c)
+    if name is not None:
+        rho = _rho(a, b, c)
+        if name in ("relu", "leaky_relu"):
+            s = act.param_dict.get("slope", 0.0) if name == "leaky_relu" else 0.0
+            if derivative:
+                return s + (1.0 - s) ** 2 * (math.pi - np.arccos(rho)) / _TWO_PI
+            return s * c + (1.0 - s) ** 2 * _relu_kernel(a, b, rho)
+        if name == "abs":
+            if derivative:
+                return (2.0 / math.pi) * np.arcsin(rho)
+            return 4.0 * _relu_kernel(a, b, rho) - c
+        if name == "linear":
+            s = act.param_dict["slope"]
+            if derivative:
+                return np.full(np.broadcast_shapes(a.shape, b.shape, c.shape), s * s)
+            return s * s * c
+        if name == "quadratic":
+            return 4.0 * c if derivative else a * b + 2.0 * c * c
+        if name == "erf":
+            q = (1.0 + 2.0 * a) * (1.0 + 2.0 * b)
+            if derivative:
+                return (4.0 / math.pi) / np.sqrt(q - 4.0 * c * c)
+            return (2.0 / math.pi) * np.arcsin(np.clip(2.0 * c / np.sqrt(q), -1.0, 1.0))
+    fn = act.derivative if derivative else act
+    return gauss_hermite_expectation(fn, fn, a, b, c, quad_nodes)
+
+
+def hermite_coefficients(
+    fn: Callable[[np.ndarray], np.ndarray], s: np.ndarray, order: int, nodes: int = 200
+) -> np.ndarray:
+    """Orthonormal Hermite coefficients ``A_k(s) = E[fn(√s ξ) h_k(ξ)]``, ``k = 0..order``.
+
+    ``h_k = He_k/√k!`` (orthonormal for N(0,1)), evaluated by the stable recurrence
+    ``h_{k+1} = (x h_k − √k h_{k−1})/√(k+1)``; the expectation is a ``nodes``-point
+    Gauss–Hermite rule.  Returns an array of shape ``(order + 1, len(s))``.
+    """
+    x, w = _gh_rule(nodes)
+    s = np.atleast_1d(np.asarray(s, dtype=float))
+    F = fn(np.sqrt(s)[:, None] * x[None, :]) * w[None, :]
+    H = np.empty((order + 1, x.size))
+    H[0] = 1.0
+    if order >= 1:
+        H[1] = x
+    for k in range(1, order):
+        H[k + 1] = (x * H[k] - math.sqrt(k) * H[k - 1]) / math.sqrt(k + 1)
+    return H @ F.T
+
+
+def mehler_order(rho_max: float, tol: float) -> int:
+    """Smallest ``M`` with ``rho_max^{M+1} ≤ tol``: the truncation bound of :func:`_mehler_block`."""
+    return max(1, int(math.ceil(math.log(tol) / math.log(rho_max))) - 1)
+
+
+def _mehler_block(Ai: np.ndarray, Aj: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``Σ_{k≤M} ρ^k A_k(i) A_k(j)`` (Mehler's formula, truncated).
+
+    Truncation error, by Cauchy–Schwarz and Parseval:
+    ``|Σ_{k>M} ρ^k A_k(i) A_k(j)| ≤ |ρ|^{M+1} √(E f(u)²) √(E f(v)²)``.
+    """
+    acc = np.multiply.outer(Ai[0], Aj[0])
+    P = np.ones_like(rho)
+    tmp = np.empty_like(rho)
+    for k in range(1, Ai.shape[0]):
+        P *= rho
+        np.multiply.outer(Ai[k], Aj[k], out=tmp)
+        tmp *= P
+        acc += tmp
+    return acc
+
+
+@dataclass(frozen=True)
+class _LayerRule:
+    """How one layer's expectations are evaluated for activations without a closed form."""
+
+    quad_nodes: int = 64
+    rho_max: float = 0.8
+    tol: float = 1e-10
+    coef_nodes: int = 200
+
+
+def _quadrature_block(
+    fn: Callable[[np.ndarray], np.ndarray],
+    A: np.ndarray,
+    i0: int,
+    i1: int,
+    d: np.ndarray,
+    c: np.ndarray,
+    rule: _LayerRule,
+) -> np.ndarray:
+    """``E[fn(u) fn(v)]`` on rows ``i0:i1``, columns ``i0:`` (Mehler where ``|ρ| ≤ rho_max``,
+    2-D Gauss–Hermite on the remaining, strongly correlated pairs)."""
+    a = d[i0:i1, None]
+    b = d[None, i0:]
+    rho = _rho(a, b, c)
+    out = _mehler_block(A[:, i0:i1], A[:, i0:], rho)
+    hi = np.abs(rho) > rule.rho_max
+    # the diagonal (ρ = 1): a 1-D rule with coef_nodes points, E[fn(√a ξ)²]
+    diag = np.arange(i1 - i0)
+    x, w = _gh_rule(rule.coef_nodes)
+    out[diag, diag] = (fn(np.sqrt(d[i0:i1])[:, None] * x[None, :]) ** 2) @ w
+    hi[diag, diag] = False
+    if np.any(hi):
+        aa, bb = np.broadcast_arrays(a, b)
+        out[hi] = gauss_hermite_expectation(fn, fn, aa[hi], bb[hi], c[hi], rule.quad_nodes)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# --------------------------------------------------------------------------- #
+# Scales and centering constants
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class LayerScales:
+    """The theory's scale recursion and centering constants (THEORY.md §1, §4).
+
+    Attributes
+    ----------
+    taus : tuple of float
+        ``τ_0, …, τ_L`` (positive roots), ``τ_ℓ² = Var σ_ℓ(τ_{ℓ−1} ξ)``.
+    centering : tuple of float
+        ``c_ℓ = E[σ_ℓ(τ_{ℓ−1} ξ)]`` for ``ℓ = 1..L``.
+    """
+
+    taus: tuple[float, ...]
+    centering: tuple[float, ...]
+
+
+def layer_scales(activations: Sequence[Activation | str], tau0: float, *, quad_nodes: int = 48) -> LayerScales:
+    """``τ_ℓ`` and ``c_ℓ`` layer by layer, from the same one-layer maps as the kernels.
+
+    ``c_ℓ = gaussian_mean(σ_ℓ, τ_{ℓ−1}²)`` and ``τ_ℓ² = E[σ_ℓ(τξ)²] − c_ℓ²`` where the
+    second moment is the kernel map on the diagonal (``a = b = c = τ²``).  Independent
+    check against the moment engine in ``tests/test_exact.py``.
+    """
+    if not (math.isfinite(tau0) and tau0 > 0):
+        raise DomainError(f"tau0 must be positive and finite, got {tau0}")
+    acts = [parse_activation(a) for a in activations]
+    taus = [float(tau0)]
+    cs = []
+    for act in acts:
+        s = np.array(taus[-1] ** 2)
+        c = float(gaussian_mean(act, s, quad_nodes=quad_nodes))
+        second = float(pair_expectation(act, s, s, s, quad_nodes=quad_nodes))
+        var = second - c * c
+        if not (math.isfinite(var) and var > 0):
+            raise DomainError(f"activation {act.spec} has zero or undefined variance at tau={taus[-1]:.6g}")
+        cs.append(c)
+        taus.append(math.sqrt(var))
+    return LayerScales(taus=tuple(taus), centering=tuple(cs))
+
+
+# --------------------------------------------------------------------------- #
+# Kernels
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True, eq=False)
+class ExactKernels:
+    """Exact limiting kernels of THEORY.md §3.
+
+    Attributes
+    ----------
+    K : tuple of ndarray
+        ``K_0 = XᵀX, K_1, …, K_L`` (n×n).
+    Theta : tuple of ndarray
+        ``Θ_0 = XᵀX, Θ_1, …, Θ_L``; may contain ``+∞`` for staircases with
+        ``staircase_derivative="dirac"``.
+    Kdot : tuple of ndarray
+        ``K̇_1, …, K̇_L``.
+    centering : tuple of float
+        The constants ``c_ℓ`` subtracted at every layer.
+    methods : tuple of str
+        ``"closed:<family>"`` or ``"gauss-hermite(<nodes>)"`` per layer.
+    """
+
+    K: tuple[np.ndarray, ...]
+    Theta: tuple[np.ndarray, ...]
+    Kdot: tuple[np.ndarray, ...]
+    centering: tuple[float, ...]
+    methods: tuple[str, ...]
+
+    @property
+    def ck(self) -> np.ndarray:
+        """The last layer's ``K_L``."""
+        return self.K[-1]
+
+    @property
+    def ntk(self) -> np.ndarray:
+        """The last layer's ``Θ_L``."""
+        return self.Theta[-1]
+
+
+def exact_memory_bytes(n: int, L: int, *, block_bytes: int = 256 * 2**20) -> int:
+    """Peak memory estimate of :func:`exact_kernels`: ``3L + 2`` stored n×n float64 matrices,
+    one temporary, and the row-block work space."""
+    return int((3 * L + 3) * 8 * n * n + 4 * block_bytes)
+
+
+def _block_rows(n: int, block_bytes: int, per_entry_arrays: int) -> int:
+    return max(1, min(n, int(block_bytes // (8 * max(n, 1) * per_entry_arrays))))
+
+
+def _centered_closed(act: Activation, a, b, c, center: float) -> np.ndarray:
+    """``E[(σ(u) − c)(σ(v) − c)]`` with a constant ``c``, from the closed forms."""
+    raw = pair_expectation(act, a, b, c)
+    if center == 0.0:
+        return raw
+    return raw - center * (gaussian_mean(act, a) + gaussian_mean(act, b)) + center * center
+
+
+def layer_map(
+    act: Activation,
+    K_prev: np.ndarray,
+    center: float,
+    *,
+    derivative: bool = True,
+    staircase_derivative: str = "dirac",
+    quad_nodes: int = 64,
+    rho_max: float = 0.8,
+    tol: float = 1e-10,
+    block_bytes: int = 256 * 2**20,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One layer: ``(K_ℓ, K̇_ℓ)`` from ``K_{ℓ−1}`` with centering constant ``center``.
+
+    Closed forms where available.  Otherwise (THEORY.md §3 "otherwise 2-D quadrature"):
+    Mehler's formula ``E[f(u)f(v)] = Σ_k ρ^k A_k(a) A_k(b)`` with per-point Hermite
+    coefficients (:func:`hermite_coefficients`) for pairs with ``|ρ| ≤ rho_max``,
+    truncated at ``M = mehler_order(rho_max, tol)`` so that the truncation error is at
+    most ``tol·√(E f(u)² E f(v)²)``; pairs with ``|ρ| > rho_max`` (the diagonal and
+    near-duplicates) use the 2-D Gauss–Hermite rule with ``quad_nodes²`` points.  Cost:
+    ``O(M n²)`` instead of ``O(quad_nodes² n²)`` activation calls.
+
+    Works on row blocks of the upper triangle and mirrors them, so the work space is
+    about ``block_bytes`` whatever ``n``.
+    """
+    n = K_prev.shape[0]
+    d = np.diag(K_prev).copy()
+    if np.any(~np.isfinite(d)) or np.any(d <= 0):
+        raise DomainError("a layer input has a zero or non-finite variance K(x,x); "
+                          "remove zero samples or check the previous layer")
+    if not (0 < rho_max < 1 and 0 < tol < 1):
+        raise ParameterError("need 0 < rho_max < 1 and 0 < tol < 1")
+    K = np.empty((n, n))
+    Kd = np.empty((n, n)) if derivative else None
+    closed = closed_form_name(act)
+    rule = _LayerRule(quad_nodes=quad_nodes, rho_max=rho_max, tol=tol)
+    if closed is None:
+        M = mehler_order(rho_max, tol)
+        f = lambda t: act(t) - center  # noqa: E731  (centred before integrating: no cancellation)
+        A = hermite_coefficients(f, d, M, rule.coef_nodes)
+        Ad = hermite_coefficients(act.derivative, d, M, rule.coef_nodes) if derivative else None
+    B = _block_rows(n, block_bytes, 12 if closed is not None else 6)
+    for i0 in range(0, n, B):
+        i1 = min(n, i0 + B)
+        a = d[i0:i1, None]
+        b = d[None, i0:]
+        c = K_prev[i0:i1, i0:]
+        if closed is None:
+            blk = _quadrature_block(f, A, i0, i1, d, c, rule)
+        else:
+            blk = _centered_closed(act, a, b, c, center)
+        K[i0:i1, i0:] = blk
+        K[i0:, i0:i1] = blk.T
+        if Kd is not None:
+            if closed is None:
+                bd = _quadrature_block(act.derivative, Ad, i0, i1, d, c, rule)
+            else:
+                bd = pair_expectation(act, a, b, c, derivative=True,
+                                      staircase_derivative=staircase_derivative)
+            Kd[i0:i1, i0:] = bd
+            Kd[i0:, i0:i1] = bd.T
+    return K, Kd
+
+
+def exact_kernels(
+    X: np.ndarray,
+    activations: Sequence[Activation | str],
+    *,
+    centering: Sequence[float] | str | None = None,
+    tau0: float | None = None,
+    ntk: bool = True,
+    staircase_derivative: str = "dirac",
+    quad_nodes: int = 64,
+    rho_max: float = 0.8,
+    tol: float = 1e-10,
+    block_bytes: int = 256 * 2**20,
+) -> ExactKernels:
+    """Exact limiting CK and NTK of THEORY.md §3 for the data ``X`` (p×n, scaled as in §2).
+
+    Parameters
+    ----------
+    X : ndarray, shape (p, n)
+    activations : sequence of Activation or spec strings
+        ``σ_1, …, σ_L``.
+    centering : sequence of float, "none" or None
+        Constants ``c_ℓ``; ``"none"`` for uncentered activations; ``None`` (default) for
+        the theory's ``c_ℓ = E[σ_ℓ(τ_{ℓ−1} ξ)]`` from :func:`layer_scales` at ``tau0``.
+    tau0 : float, optional
+        Scale of the data for the default centering; default ``√(mean_i ‖x_i‖²)``
+        (pass ``DataStatistics.tau0`` for the population value ``√(tr C°/p)``).
+    ntk : bool
+        Also compute ``K̇_ℓ`` and ``Θ_ℓ`` (default).
+    staircase_derivative : {"dirac", "ae"}
+        See the module docstring.
+    quad_nodes, rho_max, tol :
+        Quadrature settings for activations without closed form (see :func:`layer_map`).
+    block_bytes : int
+        Work space per row block.
+
+    Raises
+    ------
+    ResourceError
+        When the estimated peak memory exceeds :data:`MEMORY_LIMIT_BYTES`.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ParameterError(f"X must be a p×n matrix, got shape {X.shape}")
+    acts = [parse_activation(a) for a in activations]
+    if not acts:
+        raise ParameterError("need at least one activation")
+    n = X.shape[1]
+    need = exact_memory_bytes(n, len(acts), block_bytes=block_bytes)
+    if need > MEMORY_LIMIT_BYTES:
+        raise ResourceError(
+            f"exact kernels for n={n}, L={len(acts)} need about {need / 2**30:.1f} GiB "
+            f"(limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)"
+        )
+    if not np.all(np.isfinite(X)):
+        raise ParameterError("X contains non-finite values")
+    K0 = X.T @ X
+    if isinstance(centering, str):
+        if centering != "none":
+            raise ParameterError(f"centering must be a list of numbers, 'none' or None, got '{centering}'")
+        cs = tuple(0.0 for _ in acts)
+    elif centering is None:
+        t0 = float(np.sqrt(np.mean(np.diag(K0)))) if tau0 is None else float(tau0)
+        cs = layer_scales(acts, t0).centering
+    else:
+        cs = tuple(float(v) for v in centering)
+        if len(cs) != len(acts) or not all(math.isfinite(v) for v in cs):
+            raise ParameterError(f"centering needs {len(acts)} finite numbers, got {list(centering)}")
+    Ks, Ths, Kds, methods = [K0], [K0], [], []
+    for act, c in zip(acts, cs):
+        K, Kd = layer_map(act, Ks[-1], c, derivative=ntk, staircase_derivative=staircase_derivative,
+                          quad_nodes=quad_nodes, rho_max=rho_max, tol=tol, block_bytes=block_bytes)
+        name = closed_form_name(act)
+        methods.append(f"closed:{name}" if name else
+                       f"mehler(rho<={rho_max},tol={tol:g})+gauss-hermite({quad_nodes})")
+        Ks.append(K)
+        if Kd is not None:
+            with np.errstate(invalid="ignore"):
+                prod = Ths[-1] * Kd
+            prod[Kd == 0] = 0.0  # 0·∞ from an infinite Θ diagonal is 0 when K̇ vanishes
+            Ths.append(K + prod)
+            Kds.append(Kd)
+    return ExactKernels(K=tuple(Ks), Theta=tuple(Ths) if ntk else (), Kdot=tuple(Kds),
+                        centering=cs, methods=tuple(methods))
