@@ -412,6 +412,7 @@ def clear_caches() -> None:
     _parity.cache_clear()
     _numeric_integrand.cache_clear()
     _pieces_cached.cache_clear()
+    _singularity_verdict.cache_clear()
 
 
 def _is_zero(e: sp.Expr, may_simplify: bool) -> bool:
@@ -722,6 +723,35 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
     return value, err
 
 
+@lru_cache(maxsize=512)
+def _singularity_verdict(f: sp.Expr) -> str:
+    """"" if ``f`` has no non-integrable real singularity, else the error message."""
+    try:
+        sing = _singular_points(f)
+        if not sing:
+            return ""
+        fn = _numeric_integrand(f, 0)
+        with mp.workdps(40):
+            for s in sing:
+                _check_singularity(fn, s, 1.0, 0, False)
+    except DivergenceError as exc:
+        return str(exc)
+    return ""
+
+
+def _check_integrable_singularities(f: sp.Expr, nonnegative: bool) -> None:
+    """Refuse principal values: a pole makes the expectation undefined (E[1/x]).
+
+    Runs before parity or any closed form, which would otherwise return the
+    principal value 0 for an odd function with a pole.
+    """
+    if not f.has(sp.Pow, sp.log, sp.tan, sp.cot, sp.sec, sp.csc):
+        return
+    msg = _singularity_verdict(f)
+    if msg and not nonnegative:
+        raise DivergenceError(msg)
+
+
 # --------------------------------------------------------------------------- #
 # Public entry point
 # --------------------------------------------------------------------------- #
@@ -783,6 +813,7 @@ def gaussian_expectation(
             raise DomainError(f"the constant {f} is not real")
         val = f if order == 0 else sp.S.Zero
         return Expectation(mp.mpf(sp.N(val, digits + 10)), 0.0, val, "closed form")
+    _check_integrable_singularities(f, nonnegative)
     if symbolic:
         der = _derive(f, order, budget, allow_integrate=True)
         if der.expr is not None:

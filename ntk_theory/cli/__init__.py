@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from typing import Sequence
@@ -67,3 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug, not bad input: still one line, no traceback
+        if os.environ.get("NTK_THEORY_DEBUG"):
+            raise
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        sys.stderr.write(f"ntk-theory {args.command}: internal error (please report; "
+                         f"NTK_THEORY_DEBUG=1 shows the traceback): {msg}\n")
+        return 2

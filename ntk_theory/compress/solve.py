@@ -217,67 +217,90 @@ def _suggest_after(fam_name: str) -> str:
 # --------------------------------------------------------------------------- #
 # sigma_T: 3x3 Newton from structured starts
 # --------------------------------------------------------------------------- #
-def _sigma_t_seeds(A1: float, A2: float, W: float, n: int = 121, keep: int = 8) -> tuple[list[tuple[float, float, float]], float]:
-    """Local minima of the amplitude-eliminated residual on a fixed (z1, z2) grid."""
-    zs = np.linspace(-6.0, 6.0, n)
+def _sigma_t_seeds(A1: float, A2: float, W: float, c: float, n: int = 241,
+                   keep: int = 24) -> tuple[list[tuple[float, float, float]], float]:
+    """Structured starting points for the σ_T system with sign pattern ``c``.
+
+    With the amplitude eliminated a root lies where ``(g1, g2)`` points along
+    ``(√A1, c√A2)`` — ``E1 = (g1 c√A2 − g2 √A1)/|g| = 0`` — and where
+    ``E2 = (A1 + A2) h/|g|² − W = 0``.  Seeds are (i) the centres of grid cells of
+    the ``(z1, z2)`` plane in which both change sign and (ii) the local minima of
+    ``|E1| + |E2|``; ordered by that value, then by position (deterministic).
+    """
+    zs = np.linspace(-8.0, 8.0, n)
     Z1, Z2 = np.meshgrid(zs, zs, indexing="ij")
     g1, g2, h, _ = SigmaTFamily.shape_np(Z1, Z2)
-    D = max(A1, A2, abs(W))
-    num = A1 * g1**2 + A2 * g2**2 + W * h
-    den = g1**4 + g2**4 + h**2
+    S = A1 + A2 + abs(W)
     with np.errstate(all="ignore"):
-        lam = np.where(den > 0, np.maximum(num / den, 0.0), 0.0)
-        R = np.sqrt((lam * g1**2 - A1) ** 2 + (lam * g2**2 - A2) ** 2 + (lam * h - W) ** 2) / D
-    R = np.where(Z2 > Z1 + 1e-9, R, np.inf)
-    # strict local minima over the 8-neighbourhood (deterministic order: by residual)
+        nrm = np.sqrt(g1**2 + g2**2)
+        E1 = (g1 * c * math.sqrt(A2) - g2 * math.sqrt(A1)) / (nrm * math.sqrt(S))
+        E2 = ((A1 + A2) * h / nrm**2 - W) / S
+        R = np.where((Z2 > Z1) & np.isfinite(E1) & np.isfinite(E2), np.abs(E1) + np.abs(E2), np.inf)
+    cand: set[tuple[int, int]] = set()
+    ch = []
+    for E in (E1, E2):
+        corners = np.stack([E[:-1, :-1], E[1:, :-1], E[:-1, 1:], E[1:, 1:]])
+        ok = np.all(np.isfinite(corners), axis=0)
+        ch.append(ok & (np.min(corners, axis=0) <= 0) & (np.max(corners, axis=0) >= 0))
+    for i, j in np.argwhere(ch[0] & ch[1]):
+        block = R[i:i + 2, j:j + 2]
+        k = np.unravel_index(np.argmin(block), block.shape)
+        cand.add((int(i + k[0]), int(j + k[1])))
     P = np.pad(R, 1, constant_values=np.inf)
-    is_min = np.ones_like(R, dtype=bool)
+    is_min = np.isfinite(R)
     for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             if di or dj:
                 is_min &= R <= P[1 + di:1 + di + n, 1 + dj:1 + dj + n]
-    is_min &= np.isfinite(R)
-    idx = np.argwhere(is_min)
-    order = np.lexsort((idx[:, 1], idx[:, 0], R[is_min]))
-    seeds = [(float(Z1[tuple(idx[k])]), float(Z2[tuple(idx[k])]), float(lam[tuple(idx[k])]))
-             for k in order[:keep]]
-    best = float(np.min(R[np.isfinite(R)])) if np.isfinite(R).any() else 1.0
+    cand.update((int(i), int(j)) for i, j in np.argwhere(is_min))
+    ranked = sorted((float(R[i, j]), i, j) for i, j in cand if np.isfinite(R[i, j]))
+    seeds = []
+    for _, i, j in ranked[:keep]:
+        gg1, gg2 = float(g1[i, j]), float(g2[i, j])
+        amp = (gg1 * math.sqrt(A1) + gg2 * c * math.sqrt(A2)) / (gg1**2 + gg2**2)
+        seeds.append((float(Z1[i, j]), float(Z2[i, j]), amp))
+    best = float(np.min(R)) if np.isfinite(R).any() else 1.0
     return seeds, best
 
 
-def _sigma_t_float_newton(A1: float, A2: float, W: float,
-                          x0: tuple[float, float, float]) -> tuple[float, float, float] | None:
-    """Float64 root of the σ_T system from ``x0`` (scipy ``hybr``), or None if it fails."""
-    from scipy.optimize import root
-
-    D = max(A1, A2, abs(W))
+def _sigma_t_system_np(A1: float, A2: float, W: float, c: float):
+    """Float64 residual and Jacobian of ``(a g1 − √A1, a g2 − c√A2, a²h − W)/scale``."""
+    S = math.sqrt(A1 + A2 + abs(W))
+    r1, r2 = math.sqrt(A1), c * math.sqrt(A2)
 
     def fun(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z1, z2, lam = x
-        g1, g2, h, P = SigmaTFamily.shape_np(np.array(z1), np.array(z2))
+        z1, z2, a = (float(v) for v in x)
         p1 = math.exp(-z1 * z1 / 2) / math.sqrt(2 * math.pi)
         p2 = math.exp(-z2 * z2 / 2) / math.sqrt(2 * math.pi)
+        P = float(sps_ndtr(z1) + sps_ndtr(-z2))
+        g1, g2 = p2 - p1, z2 * p2 - z1 * p1
+        h = (1 - 2 * P) * g2
         dg1 = (z1 * p1, -z2 * p2)
         dg2 = (-(1 - z1 * z1) * p1, (1 - z2 * z2) * p2)
         dh = (-2 * p1 * g2 + (1 - 2 * P) * dg2[0], 2 * p2 * g2 + (1 - 2 * P) * dg2[1])
-        f = np.array([lam * g1**2 - A1, lam * g2**2 - A2, lam * h - W]) / D
-        jac = np.array([[2 * lam * g1 * dg1[0], 2 * lam * g1 * dg1[1], g1**2],
-                        [2 * lam * g2 * dg2[0], 2 * lam * g2 * dg2[1], g2**2],
-                        [lam * dh[0], lam * dh[1], h]], dtype=float) / D
+        f = np.array([(a * g1 - r1) / S, (a * g2 - r2) / S, (a * a * h - W) / S**2])
+        jac = np.array([[a * dg1[0] / S, a * dg1[1] / S, g1 / S],
+                        [a * dg2[0] / S, a * dg2[1] / S, g2 / S],
+                        [a * a * dh[0] / S**2, a * a * dh[1] / S**2, 2 * a * h / S**2]])
         return f, jac
 
-    with np.errstate(all="ignore"):
-        sol = root(fun, np.array(x0, dtype=float), jac=True, method="hybr")
-    x = sol.x
-    if not np.all(np.isfinite(x)) or x[2] <= 0 or x[1] - x[0] <= 1e-6:
-        return None
-    if np.max(np.abs(fun(x)[0])) > 1e-9:
-        return None
-    return float(x[0]), float(x[1]), float(x[2])
+    return fun
+
+
+def sps_ndtr(x: float) -> float:
+    from scipy.special import ndtr
+
+    return float(ndtr(x))
 
 
 def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]]:
-    """All distinct roots ``(z1, z2, a², variance)`` reached from the structured seeds."""
+    """All distinct roots ``(z1, z2, a, variance)`` reached from the structured seeds.
+
+    The system is kept unsquared — ``a g1 = √A1``, ``a g2 = ±√A2``, ``a² h = W`` with a
+    signed amplitude ``a`` — so small targets (``m2 → 0``) are not double roots.
+    """
+    from scipy.optimize import root
+
     D = max(A1, A2, abs(W))
     if A2 <= _ZERO * D and abs(W) > _ZERO * D:
         raise InfeasibleError(
@@ -285,53 +308,57 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
             "sigma_T has E[σ''] = 0 only when z1φ(z1) = z2φ(z2), which forces "
             f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (THEORY.md §6); "
             f"best residual {abs(float(W)) / float(D):.3g}; would work: ternary")
-    c = 1 / mp.sqrt(2 * mp.pi)
-
-    def parts(z1: mp.mpf, z2: mp.mpf) -> tuple[Any, ...]:
-        p1 = c * mp.exp(-z1 * z1 / 2)
-        p2 = c * mp.exp(-z2 * z2 / 2)
-        P = mp.ncdf(z1) + mp.ncdf(-z2)
-        g1 = p2 - p1
-        g2 = z2 * p2 - z1 * p1
-        return p1, p2, P, g1, g2, (1 - 2 * P) * g2
-
-    def F(z1: mp.mpf, z2: mp.mpf, lam: mp.mpf) -> list[mp.mpf]:
-        _, _, _, g1, g2, h = parts(z1, z2)
-        return [(lam * g1**2 - A1) / D, (lam * g2**2 - A2) / D, (lam * h - W) / D]
-
-    def J(z1: mp.mpf, z2: mp.mpf, lam: mp.mpf) -> list[list[mp.mpf]]:
-        p1, p2, P, g1, g2, h = parts(z1, z2)
-        dg1 = (z1 * p1, -z2 * p2)
-        dg2 = (-(1 - z1 * z1) * p1, (1 - z2 * z2) * p2)
-        dh = (-2 * p1 * g2 + (1 - 2 * P) * dg2[0], 2 * p2 * g2 + (1 - 2 * P) * dg2[1])
-        return [[2 * lam * g1 * dg1[0] / D, 2 * lam * g1 * dg1[1] / D, g1**2 / D],
-                [2 * lam * g2 * dg2[0] / D, 2 * lam * g2 * dg2[1] / D, g2**2 / D],
-                [lam * dh[0] / D, lam * dh[1] / D, h / D]]
-
-    seeds, best = _sigma_t_seeds(float(A1), float(A2), float(W))
+    S = mp.sqrt(A1 + A2 + abs(W))
     sols: list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]] = []
+    best = math.inf
     tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
-    for z1, z2, lam in seeds:
-        if lam <= 0:
-            continue
-        # float64 Newton (MINPACK hybrid) first: cheap, and only converged starts are polished
-        start = _sigma_t_float_newton(float(A1), float(A2), float(W), (z1, z2, lam))
-        if start is None:
-            continue
-        try:
-            r = mp.findroot(F, tuple(mp.mpf(x) for x in start), J=J, tol=tol, maxsteps=20,
-                            verify=False)
-        except (ValueError, ZeroDivisionError, TypeError):
-            continue
-        z1r, z2r, lr = r[0], r[1], r[2]
-        if not (lr > 0 and z2r - z1r > mp.mpf(10) ** -6):
-            continue
-        if max(abs(v) for v in F(z1r, z2r, lr)) > tol:
-            continue
-        if any(abs(z1r - s[0]) + abs(z2r - s[1]) < mp.mpf(10) ** -8 for s in sols):
-            continue
-        P = parts(z1r, z2r)[2]
-        sols.append((z1r, z2r, lr, lr * P * (1 - P)))
+    accept = mp.mpf(10) ** (-(mp.mp.dps - 12))
+    for c in (1, -1):
+        if c == -1 and A2 <= _ZERO * D:
+            continue  # both sign patterns coincide
+        r1, r2 = mp.sqrt(A1), c * mp.sqrt(A2)
+
+        def F(z1: mp.mpf, z2: mp.mpf, a: mp.mpf) -> list[mp.mpf]:
+            p1, p2 = mp.npdf(z1), mp.npdf(z2)
+            P = mp.ncdf(z1) + mp.ncdf(-z2)
+            g1, g2 = p2 - p1, z2 * p2 - z1 * p1
+            return [(a * g1 - r1) / S, (a * g2 - r2) / S, (a * a * (1 - 2 * P) * g2 - W) / S**2]
+
+        def J(z1: mp.mpf, z2: mp.mpf, a: mp.mpf) -> list[list[mp.mpf]]:
+            p1, p2 = mp.npdf(z1), mp.npdf(z2)
+            P = mp.ncdf(z1) + mp.ncdf(-z2)
+            g1, g2 = p2 - p1, z2 * p2 - z1 * p1
+            h = (1 - 2 * P) * g2
+            dg1 = (z1 * p1, -z2 * p2)
+            dg2 = (-(1 - z1 * z1) * p1, (1 - z2 * z2) * p2)
+            dh = (-2 * p1 * g2 + (1 - 2 * P) * dg2[0], 2 * p2 * g2 + (1 - 2 * P) * dg2[1])
+            return [[a * dg1[0] / S, a * dg1[1] / S, g1 / S],
+                    [a * dg2[0] / S, a * dg2[1] / S, g2 / S],
+                    [a * a * dh[0] / S**2, a * a * dh[1] / S**2, 2 * a * h / S**2]]
+
+        seeds, b = _sigma_t_seeds(float(A1), float(A2), float(W), float(c))
+        best = min(best, b)
+        fun = _sigma_t_system_np(float(A1), float(A2), float(W), float(c))
+        for x0 in seeds:
+            with np.errstate(all="ignore"):
+                sol = root(fun, np.array(x0), jac=True, method="hybr")
+            x = sol.x
+            if not np.all(np.isfinite(x)) or x[1] - x[0] <= 1e-6 or np.max(np.abs(fun(x)[0])) > 1e-8:
+                continue
+            if any(abs(x[0] - float(s[0])) + abs(x[1] - float(s[1])) < 1e-6 for s in sols):
+                continue
+            try:
+                r = mp.findroot(F, tuple(mp.mpf(float(v)) for v in x), J=J, tol=tol,
+                                maxsteps=20, verify=False)
+            except (ValueError, ZeroDivisionError, TypeError):
+                continue
+            z1r, z2r, ar = r[0], r[1], r[2]
+            if not (z2r - z1r > mp.mpf(10) ** -6) or max(abs(v) for v in F(z1r, z2r, ar)) > accept:
+                continue
+            if any(abs(z1r - s[0]) + abs(z2r - s[1]) < mp.mpf(10) ** -8 for s in sols):
+                continue
+            P = mp.ncdf(z1r) + mp.ncdf(-z2r)
+            sols.append((z1r, z2r, ar, ar * ar * P * (1 - P)))
     if not sols:
         raise InfeasibleError(
             "sigma_T infeasible: no root of the 3×3 α-matching system from any structured "
@@ -378,11 +405,11 @@ def solve_alpha(family: str | Family, targets: AlphaTargets, tau: float, *, digi
         if isinstance(fam, SigmaTFamily):
             sols = _solve_sigma_t(A1, A2, W)
             # least variance; exact ties (the mirror branch z -> -z) go to the larger z1
-            z1, z2, lam, _ = min(sols, key=lambda s: (float(mp.nstr(s[3], 10)), -float(s[0])))
-            a = mp.sqrt(lam)
+            z1, z2, a, _ = min(sols, key=lambda s: (float(mp.nstr(s[3], 10)), -float(s[0])))
+            # overall sign: make E[σ'] (or E[σ''] when m1 = 0) carry the dense sign
             g1 = mp.npdf(z2) - mp.npdf(z1)
             g2 = z2 * mp.npdf(z2) - z1 * mp.npdf(z1)
-            ref, m_ref = (g1, targets.m1) if A1 > _ZERO * max(A1, A2) else (g2, targets.m2)
+            ref, m_ref = (a * g1, targets.m1) if A1 > _ZERO * max(A1, A2) else (a * g2, targets.m2)
             if _sign(float(ref)) != _sign(float(m_ref)):
                 a = -a
             params = {"s1": z1 * t, "s2": z2 * t, "a": a}
