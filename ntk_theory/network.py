@@ -1,0 +1,427 @@
+"""A thin NumPy multilayer perceptron and its empirical CK and NTK (THEORY.md §3).
+
+Network::
+
+    Σ_0 = X,   H_ℓ = W_ℓ Σ_{ℓ−1},   Σ_ℓ = σ̄_ℓ(H_ℓ)/√d_ℓ  (ℓ = 1..L),   f(x) = wᵀ Σ_L(x),
+
+with ``σ̄_ℓ = σ_ℓ − c_ℓ`` (a constant per layer, THEORY.md §1 "Centering"),
+``W_ℓ ∈ ℝ^{d_ℓ×d_{ℓ−1}}`` with zero-mean unit-variance entries and ``w ~ N(0, I)``.
+
+Empirical kernels.  ``CK_ℓ = Σ_ℓᵀ Σ_ℓ``.  The NTK is the Gram matrix of
+``∇_θ f`` over ``θ = (W_1, …, W_L, w)``.  With ``δ_ℓ(x) = ∂f/∂H_ℓ ∈ ℝ^{d_ℓ}``::
+
+    ∂f/∂w   = Σ_L(x),
+    ∂f/∂W_ℓ = δ_ℓ(x) Σ_{ℓ−1}(x)ᵀ,
+    δ_L     = w ⊙ σ_L'(H_L) / √d_L,
+    δ_ℓ     = σ_ℓ'(H_ℓ) ⊙ (W_{ℓ+1}ᵀ δ_{ℓ+1}) / √d_ℓ,
+
+(the centering constant has no derivative, and the ``1/√d_ℓ`` of layer ℓ's output
+multiplies both the forward signal and the back-propagated one).  Because
+``⟨a bᵀ, a' b'ᵀ⟩_F = (aᵀa')(bᵀb')``, stacking ``G_ℓ = [δ_ℓ(x_1) … δ_ℓ(x_n)]`` gives
+
+    K_NTK = CK_L + Σ_ℓ (G_ℓᵀ G_ℓ) ⊙ CK_{ℓ−1},
+
+a handful of matrix products and no per-sample Jacobian.  Forward and backward passes
+run over column chunks of ``X`` (samples are independent); the Gram matrices are single
+symmetric products (BLAS ``syrk``).  :func:`per_sample_jacobian` is the naive baseline
+used by the tests and the benchmark.
+
+Staircase activations have a zero almost-everywhere derivative, so their ``δ`` vanish:
+the empirical NTK then counts only the layers above the last staircase (see
+:mod:`ntk_theory.exact` for the Dirac-delta limit).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .activations import Activation, parse_activation
+from .errors import ParameterError, ResourceError
+from .exact import MEMORY_LIMIT_BYTES, layer_scales
+
+__all__ = [
+    "MLP",
+    "EmpiricalKernels",
+    "ntk_memory_bytes",
+    "ntk_flops",
+    "per_sample_jacobian",
+    "gaussian_weights",
+]
+
+WeightSampler = Callable[[np.random.Generator, tuple[int, int], Any], Any]
+
+
+def gaussian_weights(rng: np.random.Generator, shape: tuple[int, int], dtype: Any) -> np.ndarray:
+    """i.i.d. N(0, 1) entries in ``dtype``."""
+    return rng.standard_normal(shape, dtype=dtype)
+
+
+def _itemsize(dtype: Any) -> int:
+    return int(np.dtype(dtype).itemsize)
+
+
+def ntk_memory_bytes(n: int, p: int, widths: Sequence[int], dtype: Any = np.float64,
+                     chunk: int | None = None) -> int:
+    """Peak memory estimate of :meth:`MLP.kernels` (bytes).
+
+    Weights ``Σ d_ℓ d_{ℓ−1}``; the input copy ``p n``; stored ``Σ_ℓ`` and ``G_ℓ``
+    (``2 n Σ d_ℓ``); ``L + 1`` conjugate kernels, the NTK and one Gram temporary
+    (``(L + 3) n²``); per chunk, the pre-activations and two temporaries
+    (``3 chunk Σ d_ℓ``).
+    """
+    dims = [int(p), *[int(d) for d in widths]]
+    L = len(widths)
+    chunk = n if chunk is None else min(int(chunk), n)
+    entries = (
+        sum(a * b for a, b in zip(dims[1:], dims[:-1])) + dims[-1]
+        + p * n
+        + 2 * n * sum(dims[1:])
+        + (L + 3) * n * n
+        + 3 * chunk * sum(dims[1:])
+    )
+    return int(entries * _itemsize(dtype))
+
+
+def ntk_flops(n: int, p: int, widths: Sequence[int]) -> dict[str, int]:
+    """Floating-point operations of :meth:`MLP.kernels`, counted explicitly.
+
+    * forward: ``2 n d_ℓ d_{ℓ−1}`` per layer;
+    * backward: ``2 n d_{ℓ+1} d_ℓ`` for ``ℓ = 1..L−1``;
+    * Gram matrices: a symmetric product ``AᵀA`` of a ``d×n`` matrix is one BLAS
+      ``syrk`` (NumPy dispatches ``A.T @ A`` to it), i.e. one triangle of
+      ``n(n+1)/2`` entries × ``d`` multiply-adds = ``n(n+1)d`` flops, for
+      ``CK_0..CK_L`` and ``G_1ᵀG_1..G_LᵀG_L``;
+    * Hadamard products and sums: ``2 n²`` per layer.
+
+    Element-wise activation work (``O(n Σ d_ℓ)``) is not counted.
+    """
+    dims = [int(p), *[int(d) for d in widths]]
+    L = len(widths)
+    fwd = sum(2 * n * a * b for a, b in zip(dims[1:], dims[:-1]))
+    bwd = sum(2 * n * dims[l + 1] * dims[l] for l in range(1, L))
+    gram = sum(n * (n + 1) * d for d in dims) + sum(n * (n + 1) * d for d in dims[1:])
+    had = 2 * n * n * L
+    return {"forward": fwd, "backward": bwd, "gram": gram, "hadamard": had,
+            "total": fwd + bwd + gram + had}
+
+
+@dataclass(frozen=True, eq=False)
+class EmpiricalKernels:
+    """Empirical kernels of one network on one data set.
+
+    Attributes
+    ----------
+    ck : tuple of ndarray
+        ``CK_0 = XᵀX, CK_1, …, CK_L`` (n×n).
+    ntk : ndarray or None
+        ``K_NTK`` (n×n), ``None`` when only the CKs were asked for.
+    seconds : float
+        Wall time of the computation.
+    flops : int
+        Operations counted by :func:`ntk_flops` (forward and CK Grams only when ``ntk`` is None).
+    """
+
+    ck: tuple[np.ndarray, ...]
+    ntk: np.ndarray | None
+    seconds: float
+    flops: int
+
+
+class MLP:
+    """A dense (or user-weighted) fully connected network in NumPy (THEORY.md §3).
+
+    Parameters
+    ----------
+    activations : sequence of Activation or spec strings
+        ``σ_1, …, σ_L``.
+    widths : sequence of int
+        ``d_1, …, d_L``.
+    p : int
+        Input dimension ``d_0``.
+    seed : int
+        Seed of the weights and of the readout ``w``.
+    dtype : numpy float dtype
+        ``np.float64`` (default) or ``np.float32``; every array of the computation.
+    centering : sequence of float, "none" or None
+        Constants ``c_ℓ``.  ``None`` (default): the theory's ``c_ℓ = E[σ_ℓ(τ_{ℓ−1} ξ)]``
+        from :func:`ntk_theory.exact.layer_scales` at ``tau0``, or — when ``tau0`` is
+        also ``None`` — at ``τ_0 = √(mean_i ‖x_i‖²)`` of the data each kernel call gets
+        (the same default as :func:`ntk_theory.exact.exact_kernels`).
+    tau0 : float, optional
+        Input scale for the default centering.
+    weights : sequence of matrices, optional
+        ``W_1, …, W_L`` to use instead of sampled ones (dense arrays or anything with
+        ``shape``, ``@`` and ``.T``, e.g. scipy sparse ternary matrices); shapes are checked.
+    readout : array, optional
+        ``w`` (length ``d_L``); default N(0, I) from ``seed``.
+    weight_sampler : callable, optional
+        ``(rng, shape, dtype) -> matrix`` used for the weights that are not given;
+        default :func:`gaussian_weights`.
+    """
+
+    def __init__(
+        self,
+        activations: Sequence[Activation | str],
+        widths: Sequence[int],
+        p: int,
+        seed: int = 0,
+        dtype: Any = np.float64,
+        centering: Sequence[float] | str | None = None,
+        tau0: float | None = None,
+        weights: Sequence[Any] | None = None,
+        readout: np.ndarray | None = None,
+        weight_sampler: WeightSampler | None = None,
+    ) -> None:
+        acts = tuple(parse_activation(a) for a in activations)
+        ws = tuple(int(d) for d in widths)
+        if not acts or len(acts) != len(ws):
+            raise ParameterError(f"need one width per activation, got {len(acts)} activations "
+                                 f"and {len(ws)} widths")
+        if int(p) < 1 or any(d < 1 for d in ws):
+            raise ParameterError(f"p and widths must be positive, got p={p}, widths={list(ws)}")
+        dt = np.dtype(dtype)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ParameterError(f"dtype must be float32 or float64, got {dt}")
+        self.activations = acts
+        self.widths = ws
+        self.p = int(p)
+        self.dtype = dt
+        self.seed = seed
+        dims = (self.p, *ws)
+        need = sum(a * b for a, b in zip(dims[1:], dims[:-1])) * dt.itemsize
+        if need > MEMORY_LIMIT_BYTES:
+            raise ResourceError(f"the weights alone need {need / 2**30:.1f} GiB")
+        rng = np.random.default_rng(seed)
+        sampler = weight_sampler or gaussian_weights
+        mats = []
+        for l in range(len(ws)):
+            shape = (dims[l + 1], dims[l])
+            if weights is not None and weights[l] is not None:
+                W = weights[l]
+                if tuple(W.shape) != shape:
+                    raise ParameterError(f"W_{l + 1} must have shape {shape}, got {tuple(W.shape)}")
+                if isinstance(W, np.ndarray):
+                    W = W.astype(dt, copy=False)
+            else:
+                W = sampler(rng, shape, dt)
+            mats.append(W)
+        if weights is not None and len(weights) != len(ws):
+            raise ParameterError(f"weights must list {len(ws)} matrices (None to sample one)")
+        self.weights = tuple(mats)
+        w = rng.standard_normal(ws[-1]) if readout is None else np.asarray(readout, dtype=float)
+        if w.shape != (ws[-1],):
+            raise ParameterError(f"readout must have length {ws[-1]}, got shape {w.shape}")
+        self.readout = w.astype(dt)
+        if isinstance(centering, str):
+            if centering != "none":
+                raise ParameterError(f"centering must be numbers, 'none' or None, got '{centering}'")
+            self._centering: tuple[float, ...] | None = tuple(0.0 for _ in acts)
+        elif centering is not None:
+            cs = tuple(float(c) for c in centering)
+            if len(cs) != len(acts) or not all(math.isfinite(c) for c in cs):
+                raise ParameterError(f"centering needs {len(acts)} finite numbers")
+            self._centering = cs
+        elif tau0 is not None:
+            self._centering = layer_scales(acts, float(tau0)).centering
+        else:
+            self._centering = None
+
+    # ------------------------------------------------------------------ #
+    @property
+    def L(self) -> int:
+        return len(self.widths)
+
+    def centering_for(self, X: np.ndarray) -> tuple[float, ...]:
+        """The constants ``c_ℓ`` used on data ``X`` (fixed ones, or from ``√(mean ‖x_i‖²)``)."""
+        if self._centering is not None:
+            return self._centering
+        tau0 = float(np.sqrt(np.mean(np.sum(np.asarray(X, dtype=float) ** 2, axis=0))))
+        return layer_scales(self.activations, tau0).centering
+
+    def _check_X(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[0] != self.p:
+            raise ParameterError(f"X must be a {self.p}×n matrix, got shape {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise ParameterError("X contains non-finite values")
+        return X.astype(self.dtype, copy=False)
+
+    def _act(self, l: int, H: np.ndarray, center: float) -> np.ndarray:
+        """``(σ_l(H) − c)/√d_l`` in the network's dtype."""
+        act = self.activations[l]
+        scale = 1.0 / math.sqrt(self.widths[l])
+        if act.name == "relu":
+            out = np.maximum(H, 0)
+        elif act.name == "linear":
+            out = H * act.param_dict["slope"]
+        elif act.name == "leaky_relu":
+            s = act.param_dict["slope"]
+            out = np.where(H > 0, H, H * s)
+        else:
+            out = act(H).astype(self.dtype, copy=False)
+        if center != 0.0:
+            out -= self.dtype.type(center)
+        out *= self.dtype.type(scale)
+        return out
+
+    def _dact(self, l: int, H: np.ndarray) -> np.ndarray:
+        act = self.activations[l]
+        if act.name == "relu":
+            return (H > 0).astype(self.dtype)
+        return act.derivative(H).astype(self.dtype, copy=False)
+
+    def forward(self, X: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(Σ_0, Σ_1, …, Σ_L)``, each ``d_ℓ × n``."""
+        X = self._check_X(X)
+        cs = self.centering_for(X)
+        out = [X]
+        for l, W in enumerate(self.weights):
+            out.append(self._act(l, np.asarray(W @ out[-1]), cs[l]))
+        return tuple(out)
+
+    def output(self, X: np.ndarray) -> np.ndarray:
+        """``f(x_i) = wᵀ Σ_L(x_i)`` for every column."""
+        return self.readout @ self.forward(X)[-1]
+
+    def conjugate_kernels(self, X: np.ndarray, chunk: int | None = None) -> tuple[np.ndarray, ...]:
+        """``CK_0 = XᵀX, CK_1, …, CK_L``."""
+        return self.kernels(X, ntk=False, chunk=chunk).ck
+
+    def ntk(self, X: np.ndarray, chunk: int | None = None) -> np.ndarray:
+        """The empirical NTK by the structured formula (no per-sample Jacobian)."""
+        res = self.kernels(X, ntk=True, chunk=chunk).ntk
+        assert res is not None
+        return res
+
+    def kernels(self, X: np.ndarray, *, ntk: bool = True, chunk: int | None = None,
+                progress: bool | None = None) -> EmpiricalKernels:
+        """All conjugate kernels and (optionally) the NTK in one pass.
+
+        Parameters
+        ----------
+        X : ndarray, shape (p, n)
+        ntk : bool
+            Also back-propagate and form the NTK.
+        chunk : int, optional
+            Samples per forward/backward chunk; default: all of them when the estimate of
+            :func:`ntk_memory_bytes` fits, else the largest chunk that does.
+        progress : bool, optional
+            tqdm bar over chunks (default: only on a TTY).
+
+        Raises
+        ------
+        ResourceError
+            When even a chunk of one sample does not fit in :data:`MEMORY_LIMIT_BYTES`.
+        """
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        X = self._check_X(X)
+        n = X.shape[1]
+        need_min = ntk_memory_bytes(n, self.p, self.widths, self.dtype, chunk=1)
+        if need_min > MEMORY_LIMIT_BYTES:
+            raise ResourceError(
+                f"kernels for n={n}, p={self.p}, widths={list(self.widths)} ({self.dtype}) need about "
+                f"{need_min / 2**30:.1f} GiB (limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)"
+            )
+        if chunk is None:
+            chunk = n
+            while chunk > 1 and ntk_memory_bytes(n, self.p, self.widths, self.dtype, chunk) > MEMORY_LIMIT_BYTES:
+                chunk //= 2
+        chunk = max(1, min(int(chunk), n))
+        cs = self.centering_for(X)
+        L = self.L
+        S = [X] + [np.empty((d, n), dtype=self.dtype) for d in self.widths]
+        G = [np.empty((d, n), dtype=self.dtype) for d in self.widths] if ntk else []
+        starts = range(0, n, chunk)
+        bar = tqdm(starts, desc="network", disable=(not _isatty()) if progress is None else not progress,
+                   leave=False)
+        for j0 in bar:
+            j1 = min(n, j0 + chunk)
+            Hs = []
+            prev = X[:, j0:j1]
+            for l, W in enumerate(self.weights):
+                H = np.asarray(W @ prev)
+                out = self._act(l, H, cs[l])
+                S[l + 1][:, j0:j1] = out
+                prev = out
+                if ntk:
+                    Hs.append(H)
+            if ntk:
+                delta = self._dact(L - 1, Hs[-1])
+                delta *= (self.readout / math.sqrt(self.widths[-1]))[:, None]
+                G[L - 1][:, j0:j1] = delta
+                for l in range(L - 2, -1, -1):
+                    back = np.asarray(self.weights[l + 1].T @ delta)
+                    back *= self._dact(l, Hs[l])
+                    back *= self.dtype.type(1.0 / math.sqrt(self.widths[l]))
+                    G[l][:, j0:j1] = back
+                    delta = back
+        ck = tuple(s.T @ s for s in S)
+        K = None
+        flops = ntk_flops(n, self.p, self.widths)
+        if ntk:
+            K = ck[-1].copy()
+            for l in range(L):
+                T = G[l].T @ G[l]
+                T *= ck[l]
+                K += T
+                del T
+            total = flops["total"]
+        else:
+            dims = [self.p, *self.widths]
+            total = flops["forward"] + sum(n * (n + 1) * d for d in dims)
+        return EmpiricalKernels(ck=ck, ntk=K, seconds=time.perf_counter() - t0, flops=int(total))
+
+    # ------------------------------------------------------------------ #
+    def parameter_count(self) -> int:
+        dims = [self.p, *self.widths]
+        return sum(a * b for a, b in zip(dims[1:], dims[:-1])) + dims[-1]
+
+
+def _isatty() -> bool:
+    import sys
+
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def per_sample_jacobian(net: MLP, X: np.ndarray) -> np.ndarray:
+    """The naive baseline: ``∇_θ f(x_i)`` for every sample as rows of an ``n × P`` matrix.
+
+    Parameters are ordered ``vec(W_1), …, vec(W_L), w`` (row-major ``vec``).  Each row
+    is built from one sample's own forward and backward pass (outer products
+    ``δ_ℓ Σ_{ℓ−1}ᵀ``); ``J Jᵀ`` is then the NTK.  Memory ``n P``: tests and benchmarks only.
+    """
+    X = net._check_X(X)
+    cs = net.centering_for(X)
+    n = X.shape[1]
+    P = net.parameter_count()
+    if n * P * net.dtype.itemsize > MEMORY_LIMIT_BYTES:
+        raise ResourceError(f"per-sample Jacobian of {n}×{P} needs {n * P * net.dtype.itemsize / 2**30:.1f} GiB")
+    J = np.empty((n, P), dtype=net.dtype)
+    L = net.L
+    for i in range(n):
+        x = X[:, i:i + 1]
+        sig, Hs = [x], []
+        for l, W in enumerate(net.weights):
+            H = np.asarray(W @ sig[-1])
+            Hs.append(H)
+            sig.append(net._act(l, H, cs[l]))
+        deltas: list[np.ndarray] = [np.empty(0)] * L
+        delta = net._dact(L - 1, Hs[-1]) * (net.readout / math.sqrt(net.widths[-1]))[:, None]
+        deltas[L - 1] = delta
+        for l in range(L - 2, -1, -1):
+            delta = np.asarray(net.weights[l + 1].T @ delta) * net._dact(l, Hs[l]) / math.sqrt(net.widths[l])
+            deltas[l] = delta
+        off = 0
+        for l in range(L):
+            g = np.outer(deltas[l][:, 0], sig[l][:, 0])
+            J[i, off:off + g.size] = g.ravel()
+            off += g.size
+        J[i, off:] = sig[L][:, 0]
+    return J
