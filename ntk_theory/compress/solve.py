@@ -53,6 +53,7 @@ __all__ = ["LayerFit", "solve_alpha", "solve_auto", "relative_residuals", "resid
 
 #: A target below this fraction of the largest one counts as an exact zero.
 _ZERO = 1e-20
+_SQRT2 = math.sqrt(2.0)
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,8 @@ def _suggest_after(fam_name: str) -> str:
 # --------------------------------------------------------------------------- #
 # sigma_T: 3x3 Newton from structured starts
 # --------------------------------------------------------------------------- #
-def _sigma_t_seeds(A1: float, A2: float, W: float, c: float, n: int = 241,
-                   keep: int = 24) -> tuple[list[tuple[float, float, float]], float]:
+def _sigma_t_seeds(A1: float, A2: float, W: float, c: float, n: int = 161,
+                   keep: int = 16) -> tuple[list[tuple[float, float, float]], float]:
     """Structured starting points for the σ_T system with sign pattern ``c``.
 
     With the amplitude eliminated a root lies where ``(g1, g2)`` points along
@@ -272,7 +273,7 @@ def _sigma_t_system_np(A1: float, A2: float, W: float, c: float):
         z1, z2, a = (float(v) for v in x)
         p1 = math.exp(-z1 * z1 / 2) / math.sqrt(2 * math.pi)
         p2 = math.exp(-z2 * z2 / 2) / math.sqrt(2 * math.pi)
-        P = float(sps_ndtr(z1) + sps_ndtr(-z2))
+        P = 0.5 * math.erfc(-z1 / _SQRT2) + 0.5 * math.erfc(z2 / _SQRT2)
         g1, g2 = p2 - p1, z2 * p2 - z1 * p1
         h = (1 - 2 * P) * g2
         dg1 = (z1 * p1, -z2 * p2)
@@ -285,12 +286,6 @@ def _sigma_t_system_np(A1: float, A2: float, W: float, c: float):
         return f, jac
 
     return fun
-
-
-def sps_ndtr(x: float) -> float:
-    from scipy.special import ndtr
-
-    return float(ndtr(x))
 
 
 def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]]:
@@ -341,7 +336,7 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
         fun = _sigma_t_system_np(float(A1), float(A2), float(W), float(c))
         for x0 in seeds:
             with np.errstate(all="ignore"):
-                sol = root(fun, np.array(x0), jac=True, method="hybr")
+                sol = root(fun, np.array(x0), jac=True, method="hybr", options={"maxfev": 60})
             x = sol.x
             if not np.all(np.isfinite(x)) or x[1] - x[0] <= 1e-6 or np.max(np.abs(fun(x)[0])) > 1e-8:
                 continue
