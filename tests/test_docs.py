@@ -1,0 +1,148 @@
+"""Consistency of the documentation with the code and with the README.
+
+These checks need neither Sphinx nor a network: they read the source files, so they
+run in the plain ``.[test]`` environment and catch the drift that would otherwise
+only show up when CI builds the docs with ``-W`` (an API entry for a module that
+does not import, a subcommand without a reference section, a heading that MyST
+rejects, a README whose set-up commands and install page disagree).  Whether every
+public module is on the API page is checked by the docs build itself
+(``docs/conf.py``), so work in progress on a new module does not fail the tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import re
+import stat
+
+import pytest
+
+import ntk_theory
+import ntk_theory.cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(ROOT, "docs")
+
+
+def _read(*parts: str) -> str:
+    with open(os.path.join(ROOT, *parts), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _subcommands() -> list[str]:
+    return sorted(m.name[4:] for m in pkgutil.iter_modules(ntk_theory.cli.__path__)
+                  if m.name.startswith("cmd_"))
+
+
+def _api_modules() -> list[str]:
+    return re.findall(r"^\.\. automodule:: (\S+)\s*$", _read("docs", "api.rst"), flags=re.M)
+
+
+# --------------------------------------------------------------------------- #
+# API page
+# --------------------------------------------------------------------------- #
+def test_api_page_lists_only_importable_modules():
+    mods = _api_modules()
+    assert mods, "docs/api.rst has no automodule directive"
+    assert len(mods) == len(set(mods)), f"a module is listed twice in docs/api.rst: {mods}"
+    for name in mods:
+        importlib.import_module(name)  # autodoc of a missing module is a -W failure
+
+
+# --------------------------------------------------------------------------- #
+# CLI reference
+# --------------------------------------------------------------------------- #
+def test_every_subcommand_has_a_reference_section():
+    cli = _read("docs", "cli.rst")
+    documented = set(re.findall(r"^\.\. cli-help:: (\S+)\s*$", cli, flags=re.M))
+    missing = sorted(set(_subcommands()) - documented)
+    assert not missing, f"docs/cli.rst lacks '.. cli-help:: NAME' for subcommand(s) {missing}"
+    unknown = sorted(documented - set(_subcommands()))
+    assert not unknown, f"docs/cli.rst documents subcommand(s) that do not exist: {unknown}"
+
+
+def test_moments_reference_describes_every_option_and_the_json_schema():
+    if "moments" not in _subcommands():
+        pytest.skip("the moments subcommand is not there yet")
+    import argparse
+
+    from ntk_theory.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = {s for act in sub.choices["moments"]._actions for s in act.option_strings
+               if s.startswith("--") and s != "--help"}
+    cli = _read("docs", "cli.rst")
+    # the generated help lists the options; the prose must explain the issue's ones
+    for opt in sorted(options & {"--tau", "--centered", "--json", "--latex", "--digits"}):
+        assert opt in cli, f"docs/cli.rst never mentions {opt}"
+    for key in ("E[s]", "E[s']", "E[s'']", "E[s^2]", "E[s'^2]", "E[(s^2)'']",
+                '"closed_form"', '"moments"', '"latex"', '"inf"'):
+        assert key in cli, f"docs/cli.rst JSON schema lacks {key}"
+    assert "status" in cli and "2" in cli and "stderr" in cli
+
+
+# --------------------------------------------------------------------------- #
+# README and install page
+# --------------------------------------------------------------------------- #
+def _setup_commands() -> list[str]:
+    readme = _read("README.md")
+    m = re.search(r"^## Set-up\n(.*?)(?=^## )", readme, flags=re.M | re.S)
+    assert m, "README.md has no '## Set-up' section"
+    return re.findall(r"```bash\n(.*?)```", m.group(1), flags=re.S)
+
+
+def test_readme_has_exactly_two_one_line_setup_commands():
+    cmds = _setup_commands()
+    assert len(cmds) == 2, f"README.md Set-up must have exactly two commands, found {len(cmds)}"
+    for c in cmds:
+        assert c.count("\n") == 1, f"set-up command is not one line: {c!r}"
+        assert c.startswith("python3 -m venv "), c
+    assert "ntk-theory " in cmds[0], "the first command must run the main job"
+    assert "pytest" in cmds[1] and ".[test]" in cmds[1], "the second command must run the tests"
+
+
+def test_install_page_repeats_the_readme_commands_verbatim():
+    install = _read("docs", "install.rst")
+    for c in _setup_commands():
+        assert c.strip() in install, f"docs/install.rst lacks the README command {c.strip()!r}"
+
+
+def test_ci_script_runs_the_readme_test_command_and_guards_exit_5():
+    run = _read(".ci", "run")
+    mode = os.stat(os.path.join(ROOT, ".ci", "run")).st_mode
+    assert mode & stat.S_IXUSR, ".ci/run must be executable"
+    pytest_part = _setup_commands()[1].split("&&")[-1].strip()  # .venv/bin/python -m pytest -q
+    assert pytest_part.split("/")[-1].replace("python ", "") in run.replace('"$VPY" ', "")
+    assert re.search(r'PYTEST_RC"? -eq 5', run), ".ci/run must fail when pytest collected no test"
+    assert "sphinx -W --keep-going" in run
+
+
+# --------------------------------------------------------------------------- #
+# Markdown pages built by MyST
+# --------------------------------------------------------------------------- #
+def _markdown_pages() -> list[str]:
+    return sorted(f for f in os.listdir(DOCS) if f.endswith(".md"))
+
+
+@pytest.mark.parametrize("page", _markdown_pages())
+def test_markdown_headings_never_skip_a_level(page):
+    """MyST warns (an error under -W) when a heading jumps e.g. from ## to ####."""
+    text = re.sub(r"```.*?```", "", _read("docs", page), flags=re.S)
+    levels = [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) \S", text, flags=re.M)]
+    assert levels and levels[0] == 1, f"docs/{page} must start with one '# ' title"
+    assert levels.count(1) == 1, f"docs/{page} must have exactly one '# ' title"
+    for a, b in zip(levels, levels[1:]):
+        assert b <= a + 1, f"docs/{page}: heading level jumps from {a} to {b}"
+
+
+def test_every_page_is_in_the_toctree():
+    index = _read("docs", "index.rst")
+    toc = index.split(".. toctree::", 1)[1]
+    entries = {ln.strip() for ln in toc.splitlines() if ln.strip() and not ln.strip().startswith(":")}
+    pages = {os.path.splitext(f)[0] for f in os.listdir(DOCS)
+             if f.endswith((".rst", ".md")) and f != "index.rst"}
+    missing = sorted(pages - entries)
+    assert not missing, f"docs pages not in the index toctree (a -W warning): {missing}"
