@@ -78,6 +78,9 @@ __all__ = [
     "gauss_hermite_expectation",
     "exact_memory_bytes",
     "closed_form_name",
+    "derivative_function",
+    "hermite_coefficients",
+    "mehler_order",
     "MEMORY_LIMIT_BYTES",
 ]
 
@@ -86,6 +89,27 @@ MEMORY_LIMIT_BYTES = 22 * 2**30
 
 _TWO_PI = 2.0 * math.pi
 _CLOSED = ("relu", "leaky_relu", "abs", "linear", "quadratic", "erf")
+
+
+def derivative_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
+    """σ' as a reusable vectorized function.
+
+    ``Activation.derivative`` re-lambdifies the SymPy derivative on every call for
+    expression activations (no cached NumPy derivative); inside quadrature loops that
+    dominates the cost, so the derivative is compiled once here.
+    """
+    if act._deriv is not None:
+        return act.derivative
+    from .activations import _lambdify, derivative_expr
+
+    fn = _lambdify(derivative_expr(act.expr))
+
+    def dfn(t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=float)
+        out = np.asarray(fn(t), dtype=float)
+        return np.broadcast_to(out, t.shape).copy() if out.shape != t.shape else out
+
+    return dfn
 
 
 def closed_form_name(act: Activation) -> str | None:
@@ -314,7 +338,7 @@ def pair_expectation(
             if derivative:
                 return (4.0 / math.pi) / np.sqrt(q - 4.0 * c * c)
             return (2.0 / math.pi) * np.arcsin(np.clip(2.0 * c / np.sqrt(q), -1.0, 1.0))
-    fn = act.derivative if derivative else act
+    fn = derivative_function(act) if derivative else act
     return gauss_hermite_expectation(fn, fn, a, b, c, quad_nodes)
 
 
@@ -539,7 +563,8 @@ def layer_map(
         M = mehler_order(rho_max, tol)
         f = lambda t: act(t) - center  # noqa: E731  (centred before integrating: no cancellation)
         A = hermite_coefficients(f, d, M, rule.coef_nodes)
-        Ad = hermite_coefficients(act.derivative, d, M, rule.coef_nodes) if derivative else None
+        dfn = derivative_function(act)
+        Ad = hermite_coefficients(dfn, d, M, rule.coef_nodes) if derivative else None
     B = _block_rows(n, block_bytes, 12 if closed is not None else 6)
     for i0 in range(0, n, B):
         i1 = min(n, i0 + B)
@@ -554,7 +579,7 @@ def layer_map(
         K[i0:, i0:i1] = blk.T
         if Kd is not None:
             if closed is None:
-                bd = _quadrature_block(act.derivative, Ad, i0, i1, d, c, rule)
+                bd = _quadrature_block(dfn, Ad, i0, i1, d, c, rule)
             else:
                 bd = pair_expectation(act, a, b, c, derivative=True,
                                       staircase_derivative=staircase_derivative)

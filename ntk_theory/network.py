@@ -42,7 +42,7 @@ import numpy as np
 
 from .activations import Activation, parse_activation
 from .errors import ParameterError, ResourceError
-from .exact import MEMORY_LIMIT_BYTES, layer_scales
+from .exact import MEMORY_LIMIT_BYTES, derivative_function, layer_scales
 
 __all__ = [
     "MLP",
@@ -188,6 +188,7 @@ class MLP:
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ParameterError(f"dtype must be float32 or float64, got {dt}")
         self.activations = acts
+        self._derivs = tuple(derivative_function(a) for a in acts)
         self.widths = ws
         self.p = int(p)
         self.dtype = dt
@@ -273,7 +274,7 @@ class MLP:
         act = self.activations[l]
         if act.name == "relu":
             return (H > 0).astype(self.dtype)
-        return act.derivative(H).astype(self.dtype, copy=False)
+        return self._derivs[l](H).astype(self.dtype, copy=False)
 
     def forward(self, X: np.ndarray) -> tuple[np.ndarray, ...]:
         """``(Σ_0, Σ_1, …, Σ_L)``, each ``d_ℓ × n``."""
