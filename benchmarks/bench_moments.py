@@ -18,7 +18,8 @@ at τ = 1 this script measures
   ``E[σ'²]`` from the almost-everywhere derivative, and ``E[σ'²] = +∞`` for a
   staircase (a squared Dirac delta).  Unless ``--quick`` is given the reference is
   verified by recomputing it at 60 digits on a different subdivision, and for
-  staircases it is compared with the jump formula of :mod:`ntk_theory.jump`;
+  staircases it is compared with the exact jump formula
+  (:func:`ntk_theory.jump.staircase_moment_exprs`, evaluated at 50 digits);
 
 side by side, in the same run, with two plain baselines on the same integrands:
 
@@ -28,9 +29,12 @@ side by side, in the same run, with two plain baselines on the same integrands:
   process with a SIGALRM timer and is killed from outside if the timer fails to
   stop it; such attempts are recorded as ``timeout``.
 
-Digits are ``-log10(|estimate − reference| / |reference|)``, capped at 16 (float64);
-a reference that is zero (|ref| < 1e-40, e.g. E[σ] of an odd σ) is scored by the
-absolute error instead.  An infinite reference scores 16 when the estimate is +∞
+Digits are ``-log10(|estimate − reference| / scale)``, capped at 16 (float64), with
+``scale = max(|reference|, E|integrand|)``: the relative error whenever the
+integrand keeps its sign, and the error relative to the size of the integrand when
+the moment is (close to) zero by cancellation (E[σ] of an odd σ, SELU's E[σ]).  The
+engine's strict relative digits are reported too.  An infinite reference scores 16
+when the estimate is +∞
 and 0 otherwise.
 
 Targets (issue 2): median cold derivation ≤ 1 s, none past the 2 s budget, ≥ 13
@@ -79,7 +83,7 @@ from ntk_theory.activations import (  # noqa: E402
     parse_activation,
     to_piecewise,
 )
-from ntk_theory.jump import MOMENT_KEYS, staircase_moments_mp  # noqa: E402
+from ntk_theory.jump import MOMENT_KEYS, staircase_moment_exprs  # noqa: E402
 
 #: Time budget per symbolic attempt, the engine's default (seconds).
 BUDGET = 2.0
@@ -96,8 +100,14 @@ QUICK_SET = ("relu", "erf", "tanh", "sigma_T", "gelu")
 # --------------------------------------------------------------------------- #
 # Scoring
 # --------------------------------------------------------------------------- #
-def digits_correct(estimate: float | None, reference: mp.mpf) -> float:
-    """Correct significant digits of ``estimate`` against ``reference`` (see module doc)."""
+def digits_correct(estimate: float | None, reference: mp.mpf, scale: mp.mpf) -> float:
+    """Correct digits of ``estimate``: ``-log10(|estimate − reference| / scale)``, capped at 16.
+
+    ``scale = max(|reference|, E|integrand|)`` (see :class:`Reference`), so this is the
+    relative error whenever the integrand keeps its sign, and the error relative to
+    the size of the integrand otherwise (E[σ] = 0 of an odd σ, SELU's E[σ] ≈ 0).
+    An infinite reference scores 16 when the estimate is +∞ and 0 otherwise.
+    """
     if estimate is None or (isinstance(estimate, float) and math.isnan(estimate)):
         return 0.0
     if reference == mp.inf:
@@ -105,10 +115,17 @@ def digits_correct(estimate: float | None, reference: mp.mpf) -> float:
     if not math.isfinite(estimate):
         return 0.0
     err = abs(mp.mpf(estimate) - reference)
-    scale = abs(reference) if abs(reference) >= mp.mpf(10) ** (-REF_DIGITS) else mp.mpf(1)
     if err == 0:
         return FULL_DIGITS
     return float(min(FULL_DIGITS, max(0.0, -mp.log10(err / scale))))
+
+
+def relative_digits(estimate: float | None, reference: mp.mpf) -> float | None:
+    """Strict relative digits ``-log10(|estimate/reference − 1|)``; None for a zero or infinite reference."""
+    if reference == mp.inf or reference == 0 or estimate is None or not math.isfinite(estimate):
+        return None
+    err = abs(mp.mpf(estimate) - reference)
+    return FULL_DIGITS if err == 0 else float(min(FULL_DIGITS, -mp.log10(err / abs(reference))))
 
 
 # --------------------------------------------------------------------------- #
@@ -117,9 +134,9 @@ def digits_correct(estimate: float | None, reference: mp.mpf) -> float:
 def exact_breakpoints(act: Activation) -> list[sp.Expr]:
     """Exact real points where the activation (or its derivative) is not smooth.
 
-    Staircases: their thresholds, exactly as the SymPy expression has them.
-    Others: the real roots of every relational inside the ``Piecewise`` form
-    (Heaviside, Max, Min, Abs and sign are rewritten to ``Piecewise`` first).
+    The real roots of every relational inside the ``Piecewise`` form of the
+    expression (Heaviside, Max, Min, Abs and sign are rewritten to ``Piecewise``
+    first; staircases are ``Piecewise`` with their thresholds as exact rationals).
     """
     expr = to_piecewise(act.expr)
     points: set[sp.Expr] = set()
@@ -140,12 +157,18 @@ def _mp_value(v: sp.Expr) -> mp.mpf:
 
 @dataclass(frozen=True)
 class Reference:
-    """The six reference moments and how well they are known."""
+    """The six reference moments and how well they are known.
+
+    ``scales[k] = max(|values[k]|, E|integrand_k|)``: the size of the terms that
+    make up moment ``k`` (equal to ``|values[k]|`` when the integrand keeps its sign).
+    Agreements (``verified_digits``, ``jump_digits``) are measured relative to it.
+    """
 
     values: dict[str, mp.mpf]
-    max_quad_error: float  # largest mpmath error estimate, relative to max(|value|, 1)
+    scales: dict[str, mp.mpf]
+    max_quad_error: float  # largest mpmath error estimate relative to the scale
     verified_digits: float | None  # agreement with the 60-digit recomputation
-    jump_digits: float | None  # agreement with ntk_theory.jump (staircases only)
+    jump_digits: float | None  # agreement with the exact jump formula (staircases only)
     seconds: float
 
 
@@ -172,7 +195,13 @@ def _stein_integrands(
     return out
 
 
-def _quadrature(act: Activation, tau: float, dps: int, extra_nodes: Sequence[int]) -> tuple[dict[str, mp.mpf], float]:
+_SIGNED = ("E[s]", "E[s']", "E[s'']", "E[(s^2)'']")  # integrands that may change sign
+
+
+def _quadrature(
+    act: Activation, tau: float, dps: int, extra_nodes: Sequence[int], with_scales: bool
+) -> tuple[dict[str, mp.mpf], dict[str, mp.mpf], dict[str, mp.mpf]]:
+    """(values, mpmath error estimates, E|integrand|) at ``dps`` digits."""
     with mp.workdps(dps):
         sigma = sp.lambdify(X, to_piecewise(act.expr), modules="mpmath")
         dsigma = None
@@ -183,40 +212,54 @@ def _quadrature(act: Activation, tau: float, dps: int, extra_nodes: Sequence[int
         nodes.update(mp.mpf(n) for n in extra_nodes)
         grid = [-mp.inf, *sorted(nodes), mp.inf]
         values: dict[str, mp.mpf] = {}
-        worst = 0.0
+        errors: dict[str, mp.mpf] = {}
+        absint: dict[str, mp.mpf] = {}
         for key, f in _stein_integrands(sigma, dsigma, t).items():
             v, err = mp.quad(f, grid, error=True)
-            values[key] = +v
-            worst = max(worst, float(err / max(abs(v), 1)))
+            values[key], errors[key] = +v, +err
+            if with_scales and key in _SIGNED:
+                # the size of the integrand; 3 digits suffice, so a low precision and
+                # extra nodes at the sign changes ξ = 0, ±1 of the Stein weights
+                with mp.workdps(20):
+                    absint[key] = mp.quad(lambda u, f=f: abs(f(u)),
+                                          sorted(set(grid) | {mp.mpf(-1), mp.mpf(0), mp.mpf(1)}))
         if dsigma is None:
             values["E[s'^2]"] = mp.inf
-        return {k: values[k] for k in MOMENT_KEYS}, worst
+            errors["E[s'^2]"] = mp.mpf(0)
+        order = {k: values[k] for k in MOMENT_KEYS}
+        return order, errors, absint
 
 
 def reference_moments(act: Activation, tau: float = 1.0, verify: bool = True) -> Reference:
     """The 40-digit reference of the six moments (see module docstring)."""
     t0 = time.perf_counter()
-    values, worst = _quadrature(act, tau, REF_DPS, extra_nodes=(-8, -4, -2, 0, 2, 4, 8))
-    verified = None
-    jump = None
+    values, errors, absint = _quadrature(act, tau, REF_DPS, (-8, -4, -2, 0, 2, 4, 8), with_scales=True)
     with mp.workdps(REF_DPS):
+        scales = {k: max(abs(values[k]), absint.get(k, mp.mpf(0))) if values[k] != mp.inf else mp.inf
+                  for k in MOMENT_KEYS}
+        worst = max((float(errors[k] / scales[k]) for k in MOMENT_KEYS
+                     if scales[k] not in (0, mp.inf)), default=0.0)
+        verified = None
+        jump = None
         if verify:
-            again, _ = _quadrature(act, tau, VERIFY_DPS, extra_nodes=(-6, -3, -1, 1, 3, 6))
-            verified = min(_agreement(values[k], again[k]) for k in MOMENT_KEYS)
+            again, _, _ = _quadrature(act, tau, VERIFY_DPS, (-6, -3, -1, 1, 3, 6), with_scales=False)
+            verified = min(_agreement(values[k], again[k], scales[k]) for k in MOMENT_KEYS)
         if act.staircase is not None:
-            closed = staircase_moments_mp(act.staircase, tau)
-            jump = min(_agreement(values[k], closed[k]) for k in MOMENT_KEYS)
-    return Reference(values, worst, verified, jump, time.perf_counter() - t0)
+            # the jump formula with the thresholds as the exact rationals of act.expr
+            tau_sym = sp.Symbol("tau", positive=True)
+            exprs = staircase_moment_exprs(act.staircase, tau_sym)
+            closed = {k: (mp.inf if e == sp.oo else _mp_value(e.subs(tau_sym, sp.nsimplify(tau))))
+                      for k, e in exprs.items()}
+            jump = min(_agreement(values[k], closed[k], scales[k]) for k in MOMENT_KEYS)
+    return Reference(values, scales, worst, verified, jump, time.perf_counter() - t0)
 
 
-def _agreement(a: mp.mpf, b: mp.mpf) -> float:
-    """Digits to which two high-precision values agree (absolute for values near 0)."""
+def _agreement(a: mp.mpf, b: mp.mpf, scale: mp.mpf) -> float:
+    """Digits to which two high-precision values agree, relative to ``scale``."""
     if a == b:
         return float(REF_DPS)
-    if mp.isinf(a) or mp.isinf(b):
+    if mp.isinf(a) or mp.isinf(b) or scale == 0:
         return 0.0
-    scale = max(abs(a), abs(b))
-    scale = scale if scale >= mp.mpf(10) ** (-REF_DIGITS) else mp.mpf(1)
     return float(min(REF_DPS, -mp.log10(abs(a - b) / scale)))
 
 
@@ -229,14 +272,15 @@ from ntk_theory.activations import parse_activation
 from ntk_theory.moments import gaussian_moments
 act = parse_activation(sys.argv[1])
 tau = float(sys.argv[2])
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 m = gaussian_moments(act, tau)
-dt = time.perf_counter() - t0
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
 try:  # per-moment provenance, when the result exposes it
     per = {k: bool(m[k].closed_form) for k in m.values}
 except Exception:
     per = {}
-print(json.dumps({"seconds": dt, "closed_form": bool(m.closed_form), "per_moment_closed": per,
+print(json.dumps({"seconds": dt, "cpu_seconds": cpu, "closed_form": bool(m.closed_form),
+                  "per_moment_closed": per,
                   "values": {k: repr(float(v)) for k, v in m.values.items()}}))
 """
 
@@ -250,6 +294,7 @@ class EngineRun:
     values: dict[str, float]
     error: str | None = None
     per_moment_closed: dict[str, bool] = field(default_factory=dict)
+    cpu_seconds: float | None = None
 
     def is_closed(self, key: str) -> bool:
         """Whether moment ``key`` came from a closed form (activation-level flag as fallback)."""
@@ -275,7 +320,8 @@ def engine_cold_process(act: Activation, tau: float, timeout: float) -> EngineRu
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     return EngineRun(data["seconds"], data["closed_form"],
                      {k: float(v) for k, v in data["values"].items()},
-                     per_moment_closed=data.get("per_moment_closed", {}))
+                     per_moment_closed=data.get("per_moment_closed", {}),
+                     cpu_seconds=data.get("cpu_seconds"))
 
 
 def engine_cold_clear(act: Activation, tau: float) -> EngineRun:
@@ -285,18 +331,18 @@ def engine_cold_clear(act: Activation, tau: float) -> EngineRun:
 
     expectation.clear_caches()
     sp.core.cache.clear_cache()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         m = gaussian_moments(act, tau)
     except Exception as exc:  # report, do not abort the benchmark
         return EngineRun(None, None, {}, f"{type(exc).__name__}: {exc}")
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     try:
         per = {k: bool(m[k].closed_form) for k in m.values}
     except Exception:  # noqa: BLE001 - provenance per moment is optional
         per = {}
     return EngineRun(dt, bool(m.closed_form), {k: float(v) for k, v in m.values.items()},
-                     per_moment_closed=per)
+                     per_moment_closed=per, cpu_seconds=cpu)
 
 
 # --------------------------------------------------------------------------- #
@@ -437,12 +483,19 @@ class Row:
     quad_seconds: float
     sympy: dict[str, tuple[str, float | None, float]]
     digits: dict[str, dict[str, float]] = field(default_factory=dict)
+    engine_relative: dict[str, float | None] = field(default_factory=dict)
 
     def score(self) -> None:
+        ref, scale = self.ref.values, self.ref.scales
         self.digits = {
-            "engine": {k: digits_correct(self.engine.values.get(k), self.ref.values[k]) for k in MOMENT_KEYS},
-            "quad": {k: digits_correct(self.quad[k], self.ref.values[k]) for k in MOMENT_KEYS},
-            "sympy": {k: digits_correct(self.sympy[k][1], self.ref.values[k]) for k in MOMENT_KEYS},
+            "engine": {k: digits_correct(self.engine.values.get(k), ref[k], scale[k]) for k in MOMENT_KEYS},
+            "quad": {k: digits_correct(self.quad[k], ref[k], scale[k]) for k in MOMENT_KEYS},
+            "sympy": {k: digits_correct(self.sympy[k][1], ref[k], scale[k]) for k in MOMENT_KEYS},
+        }
+        # strict relative digits of the engine, where the reference is not ~0
+        self.engine_relative = {
+            k: relative_digits(self.engine.values.get(k), ref[k]) for k in MOMENT_KEYS
+            if ref[k] == mp.inf or abs(ref[k]) > mp.mpf(10) ** -30 * scale[k]
         }
 
     def min_digits(self, method: str) -> float:
@@ -462,17 +515,18 @@ def _sympy_cell(row: Row, key: str) -> str:
 
 def markdown_tables(rows: list[Row]) -> str:
     lines = [
-        "| activation | closed form | cold time [s] | engine digits (min of 6) "
+        "| activation | closed form | cold time [s] | CPU [s] | engine digits (min of 6) "
         "| quad digits (min of 6) | sympy digits (min of 6) | sympy timeouts / unevaluated |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         cf = {True: "yes", False: "no", None: "—"}[r.engine.closed_form]
         secs = f"{r.engine.seconds:.3f}" if r.engine.seconds is not None else f"error: {r.engine.error}"
+        cpu = f"{r.engine.cpu_seconds:.3f}" if r.engine.cpu_seconds is not None else "—"
         n_to = sum(1 for k in MOMENT_KEYS if r.sympy[k][0] == "timeout")
         n_un = sum(1 for k in MOMENT_KEYS if r.sympy[k][0] == "unevaluated")
         lines.append(
-            f"| `{r.act.spec}` | {cf} | {secs} | {_fmt_digits(r.min_digits('engine'))} "
+            f"| `{r.act.spec}` | {cf} | {secs} | {cpu} | {_fmt_digits(r.min_digits('engine'))} "
             f"| {_fmt_digits(r.min_digits('quad'))} | {_fmt_digits(r.min_digits('sympy'))} | {n_to} / {n_un} |"
         )
     lines += [
@@ -502,8 +556,13 @@ def summary(rows: list[Row], budget: float) -> tuple[str, bool]:
     numeric_digits = [r.digits["engine"][k] for r in rows if r.engine.seconds is not None
                       for k in MOMENT_KEYS if not r.engine.is_closed(k)]
     closed_min = min(closed_digits, default=float("nan"))
+    strict = [v for r in rows if r.engine.seconds is not None
+              for k, v in r.engine_relative.items() if v is not None]
+    strict_min = min(strict, default=float("nan"))
     numeric_min = min(numeric_digits, default=float("nan"))
     med = statistics.median(times) if times else float("nan")
+    cpus = [r.engine.cpu_seconds for r in rows if r.engine.cpu_seconds is not None]
+    cpu_med = statistics.median(cpus) if cpus else float("nan")
     mx = max(times) if times else float("nan")
     all_quad = [r.min_digits("quad") for r in rows]
     all_sympy = [r.min_digits("sympy") for r in rows]
@@ -520,15 +579,17 @@ def summary(rows: list[Row], budget: float) -> tuple[str, bool]:
         f"{sum(1 for r in rows if r.engine.closed_form is False)} numeric, {len(failed)} failed"
         + (f": {', '.join(failed)}" if failed else "") + ")",
         f"- cold derivation time: median {med:.3f} s, max {mx:.3f} s, past the {budget:g} s budget: "
-        f"{len(past)}" + (f" ({', '.join(past)})" if past else ""),
+        f"{len(past)}" + (f" ({', '.join(past)})" if past else "")
+        + f"; median CPU time {cpu_med:.3f} s",
         f"- engine digits, worst moment: closed forms {closed_min:.1f} ({len(closed_digits)} moments), "
-        f"numeric {numeric_min:.1f} ({len(numeric_digits)} moments)",
+        f"numeric {numeric_min:.1f} ({len(numeric_digits)} moments); strict relative digits, "
+        f"worst of {len(strict)} moments with a reference not ~0: {strict_min:.1f}",
         f"- plain quad digits (min of 6): median {statistics.median(all_quad):.1f}, worst {min(all_quad):.1f}; "
         f"median time for the six moments {quad_secs:.3f} s",
         f"- plain sympy.integrate digits (min of 6): median {statistics.median(all_sympy):.1f}; "
         f"{sym_to} of {len(rows) * 6} attempts timed out, {sym_un} unevaluated; "
         f"median time for the six moments {sym_secs:.1f} s",
-        f"- reference: largest mpmath error estimate {ref_err:.1e} (relative)"
+        f"- reference: largest mpmath error estimate {ref_err:.1e} (relative to the scale)"
         + (f"; agrees with the {VERIFY_DPS}-digit recomputation to ≥ {min(verified):.0f} digits"
            if verified else "; not re-verified (--quick)")
         + (f"; with the jump formula to ≥ {min(jump):.0f} digits (staircases)" if jump else ""),
@@ -548,6 +609,14 @@ def source_revision() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown revision"
     return f"commit {head}" + ("+dirty" if dirty else "")
+
+
+def _loadavg() -> str:
+    """1/5/15-minute load averages: other processes on the machine slow the wall-clock timings."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unavailable"
 
 
 def environment_line() -> str:
@@ -584,6 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python benchmarks/bench_moments.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     print(f"# {command}", flush=True)
     print(f"# {datetime.date.today().isoformat()}, {source_revision()} — {environment_line()}", flush=True)
+    print(f"# load average before the run: {_loadavg()}", flush=True)
 
     # 1. the engine, cold, before anything else is warm in this process
     engine: dict[str, EngineRun] = {}
@@ -611,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sym.close()
 
     text, ok = summary(rows, BUDGET)
+    print(f"# load average after the run: {_loadavg()}")
     print()
     print(text)
     print()
@@ -621,8 +692,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "activation": r.act.spec,
             "closed_form": r.engine.closed_form,
             "cold_seconds": r.engine.seconds,
+            "cold_cpu_seconds": r.engine.cpu_seconds,
             "engine_error": r.engine.error,
             "reference": {k: mp.nstr(v, REF_DIGITS) for k, v in r.ref.values.items()},
+            "scale": {k: mp.nstr(v, 5) for k, v in r.ref.scales.items()},
+            "engine_relative_digits": r.engine_relative,
             "reference_check": {"max_quad_error": r.ref.max_quad_error,
                                 "verified_digits": r.ref.verified_digits,
                                 "jump_formula_digits": r.ref.jump_digits},
