@@ -337,8 +337,9 @@ class MLP:
         chunk = max(1, min(int(chunk), n))
         cs = self.centering_for(X)
         L = self.L
-        S = [X] + [np.empty((d, n), dtype=self.dtype) for d in self.widths]
-        G = [np.empty((d, n), dtype=self.dtype) for d in self.widths] if ntk else []
+        whole = chunk >= n  # one chunk: keep the arrays themselves, no copies
+        S = [X] + [None if whole else np.empty((d, n), dtype=self.dtype) for d in self.widths]
+        G = [None if whole else np.empty((d, n), dtype=self.dtype) for d in self.widths] if ntk else []
         starts = range(0, n, chunk)
         bar = tqdm(starts, desc="network", disable=(not _isatty()) if progress is None else not progress,
                    leave=False)
@@ -349,19 +350,28 @@ class MLP:
             for l, W in enumerate(self.weights):
                 H = np.asarray(W @ prev)
                 out = self._act(l, H, cs[l])
-                S[l + 1][:, j0:j1] = out
+                if whole:
+                    S[l + 1] = out
+                else:
+                    S[l + 1][:, j0:j1] = out
                 prev = out
                 if ntk:
                     Hs.append(H)
             if ntk:
                 delta = self._dact(L - 1, Hs[-1])
                 delta *= (self.readout / math.sqrt(self.widths[-1]))[:, None]
-                G[L - 1][:, j0:j1] = delta
+                if whole:
+                    G[L - 1] = delta
+                else:
+                    G[L - 1][:, j0:j1] = delta
                 for l in range(L - 2, -1, -1):
                     back = np.asarray(self.weights[l + 1].T @ delta)
                     back *= self._dact(l, Hs[l])
                     back *= self.dtype.type(1.0 / math.sqrt(self.widths[l]))
-                    G[l][:, j0:j1] = back
+                    if whole:
+                        G[l] = back
+                    else:
+                        G[l][:, j0:j1] = back
                     delta = back
         ck = tuple(s.T @ s for s in S)
         K = None
