@@ -22,7 +22,7 @@ The engine tries, in order:
 5. **mpmath quadrature** (tanh-sinh) split at the breakpoints, cross-checked by
    Gauss–Legendre at higher precision; the error estimate is reported.
 
-Every symbolic step runs under a hard time budget (a ``SIGALRM`` timer in the main
+Every symbolic step runs under a hard time budget (a ``SIGPROF`` CPU-time timer in the main
 thread; elsewhere the unbounded steps 4 and simplification are skipped), so no
 call hangs and no unevaluated ``Integral`` ever leaks out.  Closed forms are
 evaluated with mpmath at increasing precision until two evaluations agree, which
@@ -114,12 +114,19 @@ class _NotCovered(Exception):
 # Time budget
 # --------------------------------------------------------------------------- #
 def _can_alarm() -> bool:
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    return (hasattr(signal, "setitimer") and hasattr(signal, "ITIMER_PROF")
+            and threading.current_thread() is threading.main_thread())
+
+
+# The budget counts this process's CPU time (ITIMER_PROF), not wall time: on a shared,
+# loaded machine the same derivation then succeeds or fails the same way every run.
+_TIMER = getattr(signal, "ITIMER_PROF", None)
+_SIGNAL = getattr(signal, "SIGPROF", None)
 
 
 @contextmanager
 def time_budget(seconds: float) -> Iterator[bool]:
-    """Raise :class:`BudgetExceeded` inside the block after ``seconds`` of wall time.
+    """Raise :class:`BudgetExceeded` inside the block after ``seconds`` of CPU time.
 
     Yields True when the budget is enforced (main thread on POSIX).  Elsewhere it
     yields False and callers must restrict themselves to bounded work.
@@ -128,8 +135,8 @@ def time_budget(seconds: float) -> Iterator[bool]:
     if not _can_alarm() or seconds <= 0:
         yield False
         return
-    old_handler = signal.getsignal(signal.SIGALRM)
-    old_delay, _ = signal.getitimer(signal.ITIMER_REAL)
+    old_handler = signal.getsignal(_SIGNAL)
+    old_delay, _ = signal.getitimer(_TIMER)
     if 0 < old_delay < seconds:  # an outer, tighter budget is running: keep it
         yield True
         return
@@ -137,16 +144,16 @@ def time_budget(seconds: float) -> Iterator[bool]:
     def _fire(signum, frame):  # noqa: ARG001
         raise BudgetExceeded()
 
-    start = time.monotonic()
-    signal.signal(signal.SIGALRM, _fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.process_time()
+    signal.signal(_SIGNAL, _fire)
+    signal.setitimer(_TIMER, seconds)
     try:
         yield True
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
+        signal.setitimer(_TIMER, 0)
+        signal.signal(_SIGNAL, old_handler)
         if old_delay > 0:  # restore the outer timer, less the time we used
-            signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - start), 1e-3))
+            signal.setitimer(_TIMER, max(old_delay - (time.process_time() - start), 1e-3))
 
 
 # --------------------------------------------------------------------------- #
@@ -292,7 +299,7 @@ class _Gauss:
         if A == 0 and B == 0:
             return self._standard(n, list(erfs), lo, hi)
         # complete the square: φ(z) e^{Az²+Bz} = e^{B²/(2s²)} φ(s(z−μ)) / 1,  s² = 1 − 2A, μ = B/s²
-        s2 = sp.simplify(1 - 2 * A) if A != 0 else sp.S.One
+        s2 = sp.cancel(1 - 2 * A) if A != 0 else sp.S.One  # rational in τ: cancel is enough
         if s2.is_number and not s2.is_positive:
             if lo.is_infinite or hi.is_infinite:
                 raise DivergenceError("the integrand grows like exp(c·x²) with c ≥ 1/2 at this scale")
@@ -714,10 +721,11 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
                                              if lo_edge < v < hi_edge})
     with mp.workdps(dps + 5):
         v2 = mp.quad(integrand, [lo_edge, *extra_nodes, hi_edge], maxdegree=10)
-    err = max(float(abs(e1)), float(abs(v2 - v1)))
-    scale = mp.mpf(tau) ** order
-    value = v1 / scale
-    err = err / float(scale) if float(scale) > 0 else err
+    with mp.workdps(dps):
+        err = max(float(abs(e1)), float(abs(v2 - v1)))
+        scale = mp.mpf(tau) ** order
+        value = v1 / scale  # keep the working precision: no rounding to double here
+        err = float(mp.mpf(err) / scale)
     if nonneg and value < 0 and abs(value) <= err:
         value = mp.mpf(0)
     return value, err

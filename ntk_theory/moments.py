@@ -282,10 +282,11 @@ def gaussian_moments(
     else:
         f = a.expr
         f2 = sp.piecewise_fold(to_piecewise(f) ** 2)
-        deadline = start + budget
+        cpu_start = time.process_time()
+        deadline = cpu_start + budget  # CPU seconds, as the engine's timer counts them
 
         def E(key: str, g: sp.Expr, order: int, nonneg: bool = False) -> Moment:
-            remaining = deadline - time.perf_counter()
+            remaining = deadline - time.process_time()
             try:
                 e = gaussian_expectation(g, tau, order, digits=digits, budget=max(remaining, 0.0),
                                          nonnegative=nonneg, symbolic=symbolic and remaining > 0)
