@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -191,11 +192,15 @@ class Activation:
         out = np.asarray(self.func(t), dtype=float)
         return np.broadcast_to(out, t.shape).copy() if out.shape != t.shape else out
 
+    @cached_property
+    def _derivative_fn(self) -> NumpyFn:
+        # compiled once per activation (lambdify is far slower than evaluating)
+        return self._deriv if self._deriv is not None else _lambdify(derivative_expr(self.expr))
+
     def derivative(self, t: np.ndarray | float) -> np.ndarray:
         """Almost-everywhere derivative σ'(t) (Dirac parts at jumps omitted)."""
         t = np.asarray(t, dtype=float)
-        fn = self._deriv if self._deriv is not None else _lambdify(derivative_expr(self.expr))
-        out = np.asarray(fn(t), dtype=float)
+        out = np.asarray(self._derivative_fn(t), dtype=float)
         return np.broadcast_to(out, t.shape).copy() if out.shape != t.shape else out
 
     # -- description ------------------------------------------------------- #
