@@ -34,6 +34,7 @@ the empirical NTK then counts only the layers above the last staircase (see
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -66,13 +67,14 @@ def _itemsize(dtype: Any) -> int:
 
 
 def ntk_memory_bytes(n: int, p: int, widths: Sequence[int], dtype: Any = np.float64,
-                     chunk: int | None = None) -> int:
+                     chunk: int | None = None, workers: int = 1) -> int:
     """Peak memory estimate of :meth:`MLP.kernels` (bytes).
 
     Weights ``Σ d_ℓ d_{ℓ−1}``; the input copy ``p n``; stored ``Σ_ℓ`` and ``G_ℓ``
-    (``2 n Σ d_ℓ``); ``L + 1`` conjugate kernels, the NTK and one Gram temporary
-    (``(L + 3) n²``); per chunk, the pre-activations and two temporaries
-    (``3 chunk Σ d_ℓ``).
+    (``2 n Σ d_ℓ``); ``L + 1`` conjugate kernels, the NTK and the tile temporaries of
+    the workers (at most one more ``n²``: ``(L + 3) n²``); per worker and chunk of
+    samples, the back-propagation buffer and the activation's temporaries
+    (``3 chunk max d_ℓ``).
     """
     dims = [int(p), *[int(d) for d in widths]]
     L = len(widths)
@@ -82,7 +84,7 @@ def ntk_memory_bytes(n: int, p: int, widths: Sequence[int], dtype: Any = np.floa
         + p * n
         + 2 * n * sum(dims[1:])
         + (L + 3) * n * n
-        + 3 * chunk * sum(dims[1:])
+        + 3 * max(1, int(workers)) * chunk * max(dims[1:])
     )
     return int(entries * _itemsize(dtype))
 
@@ -276,6 +278,29 @@ class MLP:
             return (H > 0).astype(self.dtype)
         return self._derivs[l](H).astype(self.dtype, copy=False)
 
+    def _act_inplace(self, l: int, H: np.ndarray, center: float) -> None:
+        """``H ← (σ_l(H) − c)/√d_l`` in place (same arithmetic as :meth:`_act`)."""
+        act = self.activations[l]
+        if act.name == "relu":
+            np.maximum(H, 0, out=H)
+        elif act.name == "linear":
+            H *= self.dtype.type(act.param_dict["slope"])
+        elif act.name == "leaky_relu":
+            np.multiply(H, self.dtype.type(act.param_dict["slope"]), out=H, where=H < 0)
+        else:
+            H[...] = act(H)
+        if center != 0.0:
+            H -= self.dtype.type(center)
+        H *= self.dtype.type(1.0 / math.sqrt(self.widths[l]))
+
+    def _dact_into(self, l: int, H: np.ndarray, out: np.ndarray) -> None:
+        """``out ← σ_l'(H)`` (almost-everywhere derivative)."""
+        act = self.activations[l]
+        if act.name == "relu":
+            np.greater(H, 0, out=out)
+        else:
+            out[...] = self._derivs[l](H)
+
     def forward(self, X: np.ndarray) -> tuple[np.ndarray, ...]:
         """``(Σ_0, Σ_1, …, Σ_L)``, each ``d_ℓ × n``."""
         X = self._check_X(X)
@@ -300,7 +325,7 @@ class MLP:
         return res
 
     def kernels(self, X: np.ndarray, *, ntk: bool = True, chunk: int | None = None,
-                progress: bool | None = None) -> EmpiricalKernels:
+                progress: bool | None = None, workers: int | None = None) -> EmpiricalKernels:
         """All conjugate kernels and (optionally) the NTK in one pass.
 
         Parameters
@@ -309,90 +334,247 @@ class MLP:
         ntk : bool
             Also back-propagate and form the NTK.
         chunk : int, optional
-            Samples per forward/backward chunk; default: all of them when the estimate of
-            :func:`ntk_memory_bytes` fits, else the largest chunk that does.
+            Largest number of samples per forward/backward task; default: as many as the
+            memory estimate of :func:`ntk_memory_bytes` allows.
         progress : bool, optional
-            tqdm bar over chunks (default: only on a TTY).
+            tqdm bar over the tasks (default: only on a TTY).
+        workers : int, optional
+            Threads; default: the CPUs this process may use.  With more than one, every
+            BLAS call runs single-threaded inside one worker (see Notes); ``workers=1``
+            leaves BLAS threading as it is.
 
         Raises
         ------
         ResourceError
             When even a chunk of one sample does not fit in :data:`MEMORY_LIMIT_BYTES`.
+
+        Notes
+        -----
+        Implementation (the algebra is in the module docstring).
+
+        * Layout: every per-layer array is stored sample-major (``n × d_ℓ``, i.e. ``Σ_ℓᵀ``
+          and ``G_ℓᵀ``), so a chunk of samples is a contiguous block of rows that BLAS
+          writes in place (``np.matmul(..., out=)``): no temporaries and no copies.
+        * The derivative ``σ_ℓ'(H_ℓ)`` is written into ``G_ℓ``'s storage during the
+          forward pass, so no pre-activation is kept, and multiplied by the
+          back-propagated signal afterwards.  The factors ``1/√d_ℓ`` of the backward
+          recursion are not applied to ``G_ℓ``: they multiply out to
+          ``g_ℓ = Π_{k≥ℓ} 1/d_k`` in ``G_ℓᵀG_ℓ`` and are applied to the ``n×n`` blocks.
+        * Parallelism is by tasks, not inside BLAS: the forward/backward pass is split
+          into chunks of samples (independent), and each Gram matrix into ``b×b`` tiles of
+          its upper triangle (``syrk`` on the diagonal, ``gemm`` off it); the NTK tile is
+          accumulated right after its Gram tiles.  Each worker thread runs single-threaded
+          BLAS and its own element-wise NumPy work (which releases the GIL), so the
+          element-wise passes run in parallel too, and no BLAS call waits at an internal
+          barrier for a thread the (shared) machine has descheduled.  Finally the lower
+          triangles are filled by transposed tile copies.
         """
         from tqdm.auto import tqdm
 
         t0 = time.perf_counter()
         X = self._check_X(X)
         n = X.shape[1]
-        need_min = ntk_memory_bytes(n, self.p, self.widths, self.dtype, chunk=1)
+        nw = _default_workers() if workers is None else int(workers)
+        if nw < 1:
+            raise ParameterError(f"workers must be positive, got {workers}")
+        nw = min(nw, n)
+        need_min = ntk_memory_bytes(n, self.p, self.widths, self.dtype, chunk=1, workers=nw)
         if need_min > MEMORY_LIMIT_BYTES:
             raise ResourceError(
                 f"kernels for n={n}, p={self.p}, widths={list(self.widths)} ({self.dtype}) need about "
                 f"{need_min / 2**30:.1f} GiB (limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)"
             )
-        if chunk is None:
-            chunk = n
-            while chunk > 1 and ntk_memory_bytes(n, self.p, self.widths, self.dtype, chunk) > MEMORY_LIMIT_BYTES:
-                chunk //= 2
-        chunk = max(1, min(int(chunk), n))
+        # samples per task: at least two tasks per worker (dynamic balancing), at most
+        # what fits in memory, and never more than asked for
+        size = -(-n // (2 * nw)) if nw > 1 else n
+        if chunk is not None:
+            size = min(size, max(1, int(chunk)))
+        while size > 1 and ntk_memory_bytes(n, self.p, self.widths, self.dtype, size, nw) > MEMORY_LIMIT_BYTES:
+            size //= 2
         cs = self.centering_for(X)
-        L = self.L
-        whole = chunk >= n  # one chunk: keep the arrays themselves, no copies
-        S = [X] + [None if whole else np.empty((d, n), dtype=self.dtype) for d in self.widths]
-        G = [None if whole else np.empty((d, n), dtype=self.dtype) for d in self.widths] if ntk else []
-        starts = range(0, n, chunk)
-        bar = tqdm(starts, desc="network", disable=(not _isatty()) if progress is None else not progress,
-                   leave=False)
-        for j0 in bar:
-            j1 = min(n, j0 + chunk)
-            Hs = []
-            prev = X[:, j0:j1]
+        L, dt = self.L, self.dtype
+        S = [np.empty((n, d), dtype=dt) for d in self.widths]                 # Σ_ℓᵀ
+        G = [np.empty((n, d), dtype=dt) for d in self.widths] if ntk else []  # G̃_ℓᵀ (unscaled)
+        Xt = X.T
+
+        def pass_rows(j0: int) -> None:
+            rows = slice(j0, min(n, j0 + size))
+            m = rows.stop - rows.start
+            prev = Xt[rows]
             for l, W in enumerate(self.weights):
-                H = np.asarray(W @ prev)
-                out = self._act(l, H, cs[l])
-                if whole:
-                    S[l + 1] = out
-                else:
-                    S[l + 1][:, j0:j1] = out
-                prev = out
+                out = S[l][rows]
+                _times_transpose(prev, W, out)                  # H_ℓᵀ
                 if ntk:
-                    Hs.append(H)
+                    self._dact_into(l, out, G[l][rows])         # σ_ℓ'(H_ℓ)ᵀ
+                self._act_inplace(l, out, cs[l])                # Σ_ℓᵀ
+                prev = out
             if ntk:
-                delta = self._dact(L - 1, Hs[-1])
-                delta *= (self.readout / math.sqrt(self.widths[-1]))[:, None]
-                if whole:
-                    G[L - 1] = delta
-                else:
-                    G[L - 1][:, j0:j1] = delta
+                G[L - 1][rows] *= self.readout                  # G̃_L = w ⊙ σ_L'
+                if L > 1:
+                    work = np.empty(m * max(self.widths[:-1]), dtype=dt)
                 for l in range(L - 2, -1, -1):
-                    back = np.asarray(self.weights[l + 1].T @ delta)
-                    back *= self._dact(l, Hs[l])
-                    back *= self.dtype.type(1.0 / math.sqrt(self.widths[l]))
-                    if whole:
-                        G[l] = back
-                    else:
-                        G[l][:, j0:j1] = back
-                    delta = back
-        ck = tuple(s.T @ s for s in S)
-        K = None
+                    back = work[: m * self.widths[l]].reshape(m, self.widths[l])
+                    _times(G[l + 1][rows], self.weights[l + 1], back)  # (W_{ℓ+1}ᵀ G̃_{ℓ+1})ᵀ
+                    G[l][rows] *= back
+
+        # tiles of the n×n upper triangle: nb×nb grid, gemm tiles first (twice the work)
+        nb = 1 if nw == 1 else max(2 * nw, -(-n // 2048))
+        edges = [round(k * n / nb) for k in range(nb + 1)]
+        blocks = [(slice(edges[i], edges[i + 1]), slice(edges[j], edges[j + 1]))
+                  for i in range(nb) for j in range(i, nb)]
+        blocks.sort(key=lambda b: b[0] == b[1])
+        A = [Xt, *S]
+        CK = [np.empty((n, n), dtype=dt) for _ in A]
+        K = np.empty((n, n), dtype=dt) if ntk else None
+        gfac = []
+        g = 1.0
+        for d in reversed(self.widths):
+            g /= d
+            gfac.append(g)
+        gfac.reverse()                                          # g_ℓ = Π_{k≥ℓ} 1/d_k
+
+        def ck_tile(k: int, I: slice, J: slice) -> None:
+            _gram_tile(A[k], I, J, CK[k][I, J])
+
+        def ntk_tile(I: slice, J: slice) -> None:
+            assert K is not None
+            out = K[I, J]
+            out[...] = CK[L][I, J]
+            T = np.empty((I.stop - I.start, J.stop - J.start), dtype=dt)
+            for l in range(L):
+                _gram_tile(G[l], I, J, T)
+                T *= CK[l][I, J]
+                T *= dt.type(gfac[l])
+                out += T
+
+        mats = CK + ([K] if ntk else [])
+
+        def mirror(k: int, I: slice, J: slice) -> None:
+            C = mats[k]
+            if I == J:
+                D = C[I, I]
+                low = np.tril_indices(I.stop - I.start, -1)
+                D[low] = D.T[low]
+            else:
+                C[J, I] = C[I, J].T
+
+        phases: list[list[tuple[Callable[..., None], tuple]]] = [
+            [(pass_rows, (j0,)) for j0 in range(0, n, size)],
+            [(ck_tile, (k, I, J)) for I, J in blocks for k in range(len(A))],
+            [(ntk_tile, (I, J)) for I, J in blocks] if ntk else [],
+            [(mirror, (k, I, J)) for I, J in blocks for k in range(len(mats))],
+        ]
+        bar = tqdm(total=sum(len(ph) for ph in phases), desc="network", leave=False,
+                   disable=(not _isatty()) if progress is None else not progress)
+        with _TaskRunner(nw) as run:
+            for ph in phases:
+                run(ph, bar)
+        bar.close()
         flops = ntk_flops(n, self.p, self.widths)
         if ntk:
-            K = ck[-1].copy()
-            for l in range(L):
-                T = G[l].T @ G[l]
-                T *= ck[l]
-                K += T
-                del T
             total = flops["total"]
         else:
             dims = [self.p, *self.widths]
             total = flops["forward"] + sum(n * (n + 1) * d for d in dims)
-        return EmpiricalKernels(ck=ck, ntk=K, seconds=time.perf_counter() - t0, flops=int(total))
+        return EmpiricalKernels(ck=tuple(CK), ntk=K, seconds=time.perf_counter() - t0, flops=int(total))
 
     # ------------------------------------------------------------------ #
     def parameter_count(self) -> int:
         dims = [self.p, *self.widths]
         return sum(a * b for a, b in zip(dims[1:], dims[:-1])) + dims[-1]
+
+
+def _times_transpose(A: np.ndarray, W: Any, out: np.ndarray) -> None:
+    """``out ← A Wᵀ`` (BLAS straight into ``out`` for dense ``W``; any matrix type otherwise)."""
+    if isinstance(W, np.ndarray):
+        np.matmul(A, W.T, out=out)
+    else:
+        out[...] = np.asarray(W @ A.T).T
+
+
+def _times(A: np.ndarray, W: Any, out: np.ndarray) -> None:
+    """``out ← A W``."""
+    if isinstance(W, np.ndarray):
+        np.matmul(A, W, out=out)
+    else:
+        out[...] = np.asarray(W.T @ A.T).T
+
+
+def _gram_tile(A: np.ndarray, I: slice, J: slice, out: np.ndarray) -> None:
+    """``out ← A[I] A[J]ᵀ`` for a sample-major ``A`` (``n × k``), one BLAS call.
+
+    Off-diagonal tiles are a ``gemm`` written straight into ``out``; a diagonal tile
+    (``I == J``) is a ``syrk`` and only its upper triangle is meaningful (the lower one is
+    left zero for :meth:`MLP.kernels` to mirror).
+    """
+    if I != J:
+        np.matmul(A[I], A[J].T, out=out)
+        return
+    from scipy.linalg.blas import get_blas_funcs
+
+    B = A[I]
+    syrk = get_blas_funcs("syrk", (B,))
+    if B.flags.f_contiguous:
+        C = syrk(1.0, B, trans=0, lower=1)
+    else:  # a C-contiguous (or strided) row block is handed to Fortran as Bᵀ
+        C = syrk(1.0, B.T, trans=1, lower=1)
+    out[...] = C.T  # Fortran lower triangle = C-order upper triangle
+
+
+def _default_workers() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _TaskRunner:
+    """Run phases of independent tasks on ``workers`` threads with single-threaded BLAS.
+
+    With one worker the tasks run inline and BLAS threading is left alone.  With more,
+    BLAS is limited to one thread (threadpoolctl) for the duration, and each phase is
+    drained completely before the next starts (phases depend on each other).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: Any = None
+        self._limits: Any = None
+
+    def __enter__(self) -> "_TaskRunner":
+        if self.workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from threadpoolctl import threadpool_limits
+
+            self._limits = threadpool_limits(limits=1, user_api="blas")
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ntk")
+        return self
+
+    def __call__(self, tasks: Sequence[tuple[Callable[..., None], tuple]], bar: Any) -> None:
+        if self._pool is None:
+            for fn, args in tasks:
+                fn(*args)
+                bar.update()
+            return
+        from concurrent.futures import FIRST_EXCEPTION, wait
+
+        futures = [self._pool.submit(fn, *args) for fn, args in tasks]
+        for f in futures:
+            f.add_done_callback(lambda _f: bar.update())
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in pending:
+            f.cancel()
+        for f in futures:
+            if f.done() and not f.cancelled() and f.exception() is not None:
+                raise f.exception()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._limits is not None:
+            self._limits.restore_original_limits()
 
 
 def _isatty() -> bool:
