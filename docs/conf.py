@@ -29,6 +29,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "myst_parser",
     "clihelp",
+    "apilist",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -62,32 +63,3 @@ html_theme_options = {
     "fixed_sidebar": True,
 }
 
-
-# --- completeness of the API page ---------------------------------------------
-def _check_api_page(app) -> None:  # noqa: ANN001 - Sphinx application
-    """Warn (an error under -W) about public modules missing from docs/api.rst.
-
-    Public = every module or package of ``ntk_theory`` without a leading underscore
-    in its dotted path, except the CLI (documented on the CLI page).
-    """
-    import pkgutil
-    import re
-
-    from sphinx.util import logging
-
-    with open(os.path.join(HERE, "api.rst"), encoding="utf-8") as fh:
-        listed = set(re.findall(r"^\.\. automodule:: (\S+)\s*$", fh.read(), flags=re.M))
-    public = {
-        m.name
-        for m in pkgutil.walk_packages(ntk_theory.__path__, prefix="ntk_theory.")
-        if not any(p.startswith("_") for p in m.name.split(".")[1:])
-        and m.name.split(".")[1] != "cli"
-    }
-    for name in sorted(public - listed):
-        logging.getLogger(__name__).warning(
-            "module %s is not on the API page: add '.. automodule:: %s' to docs/api.rst", name, name
-        )
-
-
-def setup(app) -> None:  # noqa: ANN001 - Sphinx application
-    app.connect("builder-inited", _check_api_page)

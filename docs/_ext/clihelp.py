@@ -9,6 +9,11 @@ output into the docs we build each subcommand's parser at documentation time:
 ``.. cli-commands::``
     A bullet list of every discovered subcommand with its one-line ``HELP``.
 
+``.. cli-remaining::``
+    At the end of the CLI page: a section with the help of every subcommand that
+    the page does not document with its own ``cli-help`` yet, so a new subcommand
+    is in the reference the moment it exists.
+
 ``.. cli-run:: moments relu --json``
     Runs ``ntk-theory moments relu --json`` in-process while the docs are built and
     shows the command, its real stdout and stderr, and a non-zero exit status.  Docs
@@ -29,11 +34,13 @@ import contextlib
 import importlib
 import io
 import pkgutil
+import re
 import shlex
 from typing import Any
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
+from docutils.statemachine import StringList
 
 #: Width of the rendered help, fixed so the docs do not depend on the terminal.
 HELP_WIDTH = 88
@@ -99,6 +106,27 @@ class CliCommandsDirective(Directive):
         return [items]
 
 
+class CliRemainingDirective(Directive):
+    """Insert a section (title, HELP, full help) per subcommand not documented on the page."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        source = self.state.document.current_source
+        with open(source, encoding="utf-8") as fh:
+            documented = set(re.findall(r"^\.\. cli-help:: (\S+)\s*$", fh.read(), flags=re.M))
+        lines: list[str] = []
+        for name, mod in discover_subcommands().items():
+            if name in documented:
+                continue
+            title = f"``ntk-theory {name}``"
+            lines += [title, "-" * len(title), "", mod.HELP.strip().rstrip(".") + ".", "",
+                      f".. cli-help:: {name}", ""]
+        if lines:
+            self.state_machine.insert_input(StringList(lines, source=source), source)
+        return []
+
+
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
     """Run ``ntk-theory ARGV`` in this process: (exit status, stdout, stderr)."""
     from ntk_theory.cli import main
@@ -140,5 +168,6 @@ class CliRunDirective(Directive):
 def setup(app: Any) -> dict[str, Any]:
     app.add_directive("cli-help", CliHelpDirective)
     app.add_directive("cli-run", CliRunDirective)
+    app.add_directive("cli-remaining", CliRemainingDirective)
     app.add_directive("cli-commands", CliCommandsDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
