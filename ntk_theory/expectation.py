@@ -94,8 +94,12 @@ class Expectation:
     def closed_form(self) -> bool:
         return self.expr is not None
 
+    @property
+    def is_infinite(self) -> bool:
+        return self.value == mp.inf
+
     def __float__(self) -> float:
-        return float(self.value)
+        return float(self.value)  # mp.inf -> inf
 
 
 class BudgetExceeded(BaseException):

@@ -54,40 +54,20 @@ _LATEX_NAMES = {
 
 
 @dataclass(frozen=True)
-class Moment:
-    """One Gaussian moment.
+class Moment(Expectation):
+    """One Gaussian moment: an :class:`~ntk_theory.expectation.Expectation` with its name.
 
     Attributes
     ----------
     key : str
         One of :data:`MOMENT_KEYS`.
-    value : mpmath.mpf
-        Value at the requested precision (``mp.inf`` for an infinite ``E[s'^2]``).
-    abs_error : float
-        Estimated absolute error (precision-doubling difference for closed forms,
-        quadrature error estimate otherwise).
-    expr : sympy.Expr or None
-        Closed form in the positive symbol ``tau`` (:data:`~ntk_theory.expectation.TAU`).
-    method : str
-        How the value was obtained.
+    value, abs_error, expr, method
+        As in :class:`~ntk_theory.expectation.Expectation`: the value at the requested
+        precision (``mp.inf`` for an infinite ``E[s'^2]``), its estimated absolute
+        error, the closed form in ``tau`` or None, and how it was obtained.
     """
 
-    key: str
-    value: mp.mpf
-    abs_error: float
-    expr: sp.Expr | None
-    method: str
-
-    @property
-    def closed_form(self) -> bool:
-        return self.expr is not None
-
-    @property
-    def is_infinite(self) -> bool:
-        return self.value == mp.inf
-
-    def __float__(self) -> float:
-        return math.inf if self.is_infinite else float(self.value)
+    key: str = ""
 
     @property
     def latex(self) -> str | None:
@@ -219,7 +199,7 @@ def _validate_digits(digits: int) -> int:
 
 
 def _moment(key: str, e: Expectation) -> Moment:
-    return Moment(key, e.value, e.abs_error, e.expr, e.method)
+    return Moment(e.value, e.abs_error, e.expr, e.method, key=key)
 
 
 def gaussian_moments(
@@ -275,10 +255,10 @@ def gaussian_moments(
         for key in MOMENT_KEYS:
             e = exprs[key]
             if e == sp.oo:
-                ms.append(Moment(key, mp.inf, 0.0, None, "infinite (jump)"))
+                ms.append(Moment(mp.inf, 0.0, None, "infinite (jump)", key=key))
             else:
                 v, err = _evaluate_closed(e, tau, digits) if e.has(TAU) else (mp.mpf(sp.N(e, digits + 10)), 0.0)
-                ms.append(Moment(key, v, err, e, "jump formula"))
+                ms.append(Moment(v, err, e, "jump formula", key=key))
     else:
         f = a.expr
         f2 = sp.piecewise_fold(to_piecewise(f) ** 2)
@@ -296,7 +276,7 @@ def gaussian_moments(
 
         ms = [E("E[s]", f, 0), E("E[s']", f, 1), E("E[s'']", f, 2), E("E[s^2]", f2, 0)]
         if has_jump(f):
-            ms.append(Moment("E[s'^2]", mp.inf, 0.0, None, "infinite (jump)"))
+            ms.append(Moment(mp.inf, 0.0, None, "infinite (jump)", key="E[s'^2]"))
         else:
             d = derivative_expr(f)
             ms.append(E("E[s'^2]", sp.piecewise_fold(to_piecewise(d) ** 2), 0, nonneg=True))
@@ -317,14 +297,14 @@ def _center(ms: list[Moment], tau: float, digits: int) -> list[Moment]:
                 v, err = _evaluate_closed(e, tau, digits)
             else:
                 v, err = mp.mpf(sp.N(e, digits + 10)), 0.0
-            return Moment(key, v, err, e, "closed form")
+            return Moment(v, err, e, "closed form", key=key)
         with mp.workdps(digits + 20):
             v = val_fn(*[p.value for p in parts])
         err = sum(p.abs_error * (1 + 2 * abs(float(q.value))) for p in parts for q in parts[:1])
-        return Moment(key, v, err, None, "quadrature")
+        return Moment(v, err, None, "quadrature", key=key)
 
     return [
-        Moment("E[s]", mp.mpf(0), 0.0, sp.S.Zero, "centered"),
+        Moment(mp.mpf(0), 0.0, sp.S.Zero, "centered", key="E[s]"),
         by["E[s']"],
         m2,
         combine("E[s^2]", [v0, m0], lambda a, b: a - b**2, lambda a, b: a - b * b),

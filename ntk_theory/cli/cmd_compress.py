@@ -11,7 +11,7 @@ import numpy as np
 
 from ..compress import bit_accounting, compress_network, parse_family, save_npz, ternary_weights
 from ..errors import ParameterError
-from ._common import dump_json, positive_float, probability
+from ._common import dump_json, nonnegative_int, positive_float, positive_int, probability
 
 HELP = ("compress a dense network into sparse ternary weights and quantized activations "
         "with the same kernel coefficients (NTK-LC)")
@@ -29,23 +29,6 @@ def _family(text: str) -> str:
     return text
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must be >= 0")
-    return v
-
-
-def _width(text: str) -> int:
-    v = _nonneg_int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' must be >= 1")
-    return v
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("activations", nargs="+", metavar="ACT",
                         help="dense activations of layers 1..L (e.g. relu, 'leaky_relu:slope=0.1')")
@@ -58,11 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sigma_Q also asks the last layer for δ = 0 (default none)")
     parser.add_argument("--sparsity", type=probability, default=0.9,
                         help="fraction ε of zero weights, in [0, 1) (default 0.9)")
-    parser.add_argument("--seed", type=_nonneg_int, default=0, help="weight seed (default 0)")
-    parser.add_argument("--widths", type=_width, nargs="+", default=None, metavar="D",
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="weight seed (default 0)")
+    parser.add_argument("--widths", type=positive_int, nargs="+", default=None, metavar="D",
                         help="d_0 d_1 ... d_L for the bit accounting and --out "
                              "(default 784 then 1000 per layer)")
-    parser.add_argument("--digits", type=_width, default=15,
+    parser.add_argument("--digits", type=positive_int, default=15,
                         help="15: float64, residual <= 1e-12; e.g. 30: residual <= 1e-25")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--out", metavar="MODEL.npz", default=None,
