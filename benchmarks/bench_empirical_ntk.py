@@ -12,6 +12,12 @@ Measured in one run, side by side:
   cost model: Jacobian rows ∝ n, the Gram ``J Jᵀ`` ∝ n² (both stated in the table);
 * the structured NTK at n = 8000 (memory estimate and peak resident memory).
 
+The machine is shared, so timings are interleaved: each repeat times the matmul, the
+structured NTK (default task-level threads) and the same NTK with ``workers=1`` (one
+task, BLAS-internal threading: the previous design) back to back.  Reported: the best
+time of each, the ratio of the best rates, and the median of the per-repeat ratios
+(load changes between repeats but little within one); the load average is printed.
+
 Usage::
 
     python3 benchmarks/bench_empirical_ntk.py [--n 2000] [--n-large 8000] [--baseline-m 48]
@@ -20,7 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import resource
 import sys
 import time
@@ -35,27 +41,34 @@ WIDTHS = (2000, 2000, 1000)
 P_IN = 784
 
 
-def matmul_rate(size: int = 4000, repeats: int = 3) -> tuple[float, float]:
-    """Best-of-``repeats`` seconds and GFLOP/s of a ``size``² float64 matmul."""
+MATMUL = 4000
+
+
+def interleaved(net: MLP, X: np.ndarray, repeats: int) -> dict:
+    """Matmul, threaded NTK and ``workers=1`` NTK timed back to back, ``repeats`` times."""
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((size, size))
-    B = rng.standard_normal((size, size))
-    best = math.inf
+    A = rng.standard_normal((MATMUL, MATMUL))
+    B = rng.standard_normal((MATMUL, MATMUL))
+    mm_flops = 2.0 * MATMUL**3
+    t_mm, t_par, t_ser, K, flops = [], [], [], None, 0
     for _ in range(repeats):
         t = time.perf_counter()
         A @ B
-        best = min(best, time.perf_counter() - t)
-    return best, 2.0 * size**3 / best / 1e9
-
-
-def structured(net: MLP, X: np.ndarray, repeats: int) -> tuple[float, np.ndarray, int]:
-    best, K, flops = math.inf, None, 0
-    for _ in range(repeats):
+        t_mm.append(time.perf_counter() - t)
         res = net.kernels(X)
-        if res.seconds < best:
-            best, K, flops = res.seconds, res.ntk, res.flops
-    assert K is not None
-    return best, K, flops
+        t_par.append(res.seconds)
+        K, flops = res.ntk, res.flops
+        t_ser.append(net.kernels(X, workers=1).seconds)
+    t_mm, t_par, t_ser = map(np.array, (t_mm, t_par, t_ser))
+    return {
+        "t_mm": float(t_mm.min()), "rate_mm": mm_flops / t_mm.min() / 1e9,
+        "t_par": float(t_par.min()), "t_ser": float(t_ser.min()),
+        "ratio_par_best": float(t_mm.min() / mm_flops * flops / t_par.min()),
+        "ratio_ser_best": float(t_mm.min() / mm_flops * flops / t_ser.min()),
+        "ratio_par_median": float(np.median(t_mm / mm_flops * flops / t_par)),
+        "ratio_ser_median": float(np.median(t_mm / mm_flops * flops / t_ser)),
+        "K": K, "flops": flops,
+    }
 
 
 def baseline(net: MLP, X: np.ndarray, m: int, quiet: bool) -> tuple[float, float, np.ndarray]:
@@ -79,17 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--n-large", type=int, default=8000, help="0 to skip the large run")
     ap.add_argument("--baseline-m", type=int, default=48)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
-    t_mm, rate_mm = matmul_rate()
+    load_before = os.getloadavg()
     spec = gmm(P_IN, 2, seed=args.seed)
     data = sample(spec, args.n, seed=args.seed + 1)
     net = MLP(["relu"] * 3, WIDTHS, p=P_IN, seed=args.seed, tau0=1.0)
-    t_s, K, flops = structured(net, data.X, args.repeats)
+    r = interleaved(net, data.X, args.repeats)
+    t_mm, rate_mm, t_s, K, flops = r["t_mm"], r["rate_mm"], r["t_par"], r["K"], r["flops"]
     rate_s = flops / t_s / 1e9
+    rate_1 = flops / r["t_ser"] / 1e9
+    load_mid = os.getloadavg()
 
     m = args.baseline_m
     t_rows, t_gram, K_sub = baseline(net, data.X[:, :m], m, args.quiet)
@@ -101,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("4000×4000 float64 matmul", f"{t_mm:.3f}", f"{rate_mm:.1f}", "100%", "reference"),
         (f"structured NTK, n={args.n}", f"{t_s:.2f}", f"{rate_s:.1f}", f"{100 * rate_s / rate_mm:.0f}%",
-         f"{flops / 1e9:.1f} GFLOP counted (forward, backward, syrk Grams, Hadamard)"),
+         f"{flops / 1e9:.1f} GFLOP counted (forward, backward, syrk Grams, Hadamard); "
+         f"median of per-repeat ratios {100 * r['ratio_par_median']:.0f}%"),
+        (f"same, workers=1 (BLAS threads only), n={args.n}", f"{r['t_ser']:.2f}", f"{rate_1:.1f}",
+         f"{100 * rate_1 / rate_mm:.0f}%", f"median of per-repeat ratios {100 * r['ratio_ser_median']:.0f}%"),
         (f"per-sample Jacobian, m={m} (measured)", f"{t_rows + t_gram:.2f}", "", "",
          f"rows {t_rows:.2f} s + J Jᵀ {t_gram:.2f} s; max rel. diff vs structured {agree:.1e}"),
         (f"per-sample Jacobian, n={args.n} (scaled)", f"{t_base:.0f}", "", "",
@@ -118,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"{large[2]:.1f}", f"{100 * large[2] / rate_mm:.0f}%",
                      f"memory estimate {est / 2**30:.1f} GiB, peak RSS {peak / 2**30:.1f} GiB"))
 
-    print(f"Empirical NTK, 3-layer ReLU MLP, widths {WIDTHS}, p={P_IN}, float64, P={P:,} parameters\n")
+    print(f"Empirical NTK, 3-layer ReLU MLP, widths {WIDTHS}, p={P_IN}, float64, P={P:,} parameters")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
+          f"{args.repeats} interleaved repeats (best time of each shown)")
+    print("load average (1/5/15 min): before " + "/".join(f"{v:.1f}" for v in load_before)
+          + ", after the n=%d repeats " % args.n + "/".join(f"{v:.1f}" for v in load_mid)
+          + ", at the end " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + "\n")
     print("| computation | seconds | GFLOP/s | of matmul | notes |")
     print("|---|---:|---:|---:|---|")
     for r in rows:
