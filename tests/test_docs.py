@@ -163,4 +163,6 @@ def test_every_page_is_in_the_toctree():
     pages = {os.path.splitext(f)[0] for f in os.listdir(DOCS)
              if f.endswith((".rst", ".md")) and f != "index.rst"}
     missing = sorted(pages - entries)
-    assert not missing, f"docs pages not in the index toctree (a -W warning): {missing}"
+    assert not missing or "*" in entries, (
+        f"docs pages not in the index toctree (a -W warning): {missing}")
+    assert {"install", "moments", "cli", "api", "BENCHMARKS"} <= entries
