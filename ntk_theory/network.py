@@ -22,8 +22,10 @@ multiplies both the forward signal and the back-propagated one).  Because
     K_NTK = CK_L + Σ_ℓ (G_ℓᵀ G_ℓ) ⊙ CK_{ℓ−1},
 
 a handful of matrix products and no per-sample Jacobian.  Forward and backward passes
-run over column chunks of ``X`` (samples are independent); the Gram matrices are single
-symmetric products (BLAS ``syrk``).  :func:`per_sample_jacobian` is the naive baseline
+run over chunks of samples (samples are independent); the Gram matrices are tiled into
+``syrk`` (diagonal) and ``gemm`` (off-diagonal) blocks of their upper triangle.  Chunks
+and tiles are independent tasks run on one thread per CPU with single-threaded BLAS
+(details in :meth:`MLP.kernels`).  :func:`per_sample_jacobian` is the naive baseline
 used by the tests and the benchmark.
 
 Staircase activations have a zero almost-everywhere derivative, so their ``δ`` vanish:
@@ -533,8 +535,10 @@ class _TaskRunner:
     """Run phases of independent tasks on ``workers`` threads with single-threaded BLAS.
 
     With one worker the tasks run inline and BLAS threading is left alone.  With more,
-    BLAS is limited to one thread (threadpoolctl) for the duration, and each phase is
-    drained completely before the next starts (phases depend on each other).
+    BLAS is limited to one thread (threadpoolctl) for the duration — process-wide, so
+    other threads of the caller see single-threaded BLAS meanwhile — and each phase is
+    drained completely before the next starts (phases depend on each other).  Without
+    threadpoolctl the tasks run inline.
     """
 
     def __init__(self, workers: int) -> None:
@@ -546,8 +550,10 @@ class _TaskRunner:
         if self.workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            from threadpoolctl import threadpool_limits
-
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+                return self  # run inline with multi-threaded BLAS: correct, only slower
             self._limits = threadpool_limits(limits=1, user_api="blas")
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ntk")
         return self
