@@ -364,8 +364,9 @@ class MLP:
           ``g_ℓ = Π_{k≥ℓ} 1/d_k`` in ``G_ℓᵀG_ℓ`` and are applied to the ``n×n`` blocks.
         * Parallelism is by tasks, not inside BLAS: the forward/backward pass is split
           into chunks of samples (independent), and each Gram matrix into ``b×b`` tiles of
-          its upper triangle (``syrk`` on the diagonal, ``gemm`` off it); the NTK tile is
-          accumulated right after its Gram tiles.  Each worker thread runs single-threaded
+          its upper triangle (``syrk`` on the diagonal, ``gemm`` off it); one task forms
+          the tile of every Gram matrix and accumulates the NTK tile right away (while
+          the tiles are in cache).  Each worker thread runs single-threaded
           BLAS and its own element-wise NumPy work (which releases the GIL), so the
           element-wise passes run in parallel too, and no BLAS call waits at an internal
           barrier for a thread the (shared) machine has descheduled.  Finally the lower
@@ -435,11 +436,11 @@ class MLP:
             gfac.append(g)
         gfac.reverse()                                          # g_ℓ = Π_{k≥ℓ} 1/d_k
 
-        def ck_tile(k: int, I: slice, J: slice) -> None:
-            _gram_tile(A[k], I, J, CK[k][I, J])
-
-        def ntk_tile(I: slice, J: slice) -> None:
-            assert K is not None
+        def tile(I: slice, J: slice) -> None:
+            for k in range(len(A)):
+                _gram_tile(A[k], I, J, CK[k][I, J])
+            if K is None:
+                return
             out = K[I, J]
             out[...] = CK[L][I, J]
             T = np.empty((I.stop - I.start, J.stop - J.start), dtype=dt)
@@ -462,8 +463,7 @@ class MLP:
 
         phases: list[list[tuple[Callable[..., None], tuple]]] = [
             [(pass_rows, (j0,)) for j0 in range(0, n, size)],
-            [(ck_tile, (k, I, J)) for I, J in blocks for k in range(len(A))],
-            [(ntk_tile, (I, J)) for I, J in blocks] if ntk else [],
+            [(tile, (I, J)) for I, J in blocks],
             [(mirror, (k, I, J)) for I, J in blocks for k in range(len(mats))],
         ]
         bar = tqdm(total=sum(len(ph) for ph in phases), desc="network", leave=False,
