@@ -65,6 +65,12 @@ def parallel(fns, workers: int = 2) -> list:
         return [f.result() for f in futures]
 
 
+def stage_done(name: str, sec: dict, mem: dict) -> None:
+    """One line on stderr as each stage ends (the run takes many minutes on a loaded machine)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {sec[name]:.1f} s, peak RSS {mem[name]:.1f} GiB, "
+          f"load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+
+
 def opnorm(A: np.ndarray) -> float:
     """Spectral norm of a symmetric matrix by Lanczos (largest magnitude eigenvalue)."""
     v0 = np.ones(A.shape[0]) / np.sqrt(A.shape[0])
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     data = sample(gmm(args.p, 2, seed=args.seed), args.n, seed=args.seed + 1)
     stats = population_statistics(data)
     sec["data"], mem["data"] = time.perf_counter() - t, peak_gib()
+    stage_done("data", sec, mem)
     bar.update()
 
     t = time.perf_counter()
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     mats = {"ck": {"theory": th.ck}, "ntk": {"theory": th.ntk}}
     del th
     sec["theory"], mem["theory"] = time.perf_counter() - t, peak_gib()
+    stage_done("theory", sec, mem)
     bar.update()
 
     t = time.perf_counter()
@@ -117,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     del ex
     gc.collect()
     sec["exact"], mem["exact"] = time.perf_counter() - t, peak_gib()
+    stage_done("exact", sec, mem)
     bar.update()
 
     t = time.perf_counter()
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     del em, net
     gc.collect()
     sec["empirical"], mem["empirical"] = time.perf_counter() - t, peak_gib()
+    stage_done("empirical", sec, mem)
     bar.update()
     loads.append(os.getloadavg())
 
@@ -163,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         row["top"] = {k: lam[k][::-1][:3].tolist() for k in kinds}
         rows.append(row)
     sec["spectra"], mem["spectra"] = time.perf_counter() - t, peak_gib()
+    stage_done("spectra", sec, mem)
     bar.update()
     bar.close()
     total = time.perf_counter() - t_all
