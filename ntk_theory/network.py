@@ -421,7 +421,7 @@ class MLP:
                     G[l][rows] *= back
 
         # tiles of the n×n upper triangle: nb×nb grid, gemm tiles first (twice the work)
-        nb = 1 if nw == 1 else max(2 * nw, -(-n // 2048))
+        nb = 1 if nw == 1 else min(n, max(2 * nw, -(-n // 2048)))
         edges = [round(k * n / nb) for k in range(nb + 1)]
         blocks = [(slice(edges[i], edges[i + 1]), slice(edges[j], edges[j + 1]))
                   for i in range(nb) for j in range(i, nb)]
