@@ -189,6 +189,7 @@ def gmm(
         * ``scaled_identity``: ``C_a = s_a I_p``;
         * ``diagonal``: ``C_a = s_a diag(d_a)`` with ``d_a`` uniform on [0.5, 1.5] normalised to mean 1;
         * ``full``: ``C_a = s_a U_a diag(d_a) U_aᵀ`` with a random orthogonal ``U_a``.
+
         In all three ``tr C_a = p s_a``, so ``t_a = √p (s_a − Σ_b c_b s_b)`` is ``O(√p)``
         when ``s_a − 1 = O(1/√p)`` as the theory's regime requires.
     cov_scales : sequence of float, optional

@@ -1,4 +1,4 @@
-"""Theory kernels K̃_CK,ℓ and K̃_NTK,ℓ of the equivalence theorems (THEORY.md §5).
+"""Theory kernels K̃_CK,ℓ and K̃_NTK,ℓ of the equivalence theorems (THEORY.md §5)::
 
     K̃_CK,ℓ  = α_{ℓ,1} XᵀX + V A_ℓ Vᵀ + (τ_ℓ² − τ_0² α_{ℓ,1}) I_n,
     A_ℓ     = [[α_{ℓ,2} t tᵀ + α_{ℓ,3} T,  α_{ℓ,2} t],
