@@ -813,7 +813,8 @@ def watchdog(seconds: float) -> Iterator[bool]:
     """Raise :class:`Hang` in the block after ``seconds`` of wall-clock time.
 
     Uses ``SIGALRM``/``ITIMER_REAL``, independent of the engine's CPU-time budget
-    (``ITIMER_PROF``).  Yields False (no watchdog) outside the main thread or on
+    (``ITIMER_PROF``), and fires again every 0.5 s until the block is left, since an
+    exception raised while Python runs a gc callback or a finalizer is dropped.  Yields False (no watchdog) outside the main thread or on
     platforms without ``setitimer``.
     """
     if not (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()):
@@ -824,7 +825,9 @@ def watchdog(seconds: float) -> Iterator[bool]:
         raise Hang()
 
     old = signal.signal(signal.SIGALRM, _fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # re-fire every 0.5 s: an exception raised inside a gc callback or a finalizer is
+    # printed and dropped by Python, so a single shot could be lost
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
     try:
         yield True
     finally:
