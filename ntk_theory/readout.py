@@ -50,6 +50,12 @@ __all__ = [
     "ridge_fit",
     "kernel_ridge_fit",
     "softmax_fit",
+    "RidgeCV",
+    "ridge_grid",
+    "centered_kernel",
+    "kernel_ridge_cv",
+    "kernel_ridge_accuracy",
+    "ridge_cv",
 ]
 
 
@@ -206,6 +212,153 @@ def kernel_ridge_fit(K: np.ndarray, Y: np.ndarray, lam: float) -> KernelRidge:
     A = K.copy()
     A[np.diag_indices(n)] += lam
     return KernelRidge(coef=_spd_solve(A, Y), lam=lam)
+
+
+# --------------------------------------------------------------------------- #
+# Ridge parameter chosen by validation
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True, eq=False)
+class RidgeCV:
+    """λ chosen by k-fold cross-validation on the training set.
+
+    Attributes
+    ----------
+    lam : float
+        The chosen ridge parameter: highest mean validation accuracy, ties broken by the
+        lower mean validation squared error of the one-hot targets.
+    grid : ndarray
+        The candidate λ.
+    cv_accuracy, cv_mse : ndarray
+        Mean validation accuracy and squared error per candidate.
+    folds : int
+    """
+
+    lam: float
+    grid: np.ndarray
+    cv_accuracy: np.ndarray
+    cv_mse: np.ndarray
+    folds: int
+
+
+def ridge_grid(scale: float, *, lo: float = 1e-4, hi: float = 1e2, num: int = 25) -> np.ndarray:
+    """Candidate λ: ``scale · logspace(lo, hi)`` with ``scale`` the mean squared feature norm
+    (``tr K / n``), so that every network gets the same *relative* range."""
+    scale = float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ParameterError(f"the ridge grid needs a positive feature scale, got {scale}")
+    return scale * np.geomspace(lo, hi, int(num))
+
+
+def centered_kernel(G: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """The Gram matrix of features centered with their *training* mean.
+
+    If ``G = ΦᵀΦ`` then the result is ``(Φ − φ̄ 1ᵀ)ᵀ(Φ − φ̄ 1ᵀ)`` with ``φ̄`` the mean over the
+    columns ``train``: kernel ridge on it with an unpenalized target mean is exactly
+    :func:`ridge_fit` with ``fit_intercept=True``.
+    """
+    G = np.asarray(G, dtype=float)
+    m = G[:, train].mean(axis=1)
+    return G - m[:, None] - m[None, :] + m[train].mean()
+
+
+def _kernel_scores(G: np.ndarray, Y: np.ndarray, tr: np.ndarray, te: np.ndarray,
+                   lams: np.ndarray) -> list[np.ndarray]:
+    """Test scores of centered kernel ridge for every λ (one eigendecomposition)."""
+    Gc = centered_kernel(G, tr)
+    w, V = np.linalg.eigh(Gc[np.ix_(tr, tr)])
+    w = np.maximum(w, 0.0)  # a Gram matrix is PSD; clip rounding
+    ym = Y[tr].mean(axis=0)
+    R = V.T @ (Y[tr] - ym)
+    B = Gc[np.ix_(te, tr)] @ V
+    return [B @ (R / (w + lam)[:, None]) + ym for lam in lams]
+
+
+def _folds(train: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    if int(folds) < 2 or int(folds) > train.size:
+        raise ParameterError(f"cross-validation needs 2 ≤ folds ≤ {train.size}, got {folds}")
+    perm = np.random.default_rng(seed).permutation(train)
+    return [np.sort(f) for f in np.array_split(perm, int(folds))]
+
+
+def _select(acc: np.ndarray, mse: np.ndarray, grid: np.ndarray, folds: int) -> RidgeCV:
+    best = np.flatnonzero(acc >= acc.max() - 1e-12)
+    k = int(best[np.argmin(mse[best])])
+    return RidgeCV(lam=float(grid[k]), grid=grid, cv_accuracy=acc, cv_mse=mse, folds=int(folds))
+
+
+def kernel_ridge_cv(G: np.ndarray, labels: np.ndarray, train: np.ndarray, *,
+                    lams: np.ndarray | None = None, folds: int = 5, seed: int = 0) -> RidgeCV:
+    """Choose λ for centered kernel ridge on ``G`` by ``folds``-fold CV inside ``train``.
+
+    ``G`` is the full Gram matrix (training and other points); only ``train`` rows and
+    columns are used.  Default grid: :func:`ridge_grid` at the training points' ``tr G/n``.
+    """
+    G = np.asarray(G, dtype=float)
+    train = np.asarray(train)
+    y = _labels(labels, G.shape[0])
+    Y = one_hot(y)
+    grid = ridge_grid(float(np.mean(np.diag(centered_kernel(G, train))[train]))) if lams is None \
+        else np.asarray(lams, dtype=float)
+    acc = np.zeros(grid.size)
+    mse = np.zeros(grid.size)
+    for f in _folds(train, folds, seed):
+        t = np.setdiff1d(train, f)
+        for k, S in enumerate(_kernel_scores(G, Y, t, f, grid)):
+            acc[k] += np.mean(np.argmax(S, axis=1) == y[f]) / folds
+            mse[k] += np.mean((S - Y[f]) ** 2) / folds
+    return _select(acc, mse, grid, folds)
+
+
+def kernel_ridge_accuracy(G: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
+                          lam: float) -> float:
+    """Test accuracy of centered kernel ridge (≡ feature ridge with intercept) on ``G``."""
+    y = _labels(labels, np.asarray(G).shape[0])
+    S = _kernel_scores(np.asarray(G, dtype=float), one_hot(y), np.asarray(train), np.asarray(test),
+                       np.array([_ridge_parameter(lam)]))[0]
+    return float(np.mean(np.argmax(S, axis=1) == y[test]))
+
+
+def ridge_cv(Phi: np.ndarray, labels: np.ndarray, *, lams: np.ndarray | None = None, folds: int = 5,
+             seed: int = 0) -> RidgeCV:
+    """Choose λ for :func:`ridge_fit` (with intercept) on features ``Φ`` (d × n) by k-fold CV.
+
+    Each fold is solved in the smaller form: primal (eigendecomposition of the d×d
+    ``Φ_c Φ_cᵀ``) when ``d`` is at most the fold's training size, dual otherwise; all λ of
+    the grid share that decomposition.  Default grid: :func:`ridge_grid` at the mean
+    squared norm of the centered features.
+    """
+    Phi = _features(Phi)
+    d, n = Phi.shape
+    y = _labels(labels, n)
+    Y = one_hot(y)
+    if lams is None:
+        Pc = Phi - Phi.mean(axis=1, keepdims=True)
+        grid = ridge_grid(float(np.sum(Pc * Pc)) / n)
+    else:
+        grid = np.asarray(lams, dtype=float)
+    acc = np.zeros(grid.size)
+    mse = np.zeros(grid.size)
+    idx = np.arange(n)
+    for f in _folds(idx, folds, seed):
+        t = np.setdiff1d(idx, f)
+        if d <= t.size:
+            mu = Phi[:, t].mean(axis=1, keepdims=True)
+            A = Phi[:, t] - mu
+            s, U = np.linalg.eigh(A @ A.T)
+            s = np.maximum(s, 0.0)
+            ym = Y[t].mean(axis=0)
+            R = U.T @ (A @ (Y[t] - ym))
+            B = (Phi[:, f] - mu).T @ U
+            scores = [B @ (R / (s + lam)[:, None]) + ym for lam in grid]
+        else:
+            G = Phi[:, np.concatenate([t, f])]
+            G = G.T @ G
+            loc_t, loc_f = np.arange(t.size), np.arange(t.size, t.size + f.size)
+            scores = _kernel_scores(G, Y[np.concatenate([t, f])], loc_t, loc_f, grid)
+        for k, S in enumerate(scores):
+            acc[k] += np.mean(np.argmax(S, axis=1) == y[f]) / folds
+            mse[k] += np.mean((S - Y[f]) ** 2) / folds
+    return _select(acc, mse, grid, folds)
 
 
 # --------------------------------------------------------------------------- #

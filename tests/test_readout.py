@@ -111,3 +111,39 @@ def test_errors():
         kernel_ridge_fit(np.ones((3, 4)), np.zeros(3, dtype=int), 1.0)
     with pytest.raises(ParameterError):
         accuracy(np.zeros((3, 2)), np.array([0, 1]))
+
+
+@pytest.mark.parametrize("d, n", [(15, 90), (150, 90)])
+def test_ridge_cv_matches_brute_force_ridge_fit(d, n):
+    """CV by one eigendecomposition per fold (primal when d ≤ n_fold, dual otherwise) vs the
+    direct ridge_fit on every fold and λ, and vs the kernel-form CV on ΦᵀΦ."""
+    from ntk_theory.readout import _folds, kernel_ridge_accuracy, kernel_ridge_cv, ridge_cv
+
+    Phi, y = _toy(d, n)
+    Phi = Phi * 2.0  # noisier classes so the CV curve is not flat
+    Phi += 2.0 * np.random.default_rng(3).standard_normal(Phi.shape)
+    cv = ridge_cv(Phi, y, folds=4, seed=1)
+    acc = np.zeros(cv.grid.size)
+    for f in _folds(np.arange(n), 4, 1):
+        t = np.setdiff1d(np.arange(n), f)
+        for k, lam in enumerate(cv.grid):
+            acc[k] += accuracy(ridge_fit(Phi[:, t], y[t], lam).predict(Phi[:, f]), y[f]) / 4
+    # same λ, same folds, exact solves both ways: accuracies are fractions of the fold sizes and
+    # agree exactly unless a score ties to rounding (1e-12 leaves room for that only)
+    np.testing.assert_allclose(cv.cv_accuracy, acc, atol=1e-12)
+    assert cv.lam in cv.grid and cv.cv_accuracy[list(cv.grid).index(cv.lam)] == cv.cv_accuracy.max()
+    kcv = kernel_ridge_cv(Phi.T @ Phi, y, np.arange(n), lams=cv.grid, folds=4, seed=1)
+    np.testing.assert_allclose(kcv.cv_mse, cv.cv_mse, rtol=1e-8)  # eigh of two different systems
+    tr, te = np.arange(60), np.arange(60, n)
+    assert kernel_ridge_accuracy(Phi.T @ Phi, y, tr, te, 0.5) == accuracy(
+        ridge_fit(Phi[:, tr], y[tr], 0.5).predict(Phi[:, te]), y[te])
+
+
+def test_ridge_cv_errors():
+    from ntk_theory.readout import ridge_cv, ridge_grid
+
+    Phi, y = _toy(5, 10)
+    with pytest.raises(ParameterError):
+        ridge_cv(Phi, y, folds=1)
+    with pytest.raises(ParameterError):
+        ridge_grid(0.0)
