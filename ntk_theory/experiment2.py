@@ -14,11 +14,16 @@ features ``Σ_L`` (ridge in closed form and softmax regression by gradient desce
   position, counted at the entropy bound of the mask, ``N·h(ρ)`` with ``h`` the binary
   entropy; ``ρ`` solves ``h(ρ) + 32ρ = H(ε)`` so both cost the same bits per weight.
 
-Ridge parameter.  The compressed network's kernel is the dense one plus δI
-(THEORY.md §6), and a ridge readout on it with ``λ`` equals the dense one with
-``λ + δ``; the compressed readouts therefore use ``λ − δ`` when ``λ > δ`` (the same
-effective regularization as the dense ``λ``) and ``λ`` otherwise; the value used is
-recorded.
+Ridge parameter.  Default ``lam="cv"``: every network gets its own λ by 5-fold
+cross-validation on its training features (:func:`ntk_theory.readout.ridge_cv`) — the fair
+comparison, since the compressed kernel is the dense one plus δI (THEORY.md §6) and a
+fixed λ would favour one of them.  With a number ``λ`` the dense and pruned readouts use
+``λ`` and the compressed ones ``λ − δ`` when ``λ > δ`` (the same effective regularization,
+``ridge(K + δI, λ − δ) = ridge(K, λ)``) and ``λ`` otherwise.  The value used is recorded.
+
+Families.  ``families`` lists the NTK-LC activation families compared (``sigma_T`` is the
+paper's; ``staircase:4`` inflates the scale far less, so its δ and its finite-width cost
+are smaller — see ``docs/compression.rst``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from .compress import compress_network, ternary_entropy_bits, ternary_weights
 from .data import gmm, load_dataset, sample
 from .errors import ParameterError
 from .network import MLP
-from .readout import accuracy, ridge_fit, softmax_fit
+from .readout import accuracy, ridge_cv, ridge_fit, softmax_fit
 from .verify import compressed_centering, compressed_activations
 
 __all__ = ["Experiment2Row", "Experiment2Result", "pruning_density", "magnitude_prune",
@@ -77,6 +82,7 @@ class Experiment2Row:
     ridge_accuracy: float
     softmax_accuracy: float
     seconds: float
+    family: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class Experiment2Result:
     delta: float
     rows: tuple[Experiment2Row, ...]
     settings: dict = field(default_factory=dict)
+    deltas: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -154,18 +161,42 @@ def run_experiment2(
     widths: Sequence[int] = (2000, 2000, 1000),
     activations: Sequence[str] = ("relu", "relu", "relu"),
     epsilons: Sequence[float] = EPSILONS,
-    lam: float = 1.0,
+    lam: float | str = "cv",
     softmax_lam: float = 1e-4,
     softmax_steps: int = 300,
     pruning: bool = True,
     seed: int = 0,
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    families: Sequence[str] = ("sigma_T",),
+    cv_folds: int = 5,
 ) -> Experiment2Result:
     """Run Experiment 2 on one data set (module docstring).
 
     ``data`` (``X_train, y_train, X_test, y_test``) overrides ``dataset`` loading.
-    ``τ_0`` is the training data's ``√(mean ‖x_i‖²)``.
+    ``τ_0`` is the training data's ``√(mean ‖x_i‖²)``.  ``lam`` is ``"cv"`` (λ by
+    ``cv_folds``-fold cross-validation per network) or a number.  The BLAS runs on one
+    thread (many mid-sized eigendecompositions; far cheaper in CPU on a shared machine).
     """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        import contextlib
+
+        limit = contextlib.nullcontext()
+    else:
+        limit = threadpool_limits(1)
+    with limit:
+        return _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_lam,
+                    softmax_steps, pruning, seed, data, tuple(families), cv_folds)
+
+
+def _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_lam, softmax_steps,
+         pruning, seed, data, families, cv_folds) -> Experiment2Result:
+    if not families:
+        raise ParameterError("Experiment 2 needs at least one NTK-LC family")
+    cv = isinstance(lam, str)
+    if cv and lam != "cv":
+        raise ParameterError(f"lam must be a number or 'cv', got '{lam}'")
     Xtr, ytr, Xte, yte = data if data is not None else load_split(dataset, n_train, n_test, seed=seed)
     p = Xtr.shape[0]
     K = int(max(ytr.max(), yte.max())) + 1
@@ -173,46 +204,52 @@ def run_experiment2(
     if len(widths) != len(activations):
         raise ParameterError(f"need one width per activation, got {len(widths)} and {len(activations)}")
     tau0 = float(np.sqrt(np.mean(np.sum(Xtr * Xtr, axis=0))))
-    res = compress_network(list(activations), tau0)
+    plans = {f: compress_network(list(activations), tau0, family=f) for f in families}
+    res = plans[families[0]]
     N = sum(a * b for a, b in zip((p,) + widths[:-1], widths))
     dt = np.float32
     rows: list[Experiment2Row] = []
 
     def evaluate(net: MLP, method: str, eps: float | None, density: float, bits: float,
-                 packed: float | None, lam_used: float) -> None:
+                 packed: float | None, lam_used: float, family: str | None = None) -> None:
         t0 = time.perf_counter()
         Ftr, Fte = _features(net, Xtr), _features(net, Xte)
+        if cv:
+            lam_used = ridge_cv(Ftr, ytr, folds=cv_folds, seed=seed).lam
         r = ridge_fit(Ftr, ytr, lam_used)
         s = softmax_fit(Ftr, ytr, softmax_lam, steps=softmax_steps, n_classes=K)
         rows.append(Experiment2Row(method, eps, density, bits, packed, lam_used,
                                    accuracy(r.predict(Fte), yte), accuracy(s.predict(Fte), yte),
-                                   time.perf_counter() - t0))
+                                   time.perf_counter() - t0, family))
 
+    lam_d = math.nan if cv else float(lam)
     dense = MLP(list(activations), widths, p, seed=seed, dtype=dt, tau0=tau0)
-    evaluate(dense, "dense", None, 1.0, 32.0 * N, None, lam)
-    lam_c = lam - res.delta if lam > res.delta else lam
+    evaluate(dense, "dense", None, 1.0, 32.0 * N, None, lam_d)
     L = len(widths)
-    n_act = sum(len(f.params) for f in res.layers)
-    extras = 32.0 * (2 * L + n_act)  # per-layer scales, centering constants, activation params
     for eps in epsilons:
         tw = ternary_weights((p,) + widths, float(eps), seed + 1)
-        net = MLP(compressed_activations(res), widths, p, seed=seed, dtype=dt,
-                  weights=tw.matrices(dt), centering=compressed_centering(res))
-        ent = sum(l.signs.size * ternary_entropy_bits(l.sparsity) for l in tw.layers) + extras
-        evaluate(net, "ntk-lc", float(eps), 1.0 - float(eps), ent, 2.0 * N + extras, lam_c)
+        for fam, plan in plans.items():
+            lam_c = lam_d if cv else (lam_d - plan.delta if lam_d > plan.delta else lam_d)
+            n_act = sum(len(f.params) for f in plan.layers)
+            extras = 32.0 * (2 * L + n_act)  # per-layer scales, centering constants, activation params
+            net = MLP(compressed_activations(plan), widths, p, seed=seed, dtype=dt,
+                      weights=tw.matrices(dt), centering=compressed_centering(plan))
+            ent = sum(l.signs.size * ternary_entropy_bits(l.sparsity) for l in tw.layers) + extras
+            evaluate(net, "ntk-lc", float(eps), 1.0 - float(eps), ent, 2.0 * N + extras, lam_c, fam)
         if pruning:
             rho = pruning_density(float(eps))
             pw = [magnitude_prune(W, rho) for W in dense.weights]
             pnet = MLP(list(activations), widths, p, seed=seed, dtype=dt, weights=pw, tau0=tau0)
             bits = sum(W.size * (_binary_entropy(rho) + 32 * np.count_nonzero(W) / W.size) for W in pw)
-            evaluate(pnet, "pruned", float(eps), rho, float(bits) + 32.0 * 2 * L, None, lam)
+            evaluate(pnet, "pruned", float(eps), rho, float(bits) + 32.0 * 2 * L, None, lam_d)
     return Experiment2Result(
         dataset=dataset if data is None else "custom", n_train=Xtr.shape[1], n_test=Xte.shape[1], p=p,
         n_classes=K, widths=widths, activations=tuple(activations),
         compressed_activations=tuple(f.activation.spec for f in res.layers), delta=res.delta,
         rows=tuple(rows),
         settings={"lam": lam, "softmax_lam": softmax_lam, "softmax_steps": softmax_steps, "seed": seed,
-                  "tau0": tau0})
+                  "tau0": tau0, "cv_folds": cv_folds if cv else None, "families": list(families)},
+        deltas={f: plan.delta for f, plan in plans.items()})
 
 
 def accuracy_bits_figure(results: Sequence[Experiment2Result], *, readout: str = "ridge"):
@@ -223,11 +260,13 @@ def accuracy_bits_figure(results: Sequence[Experiment2Result], *, readout: str =
     fig = _figure(4.2 * len(results), 3.6)
     for i, r in enumerate(results):
         ax = fig.add_subplot(1, len(results), i + 1)
-        for method, style in (("ntk-lc", "o-"), ("pruned", "s--")):
-            rs = sorted((x for x in r.rows if x.method == method), key=lambda x: x.bits)
+        fams = sorted({x.family or "sigma_T" for x in r.rows if x.method == "ntk-lc"})
+        series = [(f"NTK-LC {f}", "o-", lambda x, f=f: x.method == "ntk-lc" and (x.family or "sigma_T") == f)
+                  for f in fams] + [("magnitude pruning", "s--", lambda x: x.method == "pruned")]
+        for label, style, keep in series:
+            rs = sorted((x for x in r.rows if keep(x)), key=lambda x: x.bits)
             if rs:
-                ax.plot([x.bits for x in rs], [getattr(x, key) for x in rs], style,
-                        label="NTK-LC" if method == "ntk-lc" else "magnitude pruning")
+                ax.plot([x.bits for x in rs], [getattr(x, key) for x in rs], style, label=label)
                 for x in rs:
                     ax.annotate(f"ε={x.epsilon:g}", (x.bits, getattr(x, key)), fontsize=7,
                                 textcoords="offset points", xytext=(3, 3))
@@ -248,6 +287,7 @@ def markdown_table(result: Experiment2Result) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for x in result.rows:
         eps = "–" if x.epsilon is None else f"{x.epsilon:g}"
-        lines.append(f"| {x.method} | {eps} | {x.density:.4g} | {x.bits:.3g} | {dense_bits / x.bits:.1f} | "
+        method = x.method if x.family is None else f"{x.method} {x.family}"
+        lines.append(f"| {method} | {eps} | {x.density:.4g} | {x.bits:.3g} | {dense_bits / x.bits:.1f} | "
                      f"{x.ridge_lambda:.3g} | {x.ridge_accuracy:.3f} | {x.softmax_accuracy:.3f} |")
     return "\n".join(lines)
