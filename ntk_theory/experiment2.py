@@ -261,12 +261,13 @@ def accuracy_bits_figure(results: Sequence[Experiment2Result], *, readout: str =
     for i, r in enumerate(results):
         ax = fig.add_subplot(1, len(results), i + 1)
         fams = sorted({x.family or "sigma_T" for x in r.rows if x.method == "ntk-lc"})
-        series = [(f"NTK-LC {f}", "o-", lambda x, f=f: x.method == "ntk-lc" and (x.family or "sigma_T") == f)
-                  for f in fams] + [("magnitude pruning", "s--", lambda x: x.method == "pruned")]
-        for label, style, keep in series:
+        series = [(f"NTK-LC {f}", "o-", _family_color(f),
+                   lambda x, f=f: x.method == "ntk-lc" and (x.family or "sigma_T") == f) for f in fams]
+        series.append(("magnitude pruning", "s--", "tab:gray", lambda x: x.method == "pruned"))
+        for label, style, color, keep in series:
             rs = sorted((x for x in r.rows if keep(x)), key=lambda x: x.bits)
             if rs:
-                ax.plot([x.bits for x in rs], [getattr(x, key) for x in rs], style, label=label)
+                ax.plot([x.bits for x in rs], [getattr(x, key) for x in rs], style, color=color, label=label)
                 for x in rs:
                     ax.annotate(f"ε={x.epsilon:g}", (x.bits, getattr(x, key)), fontsize=7,
                                 textcoords="offset points", xytext=(3, 3))
@@ -278,6 +279,15 @@ def accuracy_bits_figure(results: Sequence[Experiment2Result], *, readout: str =
         ax.set_title(f"{r.dataset} (n={r.n_train}+{r.n_test}, p={r.p})", fontsize=9)
         ax.legend(fontsize=7)
     return fig
+
+
+_FAMILY_COLORS = {"sigma_T": "tab:blue", "staircase:4": "tab:orange", "three_level": "tab:purple",
+                  "ternary": "tab:brown"}
+
+
+def _family_color(family: str) -> str:
+    """The same colour for a family in every panel."""
+    return _FAMILY_COLORS.get(family, "tab:red")
 
 
 def markdown_table(result: Experiment2Result) -> str:
