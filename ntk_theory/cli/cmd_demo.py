@@ -9,7 +9,8 @@ from ..demo import run_demo
 from ._common import dump_json
 
 HELP = ("end-to-end demo on GMM data with a 3-layer ReLU network: coefficients, compression at "
-        "eps = 0.9, spectra, readouts; writes PNG figures")
+        "eps = 0.9 (sigma_T and staircase:4), spectra, readouts with cross-validated ridge; "
+        "writes PNG figures")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
