@@ -647,7 +647,8 @@ def from_expr(expr: sp.Expr | str) -> Activation:
             raise ParseError(f"cannot convert {expr!r} to a SymPy expression: {exc}") from None
         # accept a plain (non-real) Symbol named x from user code
         e = e.subs({s: X for s in e.free_symbols if isinstance(s, sp.Symbol) and s.name == "x"})
-    if not isinstance(e, sp.Expr) or isinstance(e, sp.logic.boolalg.Boolean):
+    # (a Symbol is also a SymPy Boolean, so test for Expr only: relations are not Expr)
+    if not isinstance(e, sp.Expr):
         raise ParseError(f"'{expr}' is not a real-valued expression in x")
     others = sorted(str(s) for s in e.free_symbols if s != X)
     if others:

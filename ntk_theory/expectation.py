@@ -32,6 +32,7 @@ certifies the digits even where terms cancel (small τ) or overflow float64
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -145,17 +146,40 @@ def time_budget(seconds: float) -> Iterator[bool]:
         yield True
         return
 
+    # An exception raised inside a gc callback or a finalizer is dropped by Python
+    # ("Exception ignored"), so a budget that fires during a collection would be lost.
+    # A watcher placed first in gc.callbacks defers the interrupt while a collection
+    # runs and re-arms the timer to fire as soon as it ends.
+    state = {"in_gc": False, "pending": False}
+
+    def _gc_watch(phase: str, info: dict) -> None:  # noqa: ARG001
+        if phase == "start":
+            state["in_gc"] = True
+        else:
+            state["in_gc"] = False
+            if state["pending"]:
+                signal.setitimer(_TIMER, 0.001, 0.05)
+
     def _fire(signum, frame):  # noqa: ARG001
+        if state["in_gc"]:
+            state["pending"] = True
+            return
         raise BudgetExceeded()
 
+    gc.callbacks.insert(0, _gc_watch)
     start = time.process_time()
     signal.signal(_SIGNAL, _fire)
-    signal.setitimer(_TIMER, seconds)
+    # keep firing every 50 ms after the deadline: Python drops an exception raised
+    # inside a gc callback or a finalizer ("Exception ignored"), so one shot could be
+    # lost and leave SymPy running unbounded
+    signal.setitimer(_TIMER, seconds, 0.05)
     try:
         yield True
     finally:
         signal.setitimer(_TIMER, 0)
         signal.signal(_SIGNAL, old_handler)
+        if _gc_watch in gc.callbacks:
+            gc.callbacks.remove(_gc_watch)
         if old_delay > 0:  # restore the outer timer, less the time we used
             signal.setitimer(_TIMER, max(old_delay - (time.process_time() - start), 1e-3))
 
@@ -661,11 +685,47 @@ def _check_singularity(fn: Callable, s: float, tau: float, order: int, squared: 
             )
 
 
+_STEP_FUNCTIONS = (sp.floor, sp.ceiling, sp.frac)
+_MAX_JUMPS = 4000
+
+
+def _step_function_jumps(f: sp.Expr, tau: float, window: float) -> list[float]:
+    """Jump locations of ``floor``/``ceiling``/``frac`` of linear arguments within ``|x| ≤ τ·window``.
+
+    Quadrature across an unknown jump loses digits while its error estimate does
+    not notice, so every jump must be a node.  Raises :class:`NumericalError` when
+    the jumps cannot be located (non-linear argument) or are too many to integrate.
+    """
+    pts: list[float] = []
+    for atom in f.atoms(*_STEP_FUNCTIONS):
+        arg = sp.expand(atom.args[0])
+        a, b = arg.coeff(X, 1), arg.coeff(X, 0)
+        if sp.expand(arg - a * X - b) != 0 or not (a.is_number and b.is_number) or a == 0:
+            raise NumericalError(f"cannot locate the discontinuities of {atom}: only linear "
+                                 "arguments of floor/ceiling/frac are supported")
+        a, b = float(a), float(b)
+        lo, hi = sorted((a * (-tau * window) + b, a * (tau * window) + b))
+        count = math.floor(hi) - math.ceil(lo) + 1
+        if count > _MAX_JUMPS:
+            raise NumericalError(f"{atom} jumps {count} times where the Gaussian weight matters "
+                                 f"at tau={tau:g}; more than the {_MAX_JUMPS} quadrature can resolve")
+        pts.extend((k - b) / a for k in range(math.ceil(lo), math.floor(hi) + 1))
+    return pts
+
+
 def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> tuple[mp.mpf, float]:
     """mpmath quadrature of ``E[f(τξ) He_k(ξ)]/τ^k`` split at the breakpoints."""
     fn = _numeric_integrand(f, order)
     sing = _singular_points(f)
     bps = sorted(set(breakpoints(f)) | set(sing))
+    if f.has(*_STEP_FUNCTIONS):
+        bps = sorted(set(bps) | set(_step_function_jumps(f, tau, 40.0)))
+    elif f.has(sp.Piecewise, sp.Heaviside, sp.sign) and not bps:
+        try:
+            pieces(f)
+        except _NotCovered:
+            raise NumericalError(f"cannot locate the discontinuities of {f} (conditions that "
+                                 "are not intervals in x); quadrature would be unreliable") from None
     extra = 10 + (order * max(0, int(math.ceil(-math.log10(tau)))) if tau < 1 else 0)
     dps = digits + extra
     with mp.workdps(dps + 10):

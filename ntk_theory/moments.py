@@ -28,7 +28,7 @@ import mpmath as mp
 import sympy as sp
 
 from .activations import Activation, X, derivative_expr, parse_activation, to_piecewise
-from .errors import DivergenceError, ParameterError
+from .errors import DivergenceError, NumericalError, ParameterError
 from .expectation import (
     TAU,
     Expectation,
@@ -172,6 +172,9 @@ def _short(v: float) -> str:
 # --------------------------------------------------------------------------- #
 def has_jump(f: sp.Expr) -> bool:
     """Whether ``f`` has a jump discontinuity on the real line (then ``E[σ'²] = +∞``)."""
+    for atom in f.atoms(sp.floor, sp.ceiling, sp.frac):
+        if atom.args[0].has(X):
+            return True  # integer-valued steps of a non-constant argument
     try:
         ps = pieces(f)
     except _NotCovered:
@@ -279,6 +282,8 @@ def gaussian_moments(
             ms.append(Moment(mp.inf, 0.0, None, "infinite (jump)", key="E[s'^2]"))
         else:
             d = derivative_expr(f)
+            if d.has(sp.Derivative):
+                raise NumericalError(f"E[s'^2] of {a.spec}: SymPy cannot differentiate {d}")
             ms.append(E("E[s'^2]", sp.piecewise_fold(to_piecewise(d) ** 2), 0, nonneg=True))
         ms.append(E("E[(s^2)'']", f2, 2))
     if centered:

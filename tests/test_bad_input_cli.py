@@ -72,9 +72,6 @@ def _introspected_cases() -> list[Case]:
     return cases
 
 
-_MEMORY = ("the weights are allocated before any size check: MemoryError becomes the "
-           "dispatcher's 'internal error' line instead of a ResourceError with the estimate")
-
 _SEMANTIC: dict[str, list[Case]] = {
     "moments": [
         Case(("moments", "nosuch"), "unknown activation"),
@@ -107,9 +104,9 @@ _SEMANTIC: dict[str, list[Case]] = {
         Case(("compress", "nosuch", "--tau0", "1"), "unknown activation"),
         Case(("compress", "relu", "--tau0", "1", "--seed", "-3"), "negative seed"),
         Case(("compress", "relu", "--tau0", "1", "--widths", "100000000", "100000000"),
-             "10^16 weights (does not fit in memory)", xfail=_MEMORY, subprocess=True),
+             "10^16 weights (does not fit in memory)", subprocess=True),
         Case(("compress", "relu", "--tau0", "1", "--widths", "40000", "40000"),
-             "1.6·10^9 weights (about 13 GB of int64 indices)", xfail=_MEMORY, subprocess=True),
+             "1.6·10^9 weights (about 13 GB of int64 indices)", subprocess=True),
     ],
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..compress import bit_accounting, compress_network, parse_family, save_npz, ternary_weights
-from ..errors import ParameterError
+from ..errors import ParameterError, ResourceError
 from ._common import dump_json, nonnegative_int, positive_float, positive_int, probability
 
 HELP = ("compress a dense network into sparse ternary weights and quantized activations "
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                              f"got {len(widths)}")
     if args.digits < 15:
         raise ParameterError(f"--digits must be >= 15, got {args.digits}")
+    _check_weight_memory(widths)
     t0 = time.perf_counter()
     res = compress_network(args.activations, args.tau0, family=args.family,
                            last_family=args.last_family, digits=args.digits)
@@ -97,6 +98,23 @@ def run(args: argparse.Namespace) -> int:
           f"seed {bits['seed']:.0f} ({bits['ratio_seed']:.3g}x)")
     print(f"solved in {solve_seconds:.3f} s" + (f"; saved {args.out}" if args.out else ""))
     return 0
+
+
+_WEIGHT_MEMORY_LIMIT = 20 * 2**30
+
+
+def _check_weight_memory(widths: list[int]) -> None:
+    """Refuse, before any allocation, weights that would not fit in memory.
+
+    Drawing layer ℓ holds its int8 codes plus an int64 permutation and random signs
+    of the same length (about 17 bytes per weight at the peak), on top of the int8
+    codes of the layers already drawn.
+    """
+    sizes = [a * b for a, b in zip(widths, widths[1:])]
+    need = sum(sizes) + 16 * max(sizes)
+    if need > _WEIGHT_MEMORY_LIMIT:
+        raise ResourceError(f"{sum(sizes):.3g} ternary weights need about {need / 2**30:.1f} GiB to "
+                            f"draw (limit {_WEIGHT_MEMORY_LIMIT / 2**30:.0f} GiB): use smaller --widths")
 
 
 def _count_params(params: dict[str, Any]) -> int:
