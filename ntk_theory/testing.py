@@ -310,10 +310,7 @@ def activations(
     if "staircase" in kinds and not continuous:
         options.append(staircases())
     if "expression" in kinds and not staircase_only:
-        # a bare Symbol is also a sympy Boolean, which from_expr refuses (reported
-        # to the maintainers; tests/test_fuzz_engine.py keeps an xfail reproducer)
-        options.append(expressions(continuous=continuous, max_depth=max_depth)
-                       .filter(lambda e: not isinstance(e, sp.Symbol)).map(from_expr))
+        options.append(expressions(continuous=continuous, max_depth=max_depth).map(from_expr))
     if not options:
         raise ParameterError("no activation matches these restrictions")
     return st.one_of(*options)
