@@ -208,7 +208,7 @@ def _run_demo(outdir: str | Path, settings: DemoSettings) -> DemoResult:
     for f in s.families:
         curves[f"{f} (ε={s.sparsity:g}) − δI"] = spectra[f]
     figs = [str(save_figure(spectra_figure(
-        curves, title=f"CK spectra: dense vs NTK-LC − δI, widths {list(s.widths)}, n={s.n}"),
+        curves, title=f"CK spectra (NTK-LC − δI), widths {list(s.widths)}"),
         out / "demo_spectra.png"))]
     figs.append(str(save_figure(_accuracy_figure(readouts, s.families, bits), out / "demo_readouts.png")))
 
