@@ -877,6 +877,17 @@ def gaussian_expectation(
     tau = _validate_tau(tau)
     if order not in (0, 1, 2):
         raise DomainError(f"order must be 0, 1 or 2, got {order}")
+    try:
+        return _gaussian_expectation(f, tau, order, digits, budget, nonnegative, symbolic)
+    except TypeError as exc:
+        # mpmath refuses to order complex numbers: a lambdified branch condition or a
+        # Heaviside argument went complex (log(x) at x < 0, say)
+        raise DomainError(f"{f} cannot be evaluated as a real function on the real line "
+                          f"(complex intermediate values: {exc})") from None
+
+
+def _gaussian_expectation(f: sp.Expr, tau: float, order: int, digits: int, budget: float,
+                          nonnegative: bool, symbolic: bool) -> Expectation:
     if not isinstance(f, sp.Expr) or f.free_symbols - {X}:
         raise ParseError(f"{f} is not an expression in x alone")
     f = sp.sympify(f)
