@@ -31,7 +31,7 @@ import numpy as np
 from ..activations import Activation, parse_activation
 from ..errors import DomainError, InfeasibleError, NumericalError, ParameterError
 from .families import AlphaTargets, SigmaQFamily, stair_moments_mp, stair_moments_np
-from .solve import LayerFit, _finish, residual_tolerance, solve_alpha, solve_auto
+from .solve import LayerFit, _finish, local_minima_mask, residual_tolerance, solve_alpha, solve_auto
 
 __all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_moments",
            "solve_last_layer_sigma_q"]
@@ -273,10 +273,7 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
     for s1 in (sgn1, -sgn1):
         for s2 in (sgn2, -sgn2):
             with np.errstate(all="ignore"):
-                det = o["m1"] * b["m2"] - o["m2"] * b["m1"]
-                r1, r2 = s1 * math.sqrt(A1), s2 * math.sqrt(A2)
-                b1 = (r1 * b["m2"] - r2 * b["m1"]) / det
-                b2 = (o["m1"] * r2 - o["m2"] * r1) / det
+                b1, b2 = _q_amplitudes(o, b, s1 * math.sqrt(A1), s2 * math.sqrt(A2))
                 lv_var, lv_w = _q_var_w(parts, b1, b2)
                 R = np.hypot(lv_w - W, lv_var - V) / D
             R = np.where(valid & np.isfinite(R), R, np.inf)
@@ -344,16 +341,18 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
 
 def _local_minima(R: np.ndarray, keep: int) -> list[tuple[int, int]]:
     """Indices of the ``keep`` smallest 8-neighbourhood local minima of a 2-D array."""
-    n0, n1 = R.shape
-    P = np.pad(R, 1, constant_values=np.inf)
-    is_min = np.isfinite(R)
-    for di in (-1, 0, 1):
-        for dj in (-1, 0, 1):
-            if di or dj:
-                is_min &= R <= P[1 + di:1 + di + n0, 1 + dj:1 + dj + n1]
+    is_min = local_minima_mask(R)
     idx = np.argwhere(is_min)
     order = np.lexsort((idx[:, 1], idx[:, 0], R[is_min]))
     return [(int(idx[k][0]), int(idx[k][1])) for k in order[:keep]]
+
+
+def _q_amplitudes(o: dict[str, np.ndarray], b: dict[str, np.ndarray], r1: float, r2: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Solve ``b1·o_m1 + b2·b_m1 = r1``, ``b1·o_m2 + b2·b_m2 = r2`` (Cramer's rule) for the
+    outer and bump amplitudes of σ_Q, given the signed roots ``r1 = ±√A1``, ``r2 = ±√A2``."""
+    det = o["m1"] * b["m2"] - o["m2"] * b["m1"]
+    return (r1 * b["m2"] - r2 * b["m1"]) / det, (o["m1"] * r2 - o["m2"] * r1) / det
 
 
 def _q_residual_np(z1: float, z4: float, code: float, A1: float, A2: float, W: float,
@@ -364,10 +363,7 @@ def _q_residual_np(z1: float, z4: float, code: float, A1: float, A2: float, W: f
     parts = _q_parts_np(np.array([z1]), np.array([z4]))
     o, b = parts["outer"], parts["bump"]
     with np.errstate(all="ignore"):
-        det = o["m1"] * b["m2"] - o["m2"] * b["m1"]
-        r1, r2 = s1 * math.sqrt(A1), s2 * math.sqrt(A2)
-        b1 = (r1 * b["m2"] - r2 * b["m1"]) / det
-        b2 = (o["m1"] * r2 - o["m2"] * r1) / det
+        b1, b2 = _q_amplitudes(o, b, s1 * math.sqrt(A1), s2 * math.sqrt(A2))
         var, w = _q_var_w(parts, b1, b2)
     out = np.array([(w[0] - W) / D, (var[0] - V) / D])
     return out if np.all(np.isfinite(out)) else np.array([1e3, 1e3])

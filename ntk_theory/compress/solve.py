@@ -218,6 +218,18 @@ def _suggest_after(fam_name: str) -> str:
 # --------------------------------------------------------------------------- #
 # sigma_T: 3x3 Newton from structured starts
 # --------------------------------------------------------------------------- #
+def local_minima_mask(R: np.ndarray) -> np.ndarray:
+    """Finite entries of a 2-D array that are ≤ all 8 neighbours (edges padded with +inf)."""
+    n0, n1 = R.shape
+    P = np.pad(R, 1, constant_values=np.inf)
+    is_min = np.isfinite(R)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di or dj:
+                is_min &= R <= P[1 + di:1 + di + n0, 1 + dj:1 + dj + n1]
+    return is_min
+
+
 def _sigma_t_seeds(A1: float, A2: float, W: float, c: float, n: int = 161,
                    keep: int = 16) -> tuple[list[tuple[float, float, float]], float]:
     """Structured starting points for the σ_T system with sign pattern ``c``.
@@ -247,13 +259,7 @@ def _sigma_t_seeds(A1: float, A2: float, W: float, c: float, n: int = 161,
         block = R[i:i + 2, j:j + 2]
         k = np.unravel_index(np.argmin(block), block.shape)
         cand.add((int(i + k[0]), int(j + k[1])))
-    P = np.pad(R, 1, constant_values=np.inf)
-    is_min = np.isfinite(R)
-    for di in (-1, 0, 1):
-        for dj in (-1, 0, 1):
-            if di or dj:
-                is_min &= R <= P[1 + di:1 + di + n, 1 + dj:1 + dj + n]
-    cand.update((int(i), int(j)) for i, j in np.argwhere(is_min))
+    cand.update((int(i), int(j)) for i, j in np.argwhere(local_minima_mask(R)))
     ranked = sorted((float(R[i, j]), i, j) for i, j in cand if np.isfinite(R[i, j]))
     seeds = []
     for _, i, j in ranked[:keep]:
