@@ -316,13 +316,3 @@ def _center(ms: list[Moment], tau: float, digits: int) -> list[Moment]:
         by["E[s'^2]"],
         combine("E[(s^2)'']", [w2, m0, m2], lambda a, b, c: a - 2 * b * c, lambda a, b, c: a - 2 * b * c),
     ]
-
-
-def moments_table_rows(results: Iterable[GaussianMoments], digits: int = 8) -> list[list[str]]:
-    """Plain-text rows (activation, six values) for terminal output."""
-    rows = []
-    for r in results:
-        rows.append([r.activation.spec] + [
-            "inf" if m.is_infinite else mp.nstr(m.value, digits) for m in r.moments
-        ])
-    return rows
