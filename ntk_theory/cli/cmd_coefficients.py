@@ -14,7 +14,7 @@ import argparse
 import math
 
 from ..coefficients import coefficients
-from ..latex import booktabs_table, latex_escape, latex_number
+from ..latex import coefficients_table
 from ._common import dump_json, positive_float, positive_int
 
 HELP = "per-layer coefficients tau, alpha_1..4, beta_1..3, kappa of the NTK equivalence theorems"
@@ -27,24 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input scale τ0 > 0 (τ0² = tr(C°)/p, about the mean squared norm of the data)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the issue-3 JSON layout")
-    out.add_argument("--latex", action="store_true", help="print a booktabs table")
+    out.add_argument("--latex", action="store_true",
+                     help="print a booktabs table (ntk-theory table coefficients has more options)")
     p.add_argument("--digits", type=positive_int, default=6,
                    help="significant digits in the text and LaTeX tables (default 6)")
-
-
-def _latex(res, digits: int) -> str:
-    headers = [r"$\ell$", r"$\sigma_\ell$", r"$\tau_\ell$"] + \
-        [rf"$\alpha_{{\ell,{k}}}$" for k in range(1, 5)] + \
-        [rf"$\beta_{{\ell,{k}}}$" for k in range(1, 4)] + [r"$\kappa_\ell$"]
-    rows = []
-    for lay in res.layers:
-        rows.append([str(lay.layer), r"\texttt{" + latex_escape(lay.activation.spec) + "}",
-                     latex_number(lay.tau, digits)]
-                    + [latex_number(a, digits) for a in lay.alpha]
-                    + [latex_number(b, digits) for b in lay.beta]
-                    + [latex_number(lay.kappa, digits)])
-    return booktabs_table(headers, rows, align="rl" + "r" * (len(headers) - 2),
-                          caption=rf"Coefficients of the equivalence theorems at $\tau_0 = {res.tau0:g}$")
 
 
 def _text(res, digits: int) -> str:
@@ -65,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         dump_json(res.to_dict())
     elif args.latex:
-        print(_latex(res, args.digits))
+        print(coefficients_table(res, args.digits).to_latex())
     else:
         print(_text(res, args.digits))
     return 0

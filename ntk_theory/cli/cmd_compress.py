@@ -11,6 +11,7 @@ import numpy as np
 
 from ..compress import bit_accounting, compress_network, parse_family, save_npz, ternary_weights
 from ..errors import ParameterError, ResourceError
+from ..latex import compression_table
 from ._common import dump_json, nonnegative_int, positive_float, positive_int, probability
 
 HELP = ("compress a dense network into sparse ternary weights and quantized activations "
@@ -47,7 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 784 then 1000 per layer)")
     parser.add_argument("--digits", type=positive_int, default=15,
                         help="15: float64, residual <= 1e-12; e.g. 30: residual <= 1e-25")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON")
+    out.add_argument("--latex", action="store_true",
+                     help="print a booktabs table of the plan (ntk-theory table compression has more options)")
     parser.add_argument("--out", metavar="MODEL.npz", default=None,
                         help="save packed ternary weights and activation parameters")
 
@@ -85,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         out["out"] = args.out
     if args.json:
         dump_json(out)
+        return 0
+    if args.latex:
+        print(compression_table(res).to_latex())
         return 0
     print(f"NTK-LC compression of {' -> '.join(res.activations)} at tau0 = {args.tau0:g}")
     print(f"{'layer':>5} {'family':<12} {'tau_in':>9} {'variance':>10} {'max rel res':>12}  params")

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--centered", action="store_true", help="moments of σ − E[σ(τξ)]")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list, one object per ACT")
-    out.add_argument("--latex", action="store_true", help="print a booktabs table")
+    out.add_argument("--latex", action="store_true",
+                     help="print a booktabs table (ntk-theory table moments has more options)")
     p.add_argument("--digits", type=positive_int, default=15,
                    help="significant digits to certify and print (default 15, at most 200)")
     p.add_argument("--budget", type=positive_float, default=2.0,
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         dump_json([r.to_dict() for r in results])
     elif args.latex:
-        print(moments_table(results, digits=min(args.digits, 10)))
+        print(moments_table(results, min(args.digits, 10)).to_latex())
     else:
         shown = min(args.digits, 12)
         width = max(len(r.activation.spec) for r in results)

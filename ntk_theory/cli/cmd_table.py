@@ -1,0 +1,102 @@
+"""``ntk-theory table``: booktabs LaTeX tables of moments, coefficients and compression plans.
+
+A thin layer over :func:`ntk_theory.latex.moments_table` (THEORY.md §1),
+:func:`~ntk_theory.latex.coefficients_table` (THEORY.md §4) and
+:func:`~ntk_theory.latex.compression_table` (THEORY.md §6); the ``--latex`` outputs
+of ``moments``, ``coefficients`` and ``compress`` print the same tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..coefficients import coefficients
+from ..compress import compress_network
+from ..errors import ParameterError
+from ..latex import (
+    COEFFICIENTS_COLUMNS,
+    COMPRESSION_COLUMNS,
+    MOMENTS_COLUMNS,
+    NUMBER_STYLES,
+    Table,
+    coefficients_table,
+    compression_table,
+    moments_table,
+)
+from ..moments import gaussian_moments
+from ._common import positive_float, positive_int
+from .cmd_compress import _family
+
+HELP = ("LaTeX (booktabs) tables of moments, per-layer coefficients or compression parameters, "
+        "with a choice of columns, number format, caption and label")
+
+KINDS = ("moments", "coefficients", "compression")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=KINDS, metavar="KIND",
+                   help="moments (one row per ACT), coefficients or compression (one row per layer)")
+    p.add_argument("activations", nargs="+", metavar="ACT",
+                   help="activations (same syntax as 'moments'); for coefficients and compression "
+                        "the layers, first layer first")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--tau", type=positive_float, default=None, dest="scale",
+                       help="input scale τ > 0 (moments: default 1)")
+    scale.add_argument("--tau0", type=positive_float, default=None, dest="scale",
+                       help="input scale τ0 > 0 of the network (required for coefficients and compression)")
+    p.add_argument("--centered", action="store_true", help="moments of σ − E[σ(τξ)] (moments only)")
+    p.add_argument("--family", type=_family, default=None,
+                   help="compression only: auto|ternary|sigma_T|three_level|staircase:K (default auto)")
+    p.add_argument("--last-family", choices=("none", "sigma_Q"), default=None,
+                   help="compression only: sigma_Q also asks the last layer for δ = 0 (default none)")
+    p.add_argument("--columns", default=None, metavar="KEY,KEY,...",
+                   help="columns by key, in order; moments: " + ",".join(MOMENTS_COLUMNS)
+                        + "; coefficients: " + ",".join(COEFFICIENTS_COLUMNS)
+                        + "; compression: " + ",".join(COMPRESSION_COLUMNS))
+    p.add_argument("--digits", type=positive_int, default=6,
+                   help="significant digits of every number (default 6, at most 50)")
+    p.add_argument("--format", choices=NUMBER_STYLES, default="auto", dest="style",
+                   help="auto (like %%g), fixed (never an exponent) or sci (always m×10^e); default auto")
+    p.add_argument("--caption", default=None,
+                   help="caption text (LaTeX specials are escaped; $...$ pairs are kept as math)")
+    p.add_argument("--label", default=None, help="\\label{...} key (letters, digits and : _ . - + /)")
+    p.add_argument("--standalone", action="store_true",
+                   help="a complete document (article, booktabs, amsmath, amssymb) that pdflatex compiles")
+    p.add_argument("--output", choices=("latex", "markdown", "text"), default="latex",
+                   help="latex (default), markdown (pipe table) or text (aligned columns)")
+
+
+def build_table(args: argparse.Namespace) -> Table:
+    """The :class:`~ntk_theory.latex.Table` that ``args`` ask for."""
+    opts = dict(columns=args.columns, style=args.style, caption=args.caption, label=args.label)
+    if args.digits > 50:
+        raise ParameterError(f"--digits must be at most 50, got {args.digits}")
+    if args.kind != "moments" and args.centered:
+        raise ParameterError("--centered applies to 'table moments' only")
+    if args.kind != "compression" and (args.family is not None or args.last_family is not None):
+        raise ParameterError("--family and --last-family apply to 'table compression' only")
+    if args.kind == "moments":
+        tau = 1.0 if args.scale is None else args.scale
+        results = [gaussian_moments(a, tau, centered=args.centered, digits=max(15, args.digits))
+                   for a in args.activations]
+        return moments_table(results, args.digits, **opts)
+    if args.scale is None:
+        raise ParameterError(f"'table {args.kind}' needs the input scale --tau0")
+    if args.kind == "coefficients":
+        return coefficients_table(coefficients(args.activations, args.scale), args.digits, **opts)
+    res = compress_network(args.activations, args.scale, family=args.family or "auto",
+                           last_family=args.last_family or "none")
+    return compression_table(res, args.digits, **opts)
+
+
+def run(args: argparse.Namespace) -> int:
+    table = build_table(args)
+    if args.standalone and args.output != "latex":
+        raise ParameterError("--standalone needs --output latex")
+    if args.output == "markdown":
+        print(table.to_markdown())
+    elif args.output == "text":
+        print(table.to_text())
+    else:
+        print(table.to_latex(standalone=args.standalone))
+    return 0
