@@ -32,6 +32,7 @@ from typing import Any, Mapping
 
 import mpmath as mp
 import numpy as np
+from scipy import special as sps
 
 from ..activations import Activation
 from ..errors import DomainError, InfeasibleError, NumericalError, ParameterError
@@ -216,7 +217,7 @@ def _suggest_after(fam_name: str) -> str:
 
 
 # --------------------------------------------------------------------------- #
-# sigma_T: 3x3 Newton from structured starts
+# sigma_T: the matching curve, one bracketed equation along it, mpmath polish
 # --------------------------------------------------------------------------- #
 def local_minima_mask(R: np.ndarray) -> np.ndarray:
     """Finite entries of a 2-D array that are ≤ all 8 neighbours (edges padded with +inf)."""
@@ -230,78 +231,119 @@ def local_minima_mask(R: np.ndarray) -> np.ndarray:
     return is_min
 
 
-def _sigma_t_seeds(A1: float, A2: float, W: float, c: float, n: int = 161,
-                   keep: int = 16) -> tuple[list[tuple[float, float, float]], float]:
-    """Structured starting points for the σ_T system with sign pattern ``c``.
+#: Gaps ``d = z2 − z1`` of the σ_T curve scan: log-spaced from 1e−9 to the float64 tail.
+_SIGMA_T_GAP_MIN = 1e-9
+_SIGMA_T_GRID = 400
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
-    With the amplitude eliminated a root lies where ``(g1, g2)`` points along
-    ``(√A1, c√A2)`` — ``E1 = (g1 c√A2 − g2 √A1)/|g| = 0`` — and where
-    ``E2 = (A1 + A2) h/|g|² − W = 0``.  Seeds are (i) the centres of grid cells of
-    the ``(z1, z2)`` plane in which both change sign and (ii) the local minima of
-    ``|E1| + |E2|``; ordered by that value, then by position (deterministic).
+
+def _sigma_t_inner_u(d: np.ndarray, rho: float, iters: int = 64) -> np.ndarray:
+    """``u = z1 − ρ > 0`` on the positive branch of the σ_T matching curve, for gaps ``d > 0``.
+
+    The curve is ``(z1 − ρ)φ(z1) = (z2 − ρ)φ(z2)``; with ``z2 = z1 + d`` and ``u = z1 − ρ``
+    it reads ``G(u) = log1p(d/u)/d − ρ − u − d/2 = 0`` (no cancellation at any gap).  ``G``
+    decreases strictly from +∞ at ``u → 0`` and ``G(u_max) < 0`` at
+    ``u_max = (√((ρ + d/2)² + 4) − (ρ + d/2))/2`` because ``log1p(x) < x``: one root,
+    found by vectorized bisection in ``log u`` on ``[e^−690, u_max]`` (64 halvings of a
+    width ≤ 700 reach float64 resolution).
     """
-    zs = np.linspace(-8.0, 8.0, n)
-    Z1, Z2 = np.meshgrid(zs, zs, indexing="ij")
-    g1, g2, h, _ = SigmaTFamily.shape_np(Z1, Z2)
-    S = A1 + A2 + abs(W)
-    with np.errstate(all="ignore"):
-        nrm = np.sqrt(g1**2 + g2**2)
-        E1 = (g1 * c * math.sqrt(A2) - g2 * math.sqrt(A1)) / (nrm * math.sqrt(S))
-        E2 = ((A1 + A2) * h / nrm**2 - W) / S
-        R = np.where((Z2 > Z1) & np.isfinite(E1) & np.isfinite(E2), np.abs(E1) + np.abs(E2), np.inf)
-    cand: set[tuple[int, int]] = set()
-    ch = []
-    for E in (E1, E2):
-        corners = np.stack([E[:-1, :-1], E[1:, :-1], E[:-1, 1:], E[1:, 1:]])
-        ok = np.all(np.isfinite(corners), axis=0)
-        ch.append(ok & (np.min(corners, axis=0) <= 0) & (np.max(corners, axis=0) >= 0))
-    for i, j in np.argwhere(ch[0] & ch[1]):
-        block = R[i:i + 2, j:j + 2]
-        k = np.unravel_index(np.argmin(block), block.shape)
-        cand.add((int(i + k[0]), int(j + k[1])))
-    cand.update((int(i), int(j)) for i, j in np.argwhere(local_minima_mask(R)))
-    ranked = sorted((float(R[i, j]), i, j) for i, j in cand if np.isfinite(R[i, j]))
-    seeds = []
-    for _, i, j in ranked[:keep]:
-        gg1, gg2 = float(g1[i, j]), float(g2[i, j])
-        amp = (gg1 * math.sqrt(A1) + gg2 * c * math.sqrt(A2)) / (gg1**2 + gg2**2)
-        seeds.append((float(Z1[i, j]), float(Z2[i, j]), amp))
-    best = float(np.min(R)) if np.isfinite(R).any() else 1.0
-    return seeds, best
+    d = np.asarray(d, dtype=float)
+    b = rho + d / 2
+    root = np.sqrt(b * b + 4)
+    hi = np.log(np.where(b > 0, 2.0 / (root + b), (root - b) / 2))  # both forms cancellation-free
+    lo = np.full_like(d, -690.0)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        u = np.exp(mid)
+        pos = np.log1p(d / u) / d - b - u > 0
+        lo = np.where(pos, mid, lo)
+        hi = np.where(pos, hi, mid)
+    return np.exp(0.5 * (lo + hi))
 
 
-def _sigma_t_system_np(A1: float, A2: float, W: float, c: float):
-    """Float64 residual and Jacobian of ``(a g1 − √A1, a g2 − c√A2, a²h − W)/scale``."""
-    S = math.sqrt(A1 + A2 + abs(W))
-    r1, r2 = math.sqrt(A1), c * math.sqrt(A2)
+def _sigma_t_branch(d: np.ndarray, rho: float, k1: float, W: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(F, z1, z2, g1)`` along the positive branch of the curve, parametrized by the gap ``d``.
 
-    def fun(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z1, z2, a = (float(v) for v in x)
-        p1 = math.exp(-z1 * z1 / 2) / math.sqrt(2 * math.pi)
-        p2 = math.exp(-z2 * z2 / 2) / math.sqrt(2 * math.pi)
-        P = 0.5 * math.erfc(-z1 / _SQRT2) + 0.5 * math.erfc(z2 / _SQRT2)
-        g1, g2 = p2 - p1, z2 * p2 - z1 * p1
-        h = (1 - 2 * P) * g2
-        dg1 = (z1 * p1, -z2 * p2)
-        dg2 = (-(1 - z1 * z1) * p1, (1 - z2 * z2) * p2)
-        dh = (-2 * p1 * g2 + (1 - 2 * P) * dg2[0], 2 * p2 * g2 + (1 - 2 * P) * dg2[1])
-        f = np.array([(a * g1 - r1) / S, (a * g2 - r2) / S, (a * a * h - W) / S**2])
-        jac = np.array([[a * dg1[0] / S, a * dg1[1] / S, g1 / S],
-                        [a * dg2[0] / S, a * dg2[1] / S, g2 / S],
-                        [a * a * dh[0] / S**2, a * a * dh[1] / S**2, 2 * a * h / S**2]])
-        return f, jac
+    On the curve ``g2 = ρ g1``; eliminating the amplitude (``a g1 = √A1``) turns
+    ``a² h = W`` into ``F = k1 (1 − 2P) − W g1 = 0`` with ``k1 = ρA1 = c√(A1A2)``.
+    ``g1 = φ(z1)·expm1(−d(z1 + d/2))`` has no cancellation for small gaps and
+    ``1 − 2P = −erf(z1/√2) − erfc(z2/√2)`` none in the tails.
+    """
+    u = _sigma_t_inner_u(d, rho)
+    z1 = rho + u
+    z2 = z1 + d
+    g1 = np.exp(-0.5 * z1 * z1) * _INV_SQRT_2PI * np.expm1(-d * (z1 + d / 2))
+    one_m_2p = -sps.erf(z1 / _SQRT2) - sps.erfc(z2 / _SQRT2)
+    return k1 * one_m_2p - W * g1, z1, z2, g1
 
-    return fun
+
+def _sigma_t_curve_roots(A1: float, A2: float, W: float) -> tuple[list[tuple[float, float, float, int]], float]:
+    """Float64 roots ``(z1, z2, a, c)`` of the σ_T system, and the smallest scanned ``|F|``.
+
+    With the amplitude eliminated the first two equations say that ``(g1, g2)`` is
+    parallel to ``(√A1, c√A2)``, ``c = ±1``: ``g2 = ρ g1`` with ``ρ = c√(A2/A1)``, i.e.
+    ``χ(z1) = χ(z2)`` for ``χ(z) = (z − ρ)φ(z)``.  ``χ`` has one minimum at
+    ``z₋ = (ρ − √(ρ²+4))/2`` and one maximum at ``z₊ = (ρ + √(ρ²+4))/2``, so the pairs
+    ``z1 < z2`` on a level set form two curves: the positive branch
+    ``ρ < z1 < z₊ < z2`` and the negative one ``z1 < z₋ < z2 < ρ``.  The mirror
+    ``(z1, z2) → (−z2, −z1)`` maps ``(g1, g2, P)`` to ``(−g1, g2, P)``, so the negative
+    branch for ``ρ`` is the mirrored positive branch for ``−ρ``.  Each branch is one
+    curve parametrized by its gap ``d = z2 − z1 ∈ (0, ∞)`` (``d → 0``: coincident
+    thresholds at ``z₊``; ``d → ∞``: a single step at ``ρ``); the third equation is a
+    1-D function along it, scanned on a log grid of gaps and solved by ``brentq`` in
+    every sign-change bracket.  When ``A1 = 0`` (``E[σ'] = 0``) the curve is
+    ``z1 = −z2`` and the equation ``A2(1 − 2P) = W g2`` is solved along ``z2 > 0``.
+    """
+    from scipy.optimize import brentq
+
+    D = max(A1, A2, abs(W))
+    out: list[tuple[float, float, float, int]] = []
+    best = math.inf
+    if A1 <= _ZERO * D:  # symmetric curve z1 = −z2 = −z
+        def fz(z: np.ndarray) -> np.ndarray:
+            g2 = 2 * z * np.exp(-0.5 * z * z) * _INV_SQRT_2PI
+            return (A2 * (sps.erfc(z / _SQRT2) * -1 + sps.erf(z / _SQRT2)) - W * g2) / D
+
+        zs = np.geomspace(1e-6, 37.0, _SIGMA_T_GRID)
+        F = fz(zs)
+        best = float(np.min(np.abs(F)))
+        for i in np.flatnonzero(np.sign(F[:-1]) * np.sign(F[1:]) <= 0):
+            z = brentq(lambda x: float(fz(np.array(x))), zs[i], zs[i + 1], xtol=1e-300, rtol=1e-15)
+            g2 = 2 * z * math.exp(-0.5 * z * z) * _INV_SQRT_2PI
+            out.append((-z, z, math.sqrt(A2) / g2, 1))
+        return out, best
+    rho0 = math.sqrt(A2 / A1)
+    for c in ((1, -1) if A2 > _ZERO * D else (1,)):
+        rho = c * rho0
+        k1 = c * math.sqrt(A1 * A2)
+        # z2 ≈ ρ + d stays where φ is a normal float64 number (z2 ≲ 37)
+        d_max = max(-rho + 37.0, 1.0)
+        ds = np.geomspace(_SIGMA_T_GAP_MIN, d_max, _SIGMA_T_GRID)
+        F, Z1, Z2, G1 = _sigma_t_branch(ds, rho, k1, W)
+        ok = np.isfinite(F) & (G1 != 0)
+        if ok.any():
+            best = min(best, float(np.min(np.abs(F[ok]))) / D)
+        for i in np.flatnonzero(ok[:-1] & ok[1:] & (np.sign(F[:-1]) * np.sign(F[1:]) <= 0)):
+            def f_log(s: float) -> float:
+                return float(_sigma_t_branch(np.array([math.exp(s)]), rho, k1, W)[0][0])
+
+            s = brentq(f_log, math.log(ds[i]), math.log(ds[i + 1]), xtol=1e-15, rtol=1e-15)
+            _, z1, z2, g1 = (float(v[0]) for v in _sigma_t_branch(np.array([math.exp(s)]), rho, k1, W))
+            a = math.sqrt(A1) / g1
+            out.append((z1, z2, a, c))
+            out.append((-z2, -z1, -a, -c))  # the mirror: a root of the other sign pattern
+    return out, best
 
 
 def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]]:
-    """All distinct roots ``(z1, z2, a, variance)`` reached from the structured seeds.
+    """All distinct roots ``(z1, z2, a, variance)`` of the σ_T system (THEORY.md §6).
 
-    The system is kept unsquared — ``a g1 = √A1``, ``a g2 = ±√A2``, ``a² h = W`` with a
-    signed amplitude ``a`` — so small targets (``m2 → 0``) are not double roots.
+    The float64 roots of :func:`_sigma_t_curve_roots` are polished by Newton
+    (``mpmath.findroot`` with the analytic Jacobian) on the unsquared system
+    ``a g1 = √A1``, ``a g2 = c√A2``, ``a² h = W`` — signed amplitude, so small targets
+    (``m2 → 0``) are not double roots.
     """
-    from scipy.optimize import root
-
     D = max(A1, A2, abs(W))
     if A2 <= _ZERO * D and abs(W) > _ZERO * D:
         raise InfeasibleError(
@@ -311,12 +353,10 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
             f"best residual {abs(float(W)) / float(D):.3g}; would work: ternary")
     S = mp.sqrt(A1 + A2 + abs(W))
     sols: list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]] = []
-    best = math.inf
     tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
     accept = mp.mpf(10) ** (-(mp.mp.dps - 12))
-    for c in (1, -1):
-        if c == -1 and A2 <= _ZERO * D:
-            continue  # both sign patterns coincide
+    roots, best = _sigma_t_curve_roots(float(A1), float(A2), float(W))
+    for z1f, z2f, af, c in roots:
         r1, r2 = mp.sqrt(A1), c * mp.sqrt(A2)
 
         def F(z1: mp.mpf, z2: mp.mpf, a: mp.mpf) -> list[mp.mpf]:
@@ -337,34 +377,25 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
                     [a * dg2[0] / S, a * dg2[1] / S, g2 / S],
                     [a * a * dh[0] / S**2, a * a * dh[1] / S**2, 2 * a * h / S**2]]
 
-        seeds, b = _sigma_t_seeds(float(A1), float(A2), float(W), float(c))
-        best = min(best, b)
-        fun = _sigma_t_system_np(float(A1), float(A2), float(W), float(c))
-        for x0 in seeds:
-            with np.errstate(all="ignore"):
-                sol = root(fun, np.array(x0), jac=True, method="hybr", options={"maxfev": 60})
-            x = sol.x
-            if not np.all(np.isfinite(x)) or x[1] - x[0] <= 1e-6 or np.max(np.abs(fun(x)[0])) > 1e-8:
-                continue
-            if any(abs(x[0] - float(s[0])) + abs(x[1] - float(s[1])) < 1e-6 for s in sols):
-                continue
-            try:
-                r = mp.findroot(F, tuple(mp.mpf(float(v)) for v in x), J=J, tol=tol,
-                                maxsteps=20, verify=False)
-            except (ValueError, ZeroDivisionError, TypeError):
-                continue
-            z1r, z2r, ar = r[0], r[1], r[2]
-            if not (z2r - z1r > mp.mpf(10) ** -6) or max(abs(v) for v in F(z1r, z2r, ar)) > accept:
-                continue
-            if any(abs(z1r - s[0]) + abs(z2r - s[1]) < mp.mpf(10) ** -8 for s in sols):
-                continue
-            P = mp.ncdf(z1r) + mp.ncdf(-z2r)
-            sols.append((z1r, z2r, ar, ar * ar * P * (1 - P)))
+        if any(abs(z1f - float(s[0])) + abs(z2f - float(s[1])) < 1e-9 for s in sols):
+            continue
+        try:
+            r = mp.findroot(F, (mp.mpf(z1f), mp.mpf(z2f), mp.mpf(af)), J=J, tol=tol,
+                            maxsteps=20, verify=False)
+        except (ValueError, ZeroDivisionError, TypeError):
+            continue
+        z1r, z2r, ar = r[0], r[1], r[2]
+        if not z2r > z1r or max(abs(v) for v in F(z1r, z2r, ar)) > accept:
+            continue
+        if any(abs(z1r - s[0]) + abs(z2r - s[1]) < mp.mpf(10) ** -12 for s in sols):
+            continue
+        P = mp.ncdf(z1r) + mp.ncdf(-z2r)
+        sols.append((z1r, z2r, ar, ar * ar * P * (1 - P)))
     if not sols:
         raise InfeasibleError(
-            "sigma_T infeasible: no root of the 3×3 α-matching system from any structured "
-            f"start (Hermite budget of sigma_T's two-threshold shape); best residual {best:.3g}; "
-            "would work: three_level")
+            "sigma_T infeasible: the third α-matching equation has no root along the curves "
+            "where (E[σ'], E[σ'']) has the target's direction (Hermite budget of sigma_T's "
+            f"two-threshold shape); best residual {best:.3g}; would work: three_level")
     return sols
 
 
