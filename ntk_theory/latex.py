@@ -118,6 +118,8 @@ class NumberFormat:
 
         Infinities give mantissa ``"inf"``; NaN gives ``"nan"``.
         """
+        if hasattr(v, "_mpf_") and not isinstance(v, mp.mpf):  # mpmath constants (mp.pi)
+            v = mp.mpf(v)
         if isinstance(v, mp.mpf):
             if mp.isinf(v):
                 return ("-" if v < 0 else "", "inf", None)
@@ -133,7 +135,7 @@ class NumberFormat:
                 return ("", "nan", None)
             dec = Decimal(f)  # the exact binary value: one correct rounding below
         sign = "-" if dec.is_signed() and dec != 0 else ""
-        dec = abs(dec)
+        dec = dec.copy_abs()  # abs() would round to the context precision (28 digits)
         if dec == 0:
             return ("", "0", None)
         d = self.digits
