@@ -1,20 +1,27 @@
-"""Why NTK-LC loses accuracy at finite width (docs/compression.rst, "Finite width").
+"""Finite width: why NTK-LC loses accuracy on a real network
+=========================================================
 
-On the demo's data (GMM, THEORY.md §2: n = 360, p = 240, 3 classes) and a 3-layer ReLU
-network compressed by α-matching (THEORY.md §6), this script separates the candidate causes
-of the finite-width gap:
+Used by docs/compression.rst ("Finite width").  On the demo's data (GMM, THEORY.md §2:
+n = 360, p = 240, 3 classes) and a 3-layer ReLU network compressed by α-matching
+(THEORY.md §6), this script separates the candidate causes of the finite-width gap:
 
 1. convergence of each network's empirical CK to its **own** exact limit (THEORY.md §3),
    ``‖CK − K_∞‖/‖K_∞‖``, for d = widths of all three layers: dense ReLU, σ_T activations
    with Gaussian weights, with ternary weights at ε = 0 and at ε = 0.9 — the weights'
    share of the error; plus ``‖CK' − δI − K‖/‖K‖`` against the dense limit, and the
-   features' empirical mean (centering);
+   features' empirical mean (centering); figure ``finite_width.png`` in ``--out``
+   (default: current directory): these errors vs d with the O(d^(-1/2)) rate;
 2. ridge readouts (λ by 5-fold CV per network, mean over 8 random 75/25 splits) on the exact
    kernels (d = ∞) and on wide networks, for σ_T and for families with smaller δ, and with a
    wider last layer.
 
     python3 examples/finite_width.py                      # d = 1000 2000 4000 8000 (~10 min)
     python3 examples/finite_width.py --widths 1000 2000   # quicker
+
+Quick settings for CI (d = 250, 500; one extra family; no wide last layer; these run in
+the docs gallery)::
+
+    python3 examples/finite_width.py --quick --out /tmp/finite_width
 """
 
 from __future__ import annotations
@@ -28,17 +35,38 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ntk_theory.compress import compress_network, ternary_weights  # noqa: E402
-from ntk_theory.data import gmm, population_statistics, sample  # noqa: E402
-from ntk_theory.network import MLP  # noqa: E402
-from ntk_theory.readout import kernel_ridge_accuracy, kernel_ridge_cv  # noqa: E402
-from ntk_theory.spectral import relative_errors  # noqa: E402
-from ntk_theory.verify import compressed_activations, compressed_centering, verify_kernels  # noqa: E402
+from ntk_theory.compress import compress_network, ternary_weights
+from ntk_theory.data import gmm, population_statistics, sample
+from ntk_theory.network import MLP
+from ntk_theory.readout import kernel_ridge_accuracy, kernel_ridge_cv
+from ntk_theory.spectral import relative_errors
+from ntk_theory.verify import compressed_activations, compressed_centering, verify_kernels
 
 N, P, CLASSES, SPLITS = 360, 240, 3, 8
 DT = np.float32
+#: ``--quick``: CI settings
+QUICK = dict(widths=[250, 500], families=["three_level"], wide_last=0, readout_width=500)
+NETWORK_LABELS = ("dense ReLU", "σ_T, Gaussian W", "σ_T, ternary ε = 0", "σ_T, ternary ε = 0.9")
+
+
+def convergence_figure(widths: list[int], errors: list[list[float]], path: Path) -> None:
+    """``finite_width.png``: ‖CK − K_∞‖/‖K_∞‖ vs d for each network, with a d^(-1/2) guide."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    E = np.asarray(errors)
+    for k, label in enumerate(NETWORK_LABELS):
+        ax.loglog(widths, E[:, k], marker="o", label=label)
+    d = np.asarray(widths, dtype=float)
+    ax.loglog(d, E[0, :].max() * np.sqrt(d[0] / d), ":", color="0.4", label="∝ d^(-1/2)")
+    ax.set_xlabel("width d of each of the 3 layers")
+    ax.set_ylabel("‖CK − K_∞‖ / ‖K_∞‖ (own limit)")
+    ax.set_title(f"empirical CK vs its exact limit (GMM n = {N}, p = {P})")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
 
 
 def ridge(G: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -72,7 +100,13 @@ def main() -> int:
     ap.add_argument("--widths", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
     ap.add_argument("--families", nargs="+", default=["three_level", "staircase:4", "staircase:8"])
     ap.add_argument("--wide-last", type=int, default=16000, help="last-layer width of the extra run (0: skip)")
+    ap.add_argument("--readout-width", type=int, default=2000, help="width of the family comparison (default 2000)")
+    ap.add_argument("--quick", action="store_true", help="CI settings (overrides the options above)")
+    ap.add_argument("--out", default=".", help="directory for finite_width.png (default: current directory)")
     args = ap.parse_args()
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(1)  # many small eigendecompositions: one BLAS thread is far cheaper
@@ -98,6 +132,7 @@ def main() -> int:
           "| max |mean feature|·√d (ε = 0.9) |")
     print("|---|---|---|---|---|---|---|")
     readout_rows = []
+    all_errors = []
     for d in args.widths:
         W = (d, d, d)
         Fd = features(MLP(acts, W, P, seed=0, dtype=DT, tau0=st.tau0), X)
@@ -109,12 +144,18 @@ def main() -> int:
             errs.append(relative_errors(Gs[name], Kc)[0])
             if name == "eps0.9":
                 mean = max(abs(float(S.mean())) * np.sqrt(d) for S in F)
+        all_errors.append(errs)
         vs_dense = relative_errors(Gs["eps0.9"] - delta * eye, Kd)[0]
         print(f"| {d} | " + " | ".join(f"{e:.3f}" for e in errs) + f" | {vs_dense:.2f} | {mean:.4f} |")
         readout_rows.append((f"dense, d = {d}", "–", ridge(Fd[-1].T @ Fd[-1], y)))
         readout_rows.append((f"σ_T ε = 0, d = {d}", f"{delta:.3f}", ridge(Gs["eps0"], y)))
         readout_rows.append((f"σ_T ε = 0.9, d = {d}", f"{delta:.3f}", ridge(Gs["eps0.9"], y)))
         sys.stdout.flush()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    convergence_figure(list(args.widths), all_errors, out / "finite_width.png")
+    print(f"\nfigure: {out / 'finite_width.png'}")
 
     print("\n### 2. ridge readouts (λ by 5-fold CV per network, mean ± s.e. over 8 splits; chance 0.333)\n")
     print("| kernel / network | δ | δ/τ_L² | test accuracy |")
@@ -127,7 +168,7 @@ def main() -> int:
               f"{'–' if dl is None else f'{dl / tl2:.1f}'} | {a:.3f} ± {se:.3f} |")
     for name, dl, (a, se) in readout_rows:
         print(f"| {name} | {dl} | {'–' if dl == '–' else f'{float(dl) / tl2:.1f}'} | {a:.3f} ± {se:.3f} |")
-    d = 2000
+    d = args.readout_width
     for fam in args.families:
         r = compress_network(acts, st.tau0, family=fam)
         F = features(compressed(r, P, (d, d, d), 0.9), X)[-1]
@@ -149,4 +190,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # exit status only on failure: the docs gallery runs this file in-process (no SystemExit)
+    status = main()
+    if status:
+        raise SystemExit(status)

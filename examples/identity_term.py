@@ -1,20 +1,27 @@
-"""The identity-term question of THEORY.md §5, settled by measurement.
+"""The identity term of the equivalence theorems, settled by measurement
+=====================================================================
 
-For ReLU (α3, β3 > 0) and erf (odd: α3 = β3 = 0) networks with 1 and 3 layers, on
-two-class GMM data at several sizes (p = 2n/3), compare both identity conventions of
-the theory kernels against the exact limiting kernels (THEORY.md §3):
+The identity-term question of THEORY.md §5.  For ReLU (α3, β3 > 0) and erf (odd:
+α3 = β3 = 0) networks with 1 and 3 layers, on two-class GMM data at several sizes
+(p = 2n/3), compare both identity conventions of the theory kernels against the exact
+limiting kernels (THEORY.md §3):
 
 * ``diagonal`` (the toolkit's default): ``τ_ℓ² − τ_0² α_{ℓ,1}`` (resp. κ, β);
 * ``printed`` (NTK-LC's formula): ``τ_ℓ² − τ_0² α_{ℓ,1} − τ_0⁴ α_{ℓ,3}``.
 
 Outputs the relative operator-norm error and the mean diagonal mismatch
 ``mean_i (K̃ − K)_ii`` for the CK and the NTK, as an RST table, and the figure
-``docs/figures/identity_term.png`` (error vs n, log–log).  With ``--update-docs`` the
-table in ``docs/identity_term.rst`` is replaced (between its ``GENERATED`` markers).
+``identity_term.png`` (error vs n, log–log) in ``--out`` (default: current directory).
+With ``--update-docs`` the table in ``docs/identity_term.rst`` is replaced (between its
+``GENERATED`` markers).
 
-Run from the repository root::
+The docs figure and table, from the repository root::
 
-    python3 examples/identity_term.py --update-docs
+    python3 examples/identity_term.py --out docs/figures --update-docs
+
+Quick settings for CI (n = 150, 300; seconds; these run in the docs gallery)::
+
+    python3 examples/identity_term.py --quick --out /tmp/identity
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from ntk_theory.exact import exact_kernels
 from ntk_theory.spectral import relative_errors
 from ntk_theory.theory import theory_kernels
 
-ROOT = Path(__file__).resolve().parent.parent
+QUICK_SIZES = "150,300"
 NETWORKS = (("relu",), ("relu", "relu", "relu"), ("erf",), ("erf", "erf", "erf"))
 CONVENTIONS = ("diagonal", "printed")
 
@@ -99,21 +106,25 @@ def figure(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description="The identity term of the equivalence theorems (THEORY.md §5)")
     ap.add_argument("--sizes", default="300,600,1200", help="comma-separated n (default 300,600,1200)")
+    ap.add_argument("--quick", action="store_true", help=f"CI settings: --sizes {QUICK_SIZES}")
     ap.add_argument("--seed", type=int, default=1, help="GMM seed (samples use seed+1)")
-    ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "identity_term.png"))
+    ap.add_argument("--out", default=".", help="directory for identity_term.png (default: current directory)")
+    ap.add_argument("--figure", default=None, help="explicit figure path (overrides --out)")
     ap.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/identity_term.rst")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in (QUICK_SIZES if args.quick else args.sizes).split(",")]
     rows = measure(sizes, args.seed)
     table = rst_table(rows)
     print(table)
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    figure(rows, Path(args.figure))
-    print(f"figure: {args.figure}")
+    path = Path(args.figure) if args.figure else Path(args.out) / "identity_term.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure(rows, path)
+    print(f"figure: {path}")
     if args.update_docs:
-        page = ROOT / "docs" / "identity_term.rst"
+        # only here: the docs gallery runs this file without __file__ (and without --update-docs)
+        page = Path(__file__).resolve().parent.parent / "docs" / "identity_term.rst"
         text = page.read_text(encoding="utf-8")
         new, k = re.subn(r"(\.\. GENERATED-TABLE-BEGIN\n).*?(\n\.\. GENERATED-TABLE-END)",
                          lambda m: m.group(1) + "\n" + table + "\n" + m.group(2), text, flags=re.S)
