@@ -14,6 +14,12 @@ and the toolkit's own test-suite uses the same pieces (issue 5).  It offers
   - :func:`taus` — input scales τ > 0 (log-uniform);
   - :func:`gmm_specs` — Gaussian-mixture specifications (THEORY.md §2);
   - :func:`network_specs` — networks as lists of ``(activation, width)`` (THEORY.md §3);
+  - :func:`smooth_activations` — C^∞ registry activations, optionally with a random
+    input scale ``σ(c·x)``, for theory-vs-exact checks (THEORY.md §3, §5);
+  - :func:`family_members` — random members of a compression family in scale-free
+    coordinates, with the input scale they are drawn at (THEORY.md §6);
+  - :func:`compressible_networks` — dense networks that a compression family can
+    α-match at every layer, by construction (THEORY.md §6);
 
 * **assertion helpers** whose tolerances follow the theory's rates:
 
@@ -27,8 +33,6 @@ and the toolkit's own test-suite uses the same pieces (issue 5).  It offers
   settings profiles ``"ci"`` and ``"thorough"`` (:func:`register_profiles`).
 
 It needs the ``hypothesis`` package (``pip install "ntk-theory[test]"``).
-Strategies for the coefficient recursions, theory kernels and compressed networks
-(the theory and compression parts of issue 5) will be added next to these.
 """
 
 from __future__ import annotations
@@ -66,6 +70,14 @@ __all__ = [
     "taus",
     "gmm_specs",
     "network_specs",
+    "smooth_activations",
+    "SMOOTH_FAMILIES",
+    "FamilyMember",
+    "family_members",
+    "CompressibleNetwork",
+    "compressible_networks",
+    "COMPRESSION_FAMILIES",
+    "ODD_GROWING_FAMILIES",
     "registry_params",
     "assert_moments_close",
     "assert_spectrally_equivalent",
@@ -538,6 +550,278 @@ def network_specs(
     act = activation if activation is not None else activations(kinds=("registry",), continuous=True)
     layer = st.tuples(act, st.integers(widths[0], widths[1]))
     return st.lists(layer, min_size=layers[0], max_size=layers[1])
+
+
+# --------------------------------------------------------------------------- #
+# Smooth activations (theory vs exact kernels)
+# --------------------------------------------------------------------------- #
+#: Registry families that are C^∞ (no kinks, no jumps): every Hermite coefficient
+#: exists classically and the exact kernels of THEORY.md §3 are finite for the NTK.
+SMOOTH_FAMILIES: tuple[str, ...] = ("linear", "quadratic", "polynomial", "erf", "gelu", "tanh",
+                                    "sigmoid", "swish", "softplus", "sin", "cos", "gaussian")
+
+
+def smooth_activations(
+    *,
+    families: Sequence[str] = SMOOTH_FAMILIES,
+    scale: tuple[float, float] | None = None,
+) -> st.SearchStrategy[Activation]:
+    """Random C^∞ activations: registry families of :data:`SMOOTH_FAMILIES` with random parameters.
+
+    Parameters
+    ----------
+    families : sequence of str
+        Subset of :data:`SMOOTH_FAMILIES` to draw from.
+    scale : (float, float), optional
+        Also draw an input scale ``c`` (a multiple of 1/8 in the range, ``c ≠ 0``) and return
+        ``σ(c·x)`` (via :func:`~ntk_theory.activations.from_expr`).  By the scaling law
+        (THEORY.md §1) this is σ seen at ``|c|τ``: a cheap way to vary the effective input
+        scale of a network whose data has ``τ_0 ≈ 1``.
+    """
+    bad = [f for f in families if f not in SMOOTH_FAMILIES]
+    if bad or not families:
+        raise ParameterError(f"families must be a non-empty subset of {SMOOTH_FAMILIES}, got {list(families)}")
+    base = activations(families=tuple(families), kinds=("registry",))
+    if scale is None:
+        return base
+    lo, hi = scale
+    if not (0 < lo <= hi and math.isfinite(hi)):
+        raise ParameterError(f"scale must satisfy 0 < lo <= hi < inf, got {scale}")
+    cs = st.integers(math.ceil(8 * lo), math.floor(8 * hi)).map(lambda k: sp.Rational(k, 8))
+    if not math.ceil(8 * lo) <= math.floor(8 * hi):
+        raise ParameterError(f"scale range {scale} contains no multiple of 1/8")
+    return st.tuples(base, cs).map(
+        lambda v: v[0] if v[1] == 1 else from_expr(v[0].expr.subs(X, v[1] * X)))
+
+
+# --------------------------------------------------------------------------- #
+# Compression families (THEORY.md §6)
+# --------------------------------------------------------------------------- #
+#: Families of :func:`ntk_theory.compress.solve_alpha` (hidden layers) plus ``sigma_Q``
+#: (the last-layer family of :func:`ntk_theory.compress.network.solve_last_layer_sigma_q`).
+COMPRESSION_FAMILIES: tuple[str, ...] = ("ternary", "sigma_T", "three_level", "staircase:4",
+                                         "staircase:5", "staircase:6", "sigma_Q")
+
+
+@dataclass(frozen=True)
+class FamilyMember:
+    """A random member of a compression family, drawn at an input scale.
+
+    Attributes
+    ----------
+    family : str
+        Compression family name (:data:`COMPRESSION_FAMILIES`).
+    activation : Activation
+        The registry activation (uncentered), parameters in absolute units.
+    tau : float
+        The input scale τ it was drawn at: its thresholds are ``s = z·τ``.
+    shape : tuple of float
+        The scale-free thresholds ``z = s/τ`` (THEORY.md §6).
+    """
+
+    family: str
+    activation: Activation
+    tau: float
+    shape: tuple[float, ...]
+
+
+def family_members(
+    *,
+    families: Sequence[str] = COMPRESSION_FAMILIES,
+    tau: st.SearchStrategy[float] | None = None,
+    threshold_range: float = 4.0,
+    amplitude_range: float = 3.0,
+) -> st.SearchStrategy[FamilyMember]:
+    """Random members of the compression families, in scale-free coordinates (THEORY.md §6).
+
+    Each member is drawn the way the solvers of :mod:`ntk_theory.compress` parametrize
+    the family, so that α-matching its own moments at its own ``tau`` has a solution:
+
+    * ``ternary`` — ``b(1_{t>s} − 1_{t<−s})``, ``z = s/τ ∈ [0.05, R]``, ``b ≠ 0``;
+    * ``sigma_T`` — ``a(1_{t<s1} + 1_{t>s2})``, ``z1 < z2`` in ``[−R, R]``, ``a ≠ 0``;
+    * ``three_level`` and ``staircase:K`` — the solvers' symmetric slice: thresholds
+      ``z·c_j`` (``c_j`` symmetric about 0) and jumps ``u + v·sign(c_j)``,
+      ``(u, v) ≠ 0``, outermost threshold ``z·max|c_j| ≤ R``;
+    * ``sigma_Q`` — ``b1(1_{t<r1} + 1_{t>r4}) + b2·1_{r2≤t≤r3}`` on the solver's
+      middle-third slice (``r2, r3`` at a third and two thirds of ``[r1, r4]``).
+
+    Parameters
+    ----------
+    families : sequence of str
+        Subset of :data:`COMPRESSION_FAMILIES`.
+    tau : strategy, optional
+        Input scales (default :func:`taus` in ``[0.25, 4]``).
+    threshold_range : float
+        ``R``: the largest ``|z|`` of a threshold, in standard deviations of the input.
+    amplitude_range : float
+        Amplitudes ``a, b, u, v, b1, b2`` in ``[−amplitude_range, amplitude_range]``.
+    """
+    from .compress.families import parse_family
+
+    bad = [f for f in families if f not in COMPRESSION_FAMILIES]
+    if bad or not families:
+        raise ParameterError(f"families must be a non-empty subset of {COMPRESSION_FAMILIES}, got {list(families)}")
+    if not (threshold_range > 0.1 and math.isfinite(threshold_range) and amplitude_range > 0.01):
+        raise ParameterError("threshold_range must be > 0.1 and finite, amplitude_range > 0.01")
+    R, A = float(threshold_range), float(amplitude_range)
+    tau_s = tau if tau is not None else taus(0.25, 4.0)
+    amp = _nonzero(_decimals(-A, A))
+
+    @st.composite
+    def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> FamilyMember:
+        name = draw(st.sampled_from(tuple(families)))
+        t = float(draw(tau_s))
+        fam = parse_family(name)
+        if name == "ternary":
+            z = draw(_decimals(0.05, R))
+            params: dict[str, Any] = {"s": z * t, "b": draw(amp)}
+            shape: tuple[float, ...] = (-z, z)
+        elif name == "sigma_T":
+            z1, z2 = draw(_increasing(2, -R, R))
+            params = {"s1": z1 * t, "s2": z2 * t, "a": draw(amp)}
+            shape = (z1, z2)
+        elif name == "sigma_Q":
+            z1, z4 = draw(_increasing(2, -R, R))
+            assume(z4 - z1 >= 0.03)  # the solver's grid resolves r4 − r1 ≥ 1e-3·τ; keep a margin
+            r = (z1, z1 + (z4 - z1) / 3, z1 + 2 * (z4 - z1) / 3, z4)
+            params = {"r1": r[0] * t, "r2": r[1] * t, "r3": r[2] * t, "r4": r[3] * t,
+                      "b1": draw(amp), "b2": draw(_decimals(-A, A))}
+            shape = r
+        else:  # three_level, staircase:K: the symmetric slice of SymmetricQuantizer
+            q = fam.quantizer
+            cmax = max(abs(c) for c in q.offsets)
+            z = draw(_decimals(0.05, R / cmax))
+            u, v = draw(_decimals(-A, A)), draw(_decimals(-A, A))
+            assume(u != 0 or v != 0)
+            params = {k: (tuple(float(x) for x in w) if isinstance(w, (tuple, list)) else float(w))
+                      for k, w in fam.params_from(z, u, v, t).items()}
+            shape = tuple(z * c for c in q.offsets)
+        return FamilyMember(name, fam.params_to_activation(params), t, tuple(float(x) for x in shape))
+
+    return build()
+
+
+@dataclass(frozen=True)
+class CompressibleNetwork:
+    """A dense network that ``family`` can α-match at every layer (THEORY.md §6).
+
+    Attributes
+    ----------
+    activations : tuple of Activation
+        The dense σ_1 … σ_L.
+    tau0 : float
+        The input scale τ_0.
+    family : str
+        The compression family to use at every layer.
+    construction : {"odd", "canonical"}
+        Why a solution exists (see :func:`compressible_networks`).
+    """
+
+    activations: tuple[Activation, ...]
+    tau0: float
+    family: str
+    construction: str
+
+    @property
+    def L(self) -> int:
+        return len(self.activations)
+
+    def compress(self, **kwargs: Any) -> Any:
+        """:func:`ntk_theory.compress.compress_network` of this network with its family."""
+        from .compress import compress_network
+
+        return compress_network(list(self.activations), self.tau0, family=self.family, **kwargs)
+
+
+#: Odd registry families whose variance grows with τ (``w̄2 > 0``) and with ``E[σ'] ≠ 0``
+#: at every τ: the ``odd`` construction of :func:`compressible_networks`.
+ODD_GROWING_FAMILIES: tuple[str, ...] = ("linear", "tanh", "erf", "sin", "ternary")
+
+
+def compressible_networks(
+    *,
+    families: Sequence[str] = ("ternary", "sigma_T", "three_level", "staircase:4"),
+    layers: tuple[int, int] = (1, 3),
+    tau0: st.SearchStrategy[float] | None = None,
+    threshold_range: float = 2.5,
+    constructions: Sequence[str] = ("odd", "canonical"),
+) -> st.SearchStrategy[CompressibleNetwork]:
+    """Dense networks that a compression family can α-match at every layer, by construction.
+
+    α-matching layer ℓ happens at the *compressed* network's input scale τ'_{ℓ−1}, which
+    differs from the dense τ_{ℓ−1} as soon as an earlier layer's solution has a different
+    variance (THEORY.md §6), so a network is compressible only if every layer's targets
+    stay reachable after that drift.  Two constructions guarantee it:
+
+    ``odd`` (family ``ternary`` only)
+        Every layer from :data:`ODD_GROWING_FAMILIES` with random parameters.  For an
+        odd σ, ``E[σ] = E[σ''] = 0``, so the targets at any τ' are ``(τ'²m1², 0, τ'²w̄2)``
+        and the one equation left is ``w̄2/m1² = z/(2φ(z))`` in the ternary's shape
+        ``z = s/τ'`` — independent of τ'.  Its right side increases from 0 to ∞, so it has
+        exactly one root whenever ``m1 ≠ 0`` and ``w̄2 > 0`` (the variance grows with τ,
+        as it does for these families), at every layer and every depth.
+    ``canonical`` (every family)
+        Layer ℓ is a random member of the family (:func:`family_members`, thresholds
+        within ``±threshold_range`` input standard deviations) drawn at the dense scale
+        τ_{ℓ−1}, replaced by the solution :func:`~ntk_theory.compress.solve_alpha`
+        returns for its own moments at τ_{ℓ−1} (the least-variance one).  The
+        compressor then meets, at every layer, the same targets at the same scale
+        (τ'_{ℓ−1} = τ_{ℓ−1} by induction) and the same solution exists; δ = 0 up to
+        rounding.  Building it calls the solver: an ``InfeasibleError`` while drawing
+        is a solver failure on a problem with a known solution, and is not filtered.
+
+    Parameters
+    ----------
+    families : sequence of str
+        Hidden-layer families (``ternary``, ``sigma_T``, ``three_level``, ``staircase:K``).
+    layers : (int, int)
+        Inclusive range of the depth L.
+    tau0 : strategy, optional
+        Input scales (default :func:`taus` in ``[0.5, 2]``).
+    threshold_range : float
+        Largest ``|z|`` of a drawn threshold for the canonical construction.
+    constructions : sequence of {"odd", "canonical"}
+        Allowed constructions (``odd`` applies to ``ternary`` only).
+    """
+    fams = [f for f in families if f != "sigma_Q"]
+    bad = [f for f in fams if f not in COMPRESSION_FAMILIES]
+    if bad or not fams or len(fams) != len(families):
+        raise ParameterError(f"families must be a non-empty subset of {COMPRESSION_FAMILIES[:-1]}, "
+                             f"got {list(families)}")
+    if not (1 <= layers[0] <= layers[1]):
+        raise ParameterError(f"invalid layers range {layers}")
+    cons = tuple(constructions)
+    if not cons or any(c not in ("odd", "canonical") for c in cons):
+        raise ParameterError(f"constructions must be a non-empty subset of ('odd', 'canonical'), got {cons}")
+    if cons == ("odd",) and "ternary" not in fams:
+        raise ParameterError("the 'odd' construction needs the ternary family")
+    tau0_s = tau0 if tau0 is not None else taus(0.5, 2.0)
+    odd_layer = activations(families=ODD_GROWING_FAMILIES, kinds=("registry",)).filter(
+        lambda a: a.name != "linear" or a.param_dict["slope"] != 0)
+
+    @st.composite
+    def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> CompressibleNetwork:
+        from .compress import dense_layer_moments, solve_alpha
+
+        family = draw(st.sampled_from(tuple(fams)))
+        options = [c for c in cons if c == "canonical" or family == "ternary"]
+        construction = draw(st.sampled_from(options))
+        L = draw(st.integers(layers[0], layers[1]))
+        t0 = float(draw(tau0_s))
+        if construction == "odd":
+            acts = tuple(draw(odd_layer) for _ in range(L))
+            return CompressibleNetwork(acts, t0, family, "odd")
+        acts_l: list[Activation] = []
+        t = t0
+        for _ in range(L):
+            m = draw(family_members(families=(family,), tau=st.just(t), threshold_range=threshold_range))
+            d = dense_layer_moments(m.activation, t)
+            fit = solve_alpha(family, d.targets, t)
+            acts_l.append(fit.activation)
+            t = math.sqrt(fit.variance)
+        return CompressibleNetwork(tuple(acts_l), t0, family, "canonical")
+
+    return build()
 
 
 # --------------------------------------------------------------------------- #
