@@ -60,6 +60,8 @@ __all__ = [
     "coefficients_table",
     "compression_table",
     "standalone_document",
+    "select_columns",
+    "check_label",
 ]
 
 #: The number styles of :class:`NumberFormat`.
@@ -244,8 +246,8 @@ class Table:
         for r in self.rows:
             if len(r) != len(self.columns):
                 raise ParameterError(f"a row has {len(r)} cells for {len(self.columns)} columns")
-        if self.label is not None and not re.fullmatch(r"[A-Za-z0-9:_.+/-]+", self.label):
-            raise ParameterError(f"label {self.label!r} may use only letters, digits and ': _ . - + /'")
+        if self.label is not None:
+            check_label(self.label)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -306,7 +308,10 @@ class Table:
         lines = [esc(self.caption), ""] if self.caption else []
         lines.append("| " + " | ".join(esc(c.text) for c in self.columns) + " |")
         lines.append("|" + "|".join(":---" if c.align == "l" else "---:" for c in self.columns) + "|")
-        lines += ["| " + " | ".join(esc(s) for s in r) + " |" for r in self.cells("text")]
+        def cell(col: Column, text: str) -> str:
+            return f"`{esc(text)}`" if col.kind == "code" and text and "`" not in text else esc(text)
+        lines += ["| " + " | ".join(cell(c, t) for c, t in zip(self.columns, r)) + " |"
+                  for r in self.cells("text")]
         return "\n".join(lines)
 
     def to_text(self) -> str:
@@ -328,6 +333,19 @@ class Table:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def check_label(label: str) -> str:
+    """``label`` if it is a safe ``\\label`` key (letters, digits and ``: _ . - + /``).
+
+    Raises
+    ------
+    ParameterError
+        Any other character (spaces, braces, ``#``, ``%``, backslashes ...) or an empty label.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9:_.+/-]+", label):
+        raise ParameterError(f"label {label!r} may use only letters, digits and ': _ . - + /'")
+    return label
 
 
 def _html_escape(text: str) -> str:
@@ -361,8 +379,15 @@ def standalone_document(body: str) -> str:
             "\\begin{document}\n" + body + "\n\\end{document}\n")
 
 
-def _select(available: Mapping[str, Column], columns: Sequence[str] | str | None,
-            default: Sequence[str], what: str) -> tuple[Column, ...]:
+def select_columns(available: Mapping[str, Column], columns: Sequence[str] | str | None,
+                   default: Sequence[str], what: str) -> tuple[Column, ...]:
+    """The columns named by ``columns`` (keys or a comma-separated string), else ``default``.
+
+    Raises
+    ------
+    ParameterError
+        An unknown key (the message lists the valid ones), a key given twice, or none.
+    """
     if columns is None:
         keys = list(default)
     elif isinstance(columns, str):
@@ -432,7 +457,7 @@ def moments_table(results: Sequence[Any], digits: int = 6, *, columns: Sequence[
         raise ParameterError("moments_table needs at least one result")
     taus = sorted({r.tau for r in results})
     default = ["activation"] + (["tau"] if len(taus) > 1 else []) + list(_MOMENT_OF)
-    cols = _select(MOMENTS_COLUMNS, columns, default, "moments")
+    cols = select_columns(MOMENTS_COLUMNS, columns, default, "moments")
     if caption is None:
         centered = any(r.centered for r in results)
         caption = ("Gaussian moments" + (" of the centered activations" if centered else "")
@@ -484,7 +509,7 @@ def coefficients_table(res: Any, digits: int = 6, *, columns: Sequence[str] | st
     ``columns``: keys of :data:`COEFFICIENTS_COLUMNS` (default: layer, activation,
     τ_ℓ, α_ℓ,1..4, β_ℓ,1..3, κ_ℓ).
     """
-    cols = _select(COEFFICIENTS_COLUMNS, columns, _COEF_DEFAULT, "coefficients")
+    cols = select_columns(COEFFICIENTS_COLUMNS, columns, _COEF_DEFAULT, "coefficients")
     if caption is None:
         caption = f"Coefficients of the equivalence theorems at $\\tau_0 = {res.tau0:g}$"
 
@@ -541,7 +566,7 @@ def compression_table(res: Any, digits: int = 6, *, columns: Sequence[str] | str
     activation, family, parameters, τ'_{ℓ−1}, largest residual).  The default
     caption states δ and the ridge shift.
     """
-    cols = _select(COMPRESSION_COLUMNS, columns, _COMP_DEFAULT, "compression")
+    cols = select_columns(COMPRESSION_COLUMNS, columns, _COMP_DEFAULT, "compression")
     if caption is None:
         fmt = NumberFormat(min(digits, 6), style)
         caption = (f"NTK-LC compression at $\\tau_0 = {res.tau_dense[0]:g}$: "

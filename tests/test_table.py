@@ -322,6 +322,8 @@ def test_cli_markdown_and_text_outputs():
     rc, out, _ = cli("table", "coefficients", "relu", "--tau0", "1", "--output", "markdown",
                      "--columns", "layer,alpha1")
     assert rc == 0 and "| layer | alpha1 |" in out and "| 1 | 0.25 |" in out
+    rc, out, _ = cli("table", "moments", "x*erf(x)", "--output", "markdown", "--columns", "activation,m1")
+    assert rc == 0 and out.splitlines()[-1] == "| `x*erf(x)` | 0 |"  # code spans: no Markdown emphasis
     rc, out, _ = cli("table", "moments", "relu", "--output", "text", "--columns", "activation,v0")
     assert rc == 0 and out.splitlines()[-1].split() == ["relu", "0.5"]
 
@@ -339,6 +341,9 @@ def test_cli_markdown_and_text_outputs():
     (["table", "moments", "relu", "--output", "text", "--standalone"], "--standalone"),
     (["table", "nosuchkind", "relu"], "invalid choice"),
     (["table", "moments", "relu", "--tau", "1", "--tau0", "2"], "not allowed"),
+    # columns and labels are checked before any work: the column error, not the infeasibility
+    (["table", "compression", "tanh", "--tau0", "1", "--family", "sigma_T", "--columns", "x"], "column"),
+    (["table", "compression", "tanh", "--tau0", "1", "--family", "sigma_T", "--label", "{"], "label"),
 ])
 def test_bad_table_input_exit_2_one_line(argv, needle):
     rc, out, err = cli(*argv)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import mpmath as mp
+from tqdm import tqdm
 
 from ..latex import moments_table
 from ..moments import MOMENT_KEYS, gaussian_moments
@@ -29,8 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # a progress bar on a terminal only (never in pipes, files or tests)
+    acts = tqdm(args.activations, desc="moments", leave=False, file=sys.stderr,
+                disable=len(args.activations) < 2 or not sys.stderr.isatty())
     results = [gaussian_moments(a, args.tau, centered=args.centered, digits=args.digits,
-                                budget=args.budget) for a in args.activations]
+                                budget=args.budget) for a in acts]
     if args.json:
         dump_json([r.to_dict() for r in results])
     elif args.latex:

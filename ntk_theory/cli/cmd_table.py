@@ -9,6 +9,9 @@ of ``moments``, ``coefficients`` and ``compress`` print the same tables.
 from __future__ import annotations
 
 import argparse
+import sys
+
+from tqdm import tqdm
 
 from ..coefficients import coefficients
 from ..compress import compress_network
@@ -19,9 +22,11 @@ from ..latex import (
     MOMENTS_COLUMNS,
     NUMBER_STYLES,
     Table,
+    check_label,
     coefficients_table,
     compression_table,
     moments_table,
+    select_columns,
 )
 from ..moments import gaussian_moments
 from ._common import positive_float, positive_int
@@ -31,6 +36,8 @@ HELP = ("LaTeX (booktabs) tables of moments, per-layer coefficients or compressi
         "with a choice of columns, number format, caption and label")
 
 KINDS = ("moments", "coefficients", "compression")
+_AVAILABLE = {"moments": MOMENTS_COLUMNS, "coefficients": COEFFICIENTS_COLUMNS,
+              "compression": COMPRESSION_COLUMNS}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,10 +82,20 @@ def build_table(args: argparse.Namespace) -> Table:
         raise ParameterError("--centered applies to 'table moments' only")
     if args.kind != "compression" and (args.family is not None or args.last_family is not None):
         raise ParameterError("--family and --last-family apply to 'table compression' only")
+    if args.standalone and args.output != "latex":
+        raise ParameterError("--standalone needs --output latex")
+    # refuse bad columns and labels before any computation
+    if args.columns is not None:
+        select_columns(_AVAILABLE[args.kind], args.columns, (), args.kind)
+    if args.label is not None:
+        check_label(args.label)
     if args.kind == "moments":
         tau = 1.0 if args.scale is None else args.scale
+        # a progress bar on a terminal only (never in pipes, files or tests)
+        acts = tqdm(args.activations, desc="moments", leave=False, file=sys.stderr,
+                    disable=len(args.activations) < 2 or not sys.stderr.isatty())
         results = [gaussian_moments(a, tau, centered=args.centered, digits=max(15, args.digits))
-                   for a in args.activations]
+                   for a in acts]
         return moments_table(results, args.digits, **opts)
     if args.scale is None:
         raise ParameterError(f"'table {args.kind}' needs the input scale --tau0")
@@ -91,8 +108,6 @@ def build_table(args: argparse.Namespace) -> Table:
 
 def run(args: argparse.Namespace) -> int:
     table = build_table(args)
-    if args.standalone and args.output != "latex":
-        raise ParameterError("--standalone needs --output latex")
     if args.output == "markdown":
         print(table.to_markdown())
     elif args.output == "text":
