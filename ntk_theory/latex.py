@@ -22,7 +22,8 @@ Number formats (``digits`` significant digits everywhere):
 * ``fixed`` — always positional (``0.0000123``), exactly ``digits`` significant digits;
 * ``sci`` — always ``m\\times10^{e}``, exactly ``digits`` significant digits.
 
-``±inf`` renders as ``\\infty`` (``inf`` in text); no ``siunitx`` is needed.
+``±inf`` renders as ``\\infty`` (``inf`` in text, ``∞`` in HTML); a NaN (never
+expected in a result) as ``--``; no ``siunitx`` is needed.
 Rounding is correct rounding of the exact value (binary float or mpmath number)
 to ``digits`` significant digits, half to even.
 
@@ -127,8 +128,11 @@ class NumberFormat:
                 return ("-" if v < 0 else "", "inf", None)
             if mp.isnan(v):
                 return ("", "nan", None)
-            dec = Decimal(mp.nstr(v, self.digits, min_fixed=-mp.inf, max_fixed=mp.inf, strip_zeros=False)
-                          if v != 0 else "0")
+            # v = (−1)^s · man · 2^exp exactly; the string constructor makes it an exact
+            # Decimal (man · 5^−exp · 10^exp when exp < 0), rounded once below
+            s, man, exp, _ = v._mpf_
+            digits_int = man * 2**exp if exp >= 0 else man * 5**-exp
+            dec = Decimal(f"{'-' if s else ''}{digits_int}E{min(exp, 0)}")
         else:
             f = float(v)
             if math.isinf(f):

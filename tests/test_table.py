@@ -146,6 +146,22 @@ def test_fixed_is_positional_with_d_significant_digits(v, d):
     assert len(sig) >= d and (len(sig) == d or set(sig[d:]) == {"0"} and "." not in s)
 
 
+@given(v=finite, d=st.integers(1, 17), style=st.sampled_from(["auto", "fixed", "sci"]))
+def test_mpmath_numbers_round_like_floats(v, d, style):
+    """An mpmath number equal to a double is written exactly like the double (one correct
+    rounding of the exact binary value, ties to even as in %g: 0.125 -> 0.12)."""
+    if style == "fixed" and v != 0 and not 1e-30 < abs(v) < 1e30:
+        return  # positional text of 1e300 is 300 characters: covered by the other tests
+    f = NumberFormat(d, style)
+    assert f.text(mp.mpf(v)) == f.text(v)
+    assert f.latex(mp.mpf(v)) == f.latex(v)
+
+
+def test_ties_round_to_even():
+    assert [NumberFormat(2).text(x) for x in (0.125, mp.mpf(0.125), 0.375, mp.mpf(-0.375))] == \
+        ["0.12", "0.12", "0.38", "-0.38"]
+
+
 def test_special_values_and_mpmath_precision():
     f = NumberFormat(6)
     assert f.latex(math.inf) == r"$\infty$" and f.latex(-math.inf) == r"$-\infty$"
