@@ -42,7 +42,8 @@ def table_html(table: Table) -> str:
     which escapes every text.
     """
     cells = table.cells("html")
-    out = [f'<table class="ntk-theory-table" style="{_STYLE}">']
+    ident = f' id="{html.escape(table.label)}"' if table.label else ""  # the LaTeX label as anchor
+    out = [f'<table class="ntk-theory-table"{ident} style="{_STYLE}">']
     if table.caption:
         out.append(f"<caption>{_caption_html(table.caption)}</caption>")
     ths = "".join(f'<th style="text-align:{"left" if c.align == "l" else "right"};padding:2px 8px;'

@@ -330,10 +330,14 @@ class Table:
         out = [self.caption] if self.caption else []
         return "\n".join(out + [line(heads)] + [line(r) for r in cells])
 
-    def _repr_html_(self) -> str:
+    def to_html(self) -> str:
+        """An HTML ``<table>`` (see :func:`ntk_theory.display.table_html`)."""
         from .display import table_html
 
         return table_html(self)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
 
     def __str__(self) -> str:
         return self.to_text()

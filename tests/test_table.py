@@ -433,5 +433,6 @@ def test_html_renderers_values_and_escaping(moments_results, coef_result, comp_r
         assert_rounded(_parse_html_number(row[2]), lay.kappa, 8)
     rows = _html_cells(compression_html(comp_result, columns="family,max_res"))
     assert [r[0] for r in rows] == [f"<code>{f.family}</code>" for f in comp_result.layers]
+    assert 'id="tab:m_1"' in moments_html(act, label="tab:m_1")
     t = moments_table(moments_results)
-    assert t._repr_html_() == table_html(t) and html.count("<table") == 1
+    assert t._repr_html_() == t.to_html() == table_html(t) and html.count("<table") == 1
