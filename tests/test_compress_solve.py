@@ -284,3 +284,48 @@ def test_sigma_t_curve_parametrization():
                 assert abs(ca - cb) <= 1e-13 * abs(ca)
         zp = (rho + math.sqrt(rho * rho + 4)) / 2
         assert np.all(z1 < zp) and np.all(z2 > zp) and np.all(z1 > rho)
+
+
+# ----------------------------------------------------------------------------- σ_Q, δ = 0
+def test_sigma_q_delta_zero_over_the_full_parameter_space():
+    """Issue 4: δ = 0 with σ_Q for targets made from random σ_Q parameters anywhere.
+
+    Thresholds r1 ≤ r2 ≤ r3 ≤ r4 are four sorted uniforms in [−5τ, 5τ] (not on the
+    middle-third slice), amplitudes b1, b2 in [−3, 3].  The solver returns a member of
+    the 2-D solution manifold on the first slice (ordered list) with a root; the
+    benchmark runs 200 such targets, this test 30.
+    """
+    from ntk_theory.compress.network import q_slices
+    from ntk_theory.compress.families import SigmaQFamily
+
+    rng = np.random.default_rng(777)
+    fam = SigmaQFamily()
+    for _ in range(30):
+        tau = float(rng.uniform(0.5, 2.0))
+        r = np.sort(rng.uniform(-5.0, 5.0, size=4)) * tau
+        b1, b2 = (float(x) for x in rng.uniform(-3.0, 3.0, size=2))
+        act = activation("sigma_Q", r1=r[0], r2=r[1], r3=r[2], r4=r[3], b1=b1, b2=b2)
+        d = dense_layer_moments(act, tau)
+        fit = solve_last_layer_sigma_q(d.targets, tau, d.variance)
+        assert fit.max_rel_residual <= 1e-12  # float64 polishing target of the issue
+        # δ = 0, checked independently by scipy quadrature of the returned activation
+        m1, m2, w2b, var = _quad_moments(fit.activation, tau)
+        # adaptive quad, epsrel 1e-13 per smooth piece: 1e-8 of the largest moment is safe
+        scale = max(abs(d.targets.m1) ** 2, abs(d.targets.m2) ** 2, abs(d.targets.w2_bar), d.variance)
+        assert abs(var - d.variance) <= 1e-8 * scale
+        assert abs(w2b - d.targets.w2_bar) <= 1e-8 * scale
+        p = fit.params
+        assert p["r1"] <= p["r2"] <= p["r3"] <= p["r4"]
+        # the member lies on one of the documented slices
+        f = ((p["r2"] - p["r1"]) / (p["r4"] - p["r1"]), (p["r3"] - p["r1"]) / (p["r4"] - p["r1"]))
+        assert min(abs(f[0] - g[0]) + abs(f[1] - g[1]) for g in q_slices()) < 1e-9
+    assert fam.cost == 6
+
+
+def test_q_slices_are_deterministic_and_cover_the_simplex():
+    from ntk_theory.compress.network import q_slices
+
+    s = q_slices()
+    assert s[0] == (1 / 3, 2 / 3) and s == q_slices()
+    assert len(set(s)) == len(s) == 1 + 8 * 9 // 2
+    assert all(0 <= f1 < f2 <= 1 for f1, f2 in s)

@@ -27,10 +27,11 @@ from typing import Any, Callable, Sequence
 
 import mpmath as mp
 import numpy as np
+from scipy import special as sps
 
 from ..activations import Activation, parse_activation
 from ..errors import DomainError, InfeasibleError, NumericalError, ParameterError
-from .families import AlphaTargets, SigmaQFamily, stair_moments_mp, stair_moments_np
+from .families import AlphaTargets, SigmaQFamily, stair_moments_mp
 from .solve import LayerFit, _finish, local_minima_mask, residual_tolerance, solve_alpha, solve_auto
 
 __all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_moments",
@@ -219,34 +220,49 @@ def compress_network(
 # --------------------------------------------------------------------------- #
 # sigma_Q: α-matching plus δ = 0 at the last layer
 # --------------------------------------------------------------------------- #
-#: σ_Q is solved on the slice where the middle bump occupies the middle third of
-#: ``[r1, r4]``: ``r2 = r1 + (r4 − r1)/3``, ``r3 = r1 + 2(r4 − r1)/3``.
+#: The first slice tried: the middle bump occupies the middle third of ``[r1, r4]``.
 _Q_FRACTIONS = (1.0 / 3.0, 2.0 / 3.0)
+#: Resolution of the fallback slices: ``f1 = i/8 < f2 = j/8``.
+_Q_SLICE_STEP = 8
+_SQRT2 = math.sqrt(2.0)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
-def _q_parts_np(z1: np.ndarray, z4: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    f1, f2 = _Q_FRACTIONS
-    th = np.stack([z1, z1 + f1 * (z4 - z1), z1 + f2 * (z4 - z1), z4], axis=-1)
-    outer = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0, 1.0]), th.shape[:-1] + (5,))
-    bump = np.broadcast_to(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), th.shape[:-1] + (5,))
-    return {"outer": stair_moments_np(th, outer), "bump": stair_moments_np(th, bump)}
+def q_slices(step: int = _Q_SLICE_STEP) -> list[tuple[float, float]]:
+    """The ordered σ_Q slices ``(f1, f2)``: ``r2 = r1 + f1(r4 − r1)``, ``r3 = r1 + f2(r4 − r1)``.
+
+    σ_Q has six parameters for four equations, so its δ = 0 solutions form a
+    2-dimensional manifold (in scale-free shape space, after the amplitudes are
+    eliminated).  A slice fixes the bump's relative position and leaves the outer
+    thresholds ``(z1, z4)`` as a square 2×2 system.  The member returned is the one on
+    the first slice of this list that has a root: the middle third first, then the
+    grid ``0 ≤ f1 < f2 ≤ 1`` of step ``1/step`` ordered by L1 distance from it (ties by
+    ``(f1, f2)``) — deterministic.  Every σ_Q lies on the slice of its own fractions,
+    so the union of all slices is the whole family.
+    """
+    first = _Q_FRACTIONS
+    grid = [(i / step, j / step) for i in range(step) for j in range(i + 1, step + 1)]
+    grid.sort(key=lambda f: (round(abs(f[0] - first[0]) + abs(f[1] - first[1]), 12), f))
+    return [first] + [f for f in grid if not (math.isclose(f[0], first[0]) and math.isclose(f[1], first[1]))]
 
 
 def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float, *,
                              digits: int = 15) -> LayerFit:
     """``sigma_Q`` at the last layer: α-matching and ``Var σ_Q(τ'ξ) = τ_L²`` (δ = 0).
 
-    With the thresholds fixed, ``τm1`` and ``τ²m2`` are linear in ``(b1, b2)``; the
-    two linear equations give ``(b1, b2)`` (for each sign choice of ``m1, m2``), and
-    the remaining two equations ``τ²w̄2 = W`` and ``Var = τ_L²`` are solved for the
-    outer thresholds ``(z1, z4)`` by Newton from the grid's near-roots, then polished
-    with ``mpmath.findroot``.
+    Four equations (``m1², m2², w̄2`` and the variance) for six parameters: the
+    solutions form a 2-D manifold and one deterministic member is returned (see
+    :func:`q_slices`).  On a slice the thresholds are ``(z1, z4)`` plus the fixed
+    fractions; ``τm1`` and ``τ²m2`` are linear in ``(b1, b2)``, so the two linear
+    equations give ``(b1, b2)`` (for each sign choice of ``m1, m2``), and the remaining
+    two equations ``τ²w̄2 = W`` and ``Var = τ_L²`` are solved for ``(z1, z4)`` by Newton
+    from the grid's near-roots, then polished with ``mpmath.findroot``.
 
     Raises
     ------
     InfeasibleError
         Cauchy–Schwarz (``τ'²m1² > τ_L²``) or the two-term Hermite budget
-        (``τ'²m1² + τ'⁴m2²/2 > τ_L²``) rule δ = 0 out, or no root was found.
+        (``τ'²m1² + τ'⁴m2²/2 > τ_L²``) rule δ = 0 out, or no slice has a root.
     """
     A1, A2, W = (float(x) for x in targets.scaled(tau))
     V = float(variance)
@@ -260,21 +276,33 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
             f"sigma_Q infeasible: δ = 0 violates the Hermite budget, τ'²m1² + τ'⁴m2²/2 = "
             f"{A1 + A2 / 2:.3f} > τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, THEORY.md §6); "
             f"best residual {(A1 + A2 / 2 - V) / V:.3g}; would work: --last-family none")
+    best = math.inf
+    for fr in q_slices():
+        fit, b = _q_solve_slice(fr, targets, tau, V, digits)
+        best = min(best, b)
+        if fit is not None:
+            return fit
+    raise InfeasibleError(
+        f"sigma_Q infeasible: no root of the δ = 0 system on any of {len(q_slices())} slices of "
+        f"sigma_Q (Hermite budget); best residual {best:.3g}; would work: --last-family none")
+
+
+def _q_solve_slice(fr: tuple[float, float], targets: AlphaTargets, tau: float, V: float,
+                   digits: int) -> tuple[LayerFit | None, float]:
+    """The δ = 0 σ_Q on one slice ``fr = (f1, f2)`` (or None) and the slice's best grid residual."""
+    A1, A2, W = (float(x) for x in targets.scaled(tau))
     D = max(A1, A2, abs(W), V)
     zs = np.linspace(-6.0, 6.0, 241)
     Z1, Z4 = np.meshgrid(zs, zs, indexing="ij")
     valid = Z4 > Z1 + 1e-3
-    parts = _q_parts_np(Z1, Z4)
-    o, b = parts["outer"], parts["bump"]
     sgn1 = 1.0 if targets.m1 >= 0 else -1.0
     sgn2 = 1.0 if targets.m2 >= 0 else -1.0
     best = math.inf
     candidates: list[tuple[float, float, float, float]] = []
     for s1 in (sgn1, -sgn1):
         for s2 in (sgn2, -sgn2):
+            lv_var, lv_w = _q_var_w(Z1, Z4, fr, s1 * math.sqrt(A1), s2 * math.sqrt(A2))
             with np.errstate(all="ignore"):
-                b1, b2 = _q_amplitudes(o, b, s1 * math.sqrt(A1), s2 * math.sqrt(A2))
-                lv_var, lv_w = _q_var_w(parts, b1, b2)
                 R = np.hypot(lv_w - W, lv_var - V) / D
             R = np.where(valid & np.isfinite(R), R, np.inf)
             if np.isfinite(R).any():
@@ -284,12 +312,12 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
                     candidates.append((float(R[i, j]), float(Z1[i, j]), float(Z4[i, j]), s1 * 10 + s2))
     candidates.sort()
     fam = SigmaQFamily()
+    f1, f2 = fr
 
     def eqs_mp(z1: mp.mpf, z4: mp.mpf, code: float) -> tuple[list[mp.mpf], mp.mpf, mp.mpf]:
         s1 = 1 if code > 0 else -1
         s2 = 1 if (code - s1 * 10) > 0 else -1
-        f1, f2 = _Q_FRACTIONS
-        th = [z1, z1 + f1 * (z4 - z1), z1 + f2 * (z4 - z1), z4]
+        th = [z1, z1 + f1m * (z4 - z1), z1 + f2m * (z4 - z1), z4]
         mo = stair_moments_mp(fam.staircase({"r1": th[0], "r2": th[1], "r3": th[2], "r4": th[3],
                                              "b1": mp.mpf(1), "b2": mp.mpf(0)}), 1)
         mb = stair_moments_mp(fam.staircase({"r1": th[0], "r2": th[1], "r3": th[2], "r4": th[3],
@@ -306,13 +334,14 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
 
     with mp.workdps(max(30, digits + 15)):
         t = mp.mpf(tau)
+        f1m, f2m = mp.mpf(f1), mp.mpf(f2)
         A1m, A2m, Wm = (mp.mpf(t) ** 2 * mp.mpf(targets.m1) ** 2, mp.mpf(t) ** 4 * mp.mpf(targets.m2) ** 2,
                         mp.mpf(t) ** 2 * mp.mpf(targets.w2_bar))
         Vm, Dm = mp.mpf(V), max(A1m, A2m, abs(Wm), mp.mpf(V))
         tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
         for _, z1, z4, code in candidates:
             def fun(x: np.ndarray, code: float = code) -> np.ndarray:
-                return _q_residual_np(x[0], x[1], code, A1, A2, W, V, D)
+                return _q_residual_np(x[0], x[1], code, A1, A2, W, V, D, fr)
 
             sol = root(fun, np.array([z1, z4]), method="hybr")
             if not sol.success or sol.x[1] <= sol.x[0] or np.max(np.abs(fun(sol.x))) > 1e-8:
@@ -326,17 +355,17 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
             res, b1, b2 = eqs_mp(x[0], x[1], code)
             if max(abs(v) for v in res) > tol:
                 continue
-            f1, f2 = _Q_FRACTIONS
             z1r, z4r = x[0], x[1]
-            params = {"r1": z1r * t, "r2": (z1r + f1 * (z4r - z1r)) * t,
-                      "r3": (z1r + f2 * (z4r - z1r)) * t, "r4": z4r * t, "b1": b1, "b2": b2}
-            fit = _finish(fam, params, t, targets, digits)
-            if abs(fit.variance - V) > residual_tolerance(digits) * 10 * V:
-                raise NumericalError(f"sigma_Q: variance {fit.variance} misses τ_L² = {V}")
-            return fit
-    raise InfeasibleError(
-        f"sigma_Q infeasible: no root of the δ = 0 system on the middle-third slice of sigma_Q "
-        f"(Hermite budget); best residual {best:.3g}; would work: --last-family none")
+            params = {"r1": z1r * t, "r2": (z1r + f1m * (z4r - z1r)) * t,
+                      "r3": (z1r + f2m * (z4r - z1r)) * t, "r4": z4r * t, "b1": b1, "b2": b2}
+            try:
+                fit = _finish(fam, params, t, targets, digits)
+            except NumericalError:
+                continue  # float64 rounding of an ill-conditioned root: try the next one
+            if abs(fit.variance - V) > residual_tolerance(digits) * V:
+                continue
+            return fit, best
+    return None, best
 
 
 def _local_minima(R: np.ndarray, keep: int) -> list[tuple[int, int]]:
@@ -347,37 +376,46 @@ def _local_minima(R: np.ndarray, keep: int) -> list[tuple[int, int]]:
     return [(int(idx[k][0]), int(idx[k][1])) for k in order[:keep]]
 
 
-def _q_amplitudes(o: dict[str, np.ndarray], b: dict[str, np.ndarray], r1: float, r2: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``b1·o_m1 + b2·b_m1 = r1``, ``b1·o_m2 + b2·b_m2 = r2`` (Cramer's rule) for the
-    outer and bump amplitudes of σ_Q, given the signed roots ``r1 = ±√A1``, ``r2 = ±√A2``."""
-    det = o["m1"] * b["m2"] - o["m2"] * b["m1"]
-    return (r1 * b["m2"] - r2 * b["m1"]) / det, (o["m1"] * r2 - o["m2"] * r1) / det
+def _q_var_w(z1: Any, z4: Any, fr: tuple[float, float], r1: float, r2: float) -> tuple[Any, Any]:
+    """Variance and centered ``w̄2`` of the σ_Q with ``τm1 = r1``, ``τ²m2 = r2`` (τ = 1).
+
+    Jump formula on the slice ``fr`` (arrays or scalars): σ_Q = b1·outer + b2·bump with
+    ``outer = 1 − 1_{[r1, r4]}`` (jumps −1, +1) and ``bump = 1_{[r2, r3]}`` (jumps +1, −1);
+    ``(b1, b2)`` solve the two linear equations for ``m1, m2`` (Cramer's rule), and the
+    disjoint supports give ``σ² = b1²·outer + b2²·bump``.  NaN where the 2×2 system is
+    singular.
+    """
+    f1, f2 = fr
+    scalar = isinstance(z1, float)  # math for scalars: the Newton stage calls this ~10⁴ times
+    exp, ndtr = (math.exp, _ndtr_scalar) if scalar else (np.exp, sps.ndtr)
+    z2, z3 = z1 + f1 * (z4 - z1), z1 + f2 * (z4 - z1)
+    p1, p2, p3, p4 = (exp(-0.5 * z * z) / _SQRT_2PI for z in (z1, z2, z3, z4))
+    o_m0 = ndtr(z1) + ndtr(-z4)
+    o_m1, o_m2 = p4 - p1, z4 * p4 - z1 * p1
+    b_m0 = ndtr(z3) - ndtr(z2)
+    b_m1, b_m2 = p2 - p3, z2 * p2 - z3 * p3
+    with np.errstate(all="ignore"):
+        det = o_m1 * b_m2 - o_m2 * b_m1
+        if scalar and det == 0:
+            return math.nan, math.nan
+        b1 = (r1 * b_m2 - r2 * b_m1) / det
+        b2 = (o_m1 * r2 - o_m2 * r1) / det
+        m0 = b1 * o_m0 + b2 * b_m0
+        m2 = b1 * o_m2 + b2 * b_m2
+        var = b1 * b1 * o_m0 + b2 * b2 * b_m0 - m0 * m0
+        w = b1 * b1 * o_m2 + b2 * b2 * b_m2 - 2 * m0 * m2
+    return var, w
+
+
+def _ndtr_scalar(z: float) -> float:
+    return 0.5 * math.erfc(-z / _SQRT2)
 
 
 def _q_residual_np(z1: float, z4: float, code: float, A1: float, A2: float, W: float,
-                   V: float, D: float) -> np.ndarray:
+                   V: float, D: float, fr: tuple[float, float] = _Q_FRACTIONS) -> np.ndarray:
     """Float64 residuals ``(τ²w̄2 − W, Var − V)/D`` with ``(b1, b2)`` eliminated (sign ``code``)."""
     s1 = 1.0 if code > 0 else -1.0
     s2 = 1.0 if (code - s1 * 10) > 0 else -1.0
-    parts = _q_parts_np(np.array([z1]), np.array([z4]))
-    o, b = parts["outer"], parts["bump"]
-    with np.errstate(all="ignore"):
-        b1, b2 = _q_amplitudes(o, b, s1 * math.sqrt(A1), s2 * math.sqrt(A2))
-        var, w = _q_var_w(parts, b1, b2)
-    out = np.array([(w[0] - W) / D, (var[0] - V) / D])
+    var, w = _q_var_w(float(z1), float(z4), fr, s1 * math.sqrt(A1), s2 * math.sqrt(A2))
+    out = np.array([(w - W) / D, (var - V) / D])
     return out if np.all(np.isfinite(out)) else np.array([1e3, 1e3])
-
-
-def _q_var_w(parts: dict[str, dict[str, np.ndarray]], b1: np.ndarray, b2: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Variance and centered w̄2 of ``b1·outer + b2·bump`` from the parts' moments (τ = 1).
-
-    outer and bump have disjoint supports, so ``σ² = b1²·outer + b2²·bump``.
-    """
-    o, b = parts["outer"], parts["bump"]
-    m0 = b1 * o["m0"] + b2 * b["m0"]
-    v0 = b1**2 * o["v0"] + b2**2 * b["v0"]
-    m2 = b1 * o["m2"] + b2 * b["m2"]
-    w2 = b1**2 * o["w2"] + b2**2 * b["w2"]
-    return v0 - m0**2, w2 - 2 * m0 * m2
