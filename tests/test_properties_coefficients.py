@@ -43,7 +43,7 @@ import sympy as sp
 from hypothesis import given, note, reject, settings
 from hypothesis import strategies as st
 
-from ntk_theory.activations import X, from_expr, parse_activation, staircase
+from ntk_theory.activations import X, from_expr, staircase
 from ntk_theory.coefficients import coefficients
 from ntk_theory.errors import DomainError
 from ntk_theory.network import MLP
