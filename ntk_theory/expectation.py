@@ -180,8 +180,30 @@ def time_budget(seconds: float) -> Iterator[bool]:
         signal.signal(_SIGNAL, old_handler)
         if _gc_watch in gc.callbacks:
             gc.callbacks.remove(_gc_watch)
-        if old_delay > 0:  # restore the outer timer, less the time we used
-            signal.setitimer(_TIMER, max(old_delay - (time.process_time() - start), 1e-3))
+        if old_delay > 0:  # restore the outer timer (and its re-firing), less the time we used
+            signal.setitimer(_TIMER, max(old_delay - (time.process_time() - start), 1e-3), 0.05)
+
+
+def _bounded(seconds: float, fn: Callable[..., object], *args: object,
+             unbounded_ok: bool = False) -> tuple[bool, object]:
+    """``(True, fn(*args))``, or ``(False, None)`` when ``fn`` ran out of its own CPU budget.
+
+    Where no budget can be enforced (not the main thread) ``fn`` runs unbounded if
+    ``unbounded_ok``, else the answer is ``(False, None)`` at once.  A tighter budget
+    that was already running when we started is not ours: its :class:`BudgetExceeded`
+    propagates.
+    """
+    if not _can_alarm():
+        return (True, fn(*args)) if unbounded_ok else (False, None)
+    old_delay, _ = signal.getitimer(_TIMER)
+    outer_first = 0 < old_delay <= seconds
+    try:
+        with time_budget(seconds):
+            return True, fn(*args)
+    except BudgetExceeded:
+        if outer_first:
+            raise
+        return False, None
 
 
 # --------------------------------------------------------------------------- #
@@ -205,24 +227,212 @@ def _pieces_cached(f: sp.Expr) -> tuple[Piece, ...] | str:
         return str(exc) or "not covered"
 
 
+#: CPU seconds SymPy's set algebra may spend on branch conditions that are not
+#: polynomial in x after :func:`_invert_conditions`.  Without a bound, intersecting the
+#: ``ConditionSet``\ s of two erf conditions ran for minutes (issue 5 fuzzing).
+_SPLIT_BUDGET = 1.0
+
+#: Strictly monotone functions, real on the whole line, inverted in branch conditions:
+#: ``F ↦ (direction, inf F, sup F, F⁻¹)`` (the range is open: neither end is attained).
+_MONOTONE: dict[type, tuple[int, sp.Expr, sp.Expr, Callable[[sp.Expr], sp.Expr]]] = {
+    sp.erf: (1, sp.S.NegativeOne, sp.S.One, sp.erfinv),
+    sp.erfc: (-1, sp.S.Zero, sp.S(2), lambda c: sp.erfinv(1 - c)),
+    sp.tanh: (1, sp.S.NegativeOne, sp.S.One, sp.atanh),
+    sp.atan: (1, -sp.pi / 2, sp.pi / 2, sp.tan),
+    sp.exp: (1, sp.S.Zero, sp.oo, sp.log),
+    sp.sinh: (1, -sp.oo, sp.oo, sp.asinh),
+    sp.asinh: (1, -sp.oo, sp.oo, sp.sinh),
+}
+_FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
+
+
+def _compare(c: sp.Expr, v: sp.Expr) -> int | None:
+    """Sign of ``c − v`` for real numbers (``v`` may be ±oo); None when undecided."""
+    if v in (sp.oo, -sp.oo):
+        return -1 if v == sp.oo else 1
+    d = sp.N(c - v, 40)
+    if d.is_zero or (c - v).is_zero:
+        return 0
+    if not d.is_real or abs(d) < sp.Float("1e-30"):
+        return None  # equal to 40 digits but not provably: leave the condition to SymPy
+    return 1 if d > 0 else -1
+
+
+def _invert_relational(rel: sp.Expr, depth: int = 0) -> sp.Expr:
+    """Rewrite ``a·F(u) + b ⋚ 0`` as ``u ⋚ F⁻¹(−b/a)`` (or True/False) for monotone ``F``.
+
+    Applied repeatedly, a condition such as ``erf(x/4 + 3/2) < −3/4`` becomes the
+    linear ``x < 4 erfinv(−3/4) − 6``, which SymPy turns into an interval at once.
+    Conditions of any other shape are returned unchanged.
+    """
+    op = rel.rel_op
+    if op not in _FLIP or depth > 8:
+        return rel
+    g = rel.lhs - rel.rhs
+    b, rest = g.as_independent(X, as_Add=True)
+    a, core = rest.as_independent(X, as_Add=False)
+    info = _MONOTONE.get(type(core))
+    if info is None or len(core.args) != 1 or not (a.is_number and b.is_number) \
+            or not (a.is_extended_real and b.is_extended_real) or a.is_zero is not False:
+        return rel
+    direction, lo, hi, inverse = info
+    c = -b / a
+    sign_a = _compare(a, sp.S.Zero)
+    if sign_a is None:
+        return rel
+    if sign_a < 0:
+        op = _FLIP[op]
+    above, below = _compare(c, lo), _compare(c, hi)
+    if above is None or below is None:
+        return rel
+    if above <= 0:  # F(u) > inf F ≥ c everywhere
+        return sp.true if op in (">", ">=", "!=") else sp.false
+    if below >= 0:  # F(u) < sup F ≤ c everywhere
+        return sp.true if op in ("<", "<=", "!=") else sp.false
+    new = sp.Rel(core.args[0], inverse(c), op if direction > 0 else _FLIP[op])
+    if isinstance(new, sp.core.relational.Relational):
+        return _invert_relational(new, depth + 1)
+    return new
+
+
+def _drop_null_condition(rel: sp.Expr) -> sp.Expr:
+    """``Eq(p, 0)`` → False and ``Ne(p, 0)`` → True for a non-constant polynomial ``p`` in x.
+
+    Such a condition changes the function on finitely many points only, which no
+    Gaussian expectation sees; SymPy's set algebra, on the other hand, cannot always
+    remove a point such as ``erfinv(1/2)`` from an interval.
+    """
+    if isinstance(rel, sp.core.relational.Relational) and rel.rel_op in ("==", "!="):
+        g = rel.lhs - rel.rhs
+        if g.is_polynomial(X) and sp.degree(g, X) > 0:
+            return sp.false if rel.rel_op == "==" else sp.true
+    return rel
+
+
+def _invert_conditions(pw: sp.Expr) -> sp.Expr:
+    """Apply :func:`_invert_relational` and :func:`_drop_null_condition` to every branch
+    condition of ``pw``."""
+    if not pw.has(sp.Piecewise):
+        return pw
+    return pw.replace(lambda e: isinstance(e, sp.core.relational.Relational) and e.has(X),
+                      lambda e: _drop_null_condition(_invert_relational(e)))
+
+
+def _polynomial_conditions(pw: sp.Expr) -> bool:
+    """Whether every branch condition compares rational functions of x."""
+    return all((r.lhs - r.rhs).is_rational_function(X)
+               for r in pw.atoms(sp.core.relational.Relational) if r.has(X))
+
+
+def _condition_roots(pw: sp.Piecewise) -> list[sp.Expr] | None:
+    """Real roots of every branch condition's ``lhs − rhs`` (numerator and denominator).
+
+    None when a condition is not a rational function of x or its roots are not
+    available in closed form (then SymPy's set algebra decides).
+    """
+    roots: list[sp.Expr] = []
+    for rel in pw.atoms(sp.core.relational.Relational):
+        if not rel.has(X):
+            continue
+        g = rel.lhs - rel.rhs
+        if not g.is_rational_function(X):
+            return None
+        for part in sp.fraction(sp.together(g)):
+            if not part.has(X):
+                continue
+            poly = sp.Poly(part, X)
+            coeffs = poly.all_coeffs()
+            if poly.degree() == 1:
+                roots.append(-coeffs[1] / coeffs[0])
+            elif all(c.is_Rational for c in coeffs):
+                roots.extend(r for r in poly.real_roots())
+            else:
+                return None
+    return roots
+
+
+def _split_at_roots(pw: sp.Piecewise) -> list[Piece] | None:
+    """Pieces of ``pw`` when its conditions change truth value only at known points.
+
+    The finite roots of the conditions (:func:`_condition_roots`) cut the line into
+    open intervals on each of which every condition is constant; the branch taken at
+    a rational point inside an interval is the branch on the whole interval.
+    Adjacent intervals with the same branch are merged.  None when the roots are not
+    available or a condition cannot be decided at a test point.
+    """
+    roots = _condition_roots(pw)
+    if roots is None:
+        return None
+    with mp.workdps(50):
+        keyed: dict[str, tuple[mp.mpf, sp.Expr]] = {}
+        for r in roots:
+            v = r.evalf(50)
+            if not v.is_real:
+                return None
+            keyed.setdefault(mp.nstr(mp.mpf(str(v)), 35), (mp.mpf(str(v)), r))
+        cuts = sorted(keyed.values(), key=lambda t: t[0])
+        bounds: list[tuple[mp.mpf | None, sp.Expr]] = [(None, -sp.oo), *cuts, (None, sp.oo)]
+        out: list[Piece] = []
+        for (va, a), (vb, b) in zip(bounds, bounds[1:]):
+            if va is None and vb is None:
+                t = sp.S.Zero
+            elif va is None:
+                t = sp.Integer(int(mp.floor(vb)) - 1)
+            elif vb is None:
+                t = sp.Integer(int(mp.ceil(va)) + 1)
+            else:
+                t = sp.Rational(mp.nstr((va + vb) / 2, 45))
+            branch = None
+            for g, cond in pw.args:
+                truth = cond.subs(X, t)
+                if truth not in (sp.true, sp.false):
+                    return None
+                if truth is sp.true:
+                    branch = g
+                    break
+            if branch is None:
+                raise _NotCovered("a piecewise function undefined on an interval")
+            if branch.has(sp.Piecewise):
+                raise _NotCovered("nested piecewise")
+            if out and out[-1][0] == branch:
+                out[-1] = (branch, out[-1][1], b)
+            else:
+                out.append((branch, a, b))
+    return out
+
+
 def _pieces(f: sp.Expr) -> list[Piece]:
     """Split ``f`` into smooth pieces on intervals of the real line.
 
     Returns a list of ``(g, a, b)`` with ``f = g`` on ``(a, b)``; points and other
-    null sets are dropped (they do not change Gaussian expectations).
+    null sets are dropped (they do not change Gaussian expectations).  Conditions on
+    monotone functions (erf, erfc, tanh, atan, exp, sinh, asinh) of x are first
+    inverted (:func:`_invert_conditions`); SymPy's set algebra then gets at most
+    :data:`_SPLIT_BUDGET` CPU seconds for whatever is not polynomial in x.
 
     Raises
     ------
     _NotCovered
-        If the conditions cannot be reduced to intervals in ``x``.
+        If the conditions cannot be reduced to intervals in ``x`` (in time).
     """
-    pw = to_piecewise(f)
+    pw = to_piecewise(_invert_conditions(f.rewrite(sp.Piecewise)) if f.has(
+        sp.Heaviside, sp.Abs, sp.Max, sp.Min, sp.sign, sp.Piecewise) else f)
     if not isinstance(pw, sp.Piecewise):
         if pw.has(sp.Piecewise):
             raise _NotCovered("nested piecewise")
         return [(pw, -sp.oo, sp.oo)]
+    direct = _split_at_roots(pw)
+    if direct is not None:
+        return direct
     try:
-        pairs = pw.as_expr_set_pairs(sp.Reals)
+        if _polynomial_conditions(pw):
+            pairs = pw.as_expr_set_pairs(sp.Reals)
+        else:
+            done, pairs = _bounded(_SPLIT_BUDGET, pw.as_expr_set_pairs, sp.Reals)
+            if not done:
+                raise _NotCovered("conditions not reducible to intervals within the time budget")
+    except _NotCovered:
+        raise
     except Exception as exc:  # SymPy raises NotImplementedError/TypeError for odd conditions
         raise _NotCovered(str(exc)) from None
     out: list[Piece] = []
@@ -446,6 +656,7 @@ def clear_caches() -> None:
     _compile.cache_clear()
     _parity.cache_clear()
     _numeric_integrand.cache_clear()
+    _numeric_branches.cache_clear()
     _pieces_cached.cache_clear()
     _singularity_verdict.cache_clear()
 
@@ -463,13 +674,22 @@ def _is_zero(e: sp.Expr, may_simplify: bool) -> bool:
 def _parity(f: sp.Expr, up_to_constant: bool = False, may_simplify: bool = True) -> int:
     """+1 if ``f`` is even, −1 if odd, 0 otherwise (proved symbolically, never guessed).
 
-    With ``up_to_constant`` a function that is odd after subtracting a constant
+    With ``up_to_constant`` a smooth function that is odd after subtracting a constant
     (``sigmoid = 1/2 + odd``) counts as odd: derivatives do not see the constant.
-    Piecewise functions are compared piece by piece with expansion only (cheap);
-    ``simplify`` is used for smooth expressions when the time budget is enforced.
+    A piecewise function is compared piece by piece (:func:`pieces`): its pieces must
+    be mirror images of each other, compared with expansion only (cheap); ``simplify``
+    is used for smooth expressions when the time budget is enforced.
     """
     try:
-        g = to_piecewise(f)
+        try:
+            ps = pieces(f)
+        except _NotCovered:
+            return 0
+        if len(ps) > 1:
+            return _piecewise_parity(ps)
+        g = ps[0][0]
+        if not g.has(X):
+            return 1
         # cheap numeric screen: a symbolic proof is only attempted when the
         # function looks even or odd (up to a constant) at a few points
         fn = sp.lambdify(X, g, modules="mpmath")
@@ -484,7 +704,7 @@ def _parity(f: sp.Expr, up_to_constant: bool = False, may_simplify: bool = True)
         if not (looks_even or looks_odd or looks_odd_c):
             return 0
         gm = g.subs(X, -X)
-        if up_to_constant and not g.has(sp.Piecewise):
+        if up_to_constant:
             c = sp.expand(gm + g)
             if may_simplify and c.has(X) and sp.count_ops(c) < 200:
                 c = sp.simplify(c)
@@ -492,17 +712,26 @@ def _parity(f: sp.Expr, up_to_constant: bool = False, may_simplify: bool = True)
                 g = g - c / 2
                 gm = gm - c / 2
         for sign in (-1, 1):
-            d = sp.piecewise_fold(gm + sign * g)
-            if isinstance(d, sp.Piecewise):
-                pairs = d.as_expr_set_pairs(sp.Reals)
-                if all(_s.measure == 0 or _is_zero(e, False) for e, _s in pairs):
-                    return -sign
-            elif not d.has(sp.Piecewise) and _is_zero(d, may_simplify):
+            if _is_zero(gm + sign * g, may_simplify):
                 return -sign  # gm == -g: odd (sign=+1 -> −1); gm == g: even (+1)
     except BudgetExceeded:
         raise
     except Exception:  # noqa: BLE001 - parity is an optimisation; any failure means "unknown"
         return 0
+    return 0
+
+
+def _piecewise_parity(ps: Sequence[Piece]) -> int:
+    """Parity of a function given by its (merged, sorted) pieces: +1, −1 or 0 (unknown)."""
+    n = len(ps)
+    for i in range(n):  # the partition itself must be symmetric about 0
+        _g, a, b = ps[i]
+        _gm, am, bm = ps[n - 1 - i]
+        if not (sp.expand(a + bm) == 0 and sp.expand(b + am) == 0):
+            return 0
+    for sign in (-1, 1):
+        if all(_is_zero(ps[n - 1 - i][0].subs(X, -X) + sign * ps[i][0], False) for i in range(n)):
+            return -sign
     return 0
 
 
@@ -659,13 +888,19 @@ def _singular_points(f: sp.Expr) -> list[float]:
         if not c.has(X):
             continue
         try:
-            sol = sp.solveset(c, X, sp.Reals)
+            done, sol = _bounded(_SPLIT_BUDGET, sp.solveset, c, X, sp.Reals, unbounded_ok=True)
         except Exception:  # noqa: BLE001
             continue
+        if not done or isinstance(sol, sp.ConditionSet):
+            # a pole or a branch point may or may not be there: neither a value nor
+            # "divergent" can be certified
+            raise NumericalError(f"cannot locate the real zeros of {c}, where the activation may "
+                                 "be singular; quadrature would be unreliable")
         if isinstance(sol, sp.FiniteSet):
             pts.update(float(s) for s in sol if s.is_real)
         elif sol is not sp.S.EmptySet:
-            raise DivergenceError(f"cannot locate the singularities of {c} on the real line")
+            raise DivergenceError(f"{c} vanishes at infinitely many points of the real line, where "
+                                  "the activation is singular")
     return sorted(pts)
 
 
@@ -679,7 +914,7 @@ def _check_singularity(fn: Callable, s: float, tau: float, order: int, squared: 
             except (ZeroDivisionError, ValueError):
                 v = mp.inf
             vals.append(v * h)
-        if not vals[-1] < vals[0] * mp.mpf("1e-4"):
+        if not (vals[-1] < vals[0] * mp.mpf("1e-4") or vals[-1] == 0):  # 0: bounded (a step of log|x|)
             raise DivergenceError(
                 f"the expectation diverges: the activation has a non-integrable singularity at x = {s:g}"
             )
@@ -713,19 +948,35 @@ def _step_function_jumps(f: sp.Expr, tau: float, window: float) -> list[float]:
     return pts
 
 
+@lru_cache(maxsize=256)
+def _numeric_branches(f: sp.Expr) -> tuple[tuple[Callable[[mp.mpf], mp.mpf], sp.Expr, sp.Expr], ...] | None:
+    """Each piece's own expression compiled for mpmath, with its exact ends; None if ``f``
+    cannot be split."""
+    try:
+        ps = pieces(f)
+    except _NotCovered:
+        return None
+    return tuple((sp.lambdify(X, g, modules="mpmath"), a, b) for g, a, b in ps)
+
+
 def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> tuple[mp.mpf, float]:
-    """mpmath quadrature of ``E[f(τξ) He_k(ξ)]/τ^k`` split at the breakpoints."""
+    """mpmath quadrature of ``E[f(τξ) He_k(ξ)]/τ^k``, piece by piece.
+
+    Each piece ``(g, a, b)`` is integrated with its own analytic expression ``g`` over
+    ``(a/τ, b/τ)``, the ends taken at working precision from their exact values:
+    no branch condition is evaluated inside the quadrature, so a jump can never sit
+    between a node and the true breakpoint (such a mismatch used to cost tanh-sinh
+    its convergence: seconds of work and a wrong last digit or two).
+    """
     fn = _numeric_integrand(f, order)
     sing = _singular_points(f)
-    bps = sorted(set(breakpoints(f)) | set(sing))
-    if f.has(*_STEP_FUNCTIONS):
-        bps = sorted(set(bps) | set(_step_function_jumps(f, tau, 40.0)))
-    elif f.has(sp.Piecewise, sp.Heaviside, sp.sign) and not bps:
-        try:
-            pieces(f)
-        except _NotCovered:
+    branches = _numeric_branches(f)
+    if branches is None:
+        if f.has(sp.Piecewise, sp.Heaviside, sp.sign) and not f.has(*_STEP_FUNCTIONS):
             raise NumericalError(f"cannot locate the discontinuities of {f} (conditions that "
-                                 "are not intervals in x); quadrature would be unreliable") from None
+                                 "are not intervals in x); quadrature would be unreliable")
+        branches = ((fn, -sp.oo, sp.oo),)
+    bps = sorted(set(sing) | (set(_step_function_jumps(f, tau, 40.0)) if f.has(*_STEP_FUNCTIONS) else set()))
     extra = 10 + (order * max(0, int(math.ceil(-math.log10(tau)))) if tau < 1 else 0)
     dps = digits + extra
     with mp.workdps(dps + 10):
@@ -740,14 +991,29 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
                 raise
         He = {0: lambda z: 1, 1: lambda z: z, 2: lambda z: z * z - 1}[order]
 
-        def integrand(z: mp.mpf) -> mp.mpf:
-            try:
-                v = fn(t * z)
-            except ZeroDivisionError:
-                return mp.mpf(0)
-            if isinstance(v, mp.mpc):
-                v = v.real
-            return v * He(z) * mp.npdf(z)
+        def weighted(g: Callable[[mp.mpf], mp.mpf]) -> Callable[[mp.mpf], mp.mpf]:
+            def integrand(z: mp.mpf) -> mp.mpf:
+                try:
+                    v = g(t * z)
+                except ZeroDivisionError:
+                    return mp.mpf(0)
+                if isinstance(v, mp.mpc):
+                    v = v.real
+                return v * He(z) * mp.npdf(z)
+            return integrand
+
+        def z_of(v: sp.Expr) -> mp.mpf:
+            if v in (sp.oo, -sp.oo):
+                return mp.inf if v == sp.oo else -mp.inf
+            return mp.mpf(str(sp.N(v, dps + 15))) / t
+
+        parts = [(weighted(g), z_of(a), z_of(b)) for g, a, b in branches]
+
+        def integrand(z: mp.mpf) -> mp.mpf:  # the whole integrand, for the tail and size checks
+            for h, _za, zb in parts:
+                if z < zb:
+                    return h(z)
+            return parts[-1][0](z)
 
         # divergence: the integrand must decay in both tails
         for side in (-1, 1):
@@ -763,10 +1029,7 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
                 raise DivergenceError(
                     "the expectation diverges: the activation grows too fast for a Gaussian at this scale"
                 )
-        zs = [mp.mpf(b) / t for b in bps]
-        if not any(z == 0 for z in zs):
-            zs.append(mp.mpf(0))
-        zs = sorted(zs)
+        zs = sorted({mp.mpf(b) / t for b in bps} | {mp.mpf(0)})
         # truncate to a finite window once the integrand is negligible (relative to its
         # size near the origin) at the working precision on both sides, beyond the window too
         scale = max(abs(integrand(mp.mpf(v))) for v in (-2, -1, -0.5, 0.5, 1, 2)) or mp.mpf(1)
@@ -777,18 +1040,28 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
             if all(abs(integrand(side * c * k)) < tiny for side in (-1, 1) for k in (1, 1.5, 2)):
                 lo_edge, hi_edge = -c, c
                 break
-        nodes = [lo_edge] + [z for z in zs if lo_edge < z < hi_edge] + [hi_edge]
-    with mp.workdps(dps):
-        v1, e1 = mp.quad(integrand, nodes, error=True, maxdegree=10)
-    # independent second estimate: a different subdivision at higher precision
-    extra_nodes = sorted(set(nodes[1:-1]) | {mp.mpf(v) for v in (-4, -1.5, 1.5, 4)
-                                             if lo_edge < v < hi_edge})
-    with mp.workdps(dps + 5):
-        v2 = mp.quad(integrand, [lo_edge, *extra_nodes, hi_edge], maxdegree=10)
-    with mp.workdps(dps):
-        err = max(float(abs(e1)), float(abs(v2 - v1)))
+        spans = []
+        for h, za, zb in parts:
+            lo, hi = max(za, lo_edge), min(zb, hi_edge)
+            if lo < hi:
+                spans.append((h, lo, hi, [z for z in zs if lo < z < hi]))
+    v1 = v2 = mp.mpf(0)
+    e1 = mp.mpf(0)
+    for h, lo, hi, inner in spans:
+        with mp.workdps(dps):
+            v, e = mp.quad(h, [lo, *inner, hi], error=True, maxdegree=10)
+            v1 += v
+            e1 += abs(e)
+        # independent second estimate: a different subdivision at higher precision
+        extra_nodes = sorted(set(inner) | {mp.mpf(v) for v in (-4, -1.5, 1.5, 4) if lo < v < hi})
+        with mp.workdps(dps + 5):
+            v2 += mp.quad(h, [lo, *extra_nodes, hi], maxdegree=10)
+    with mp.workdps(dps + 5):  # v2's precision: rounding to dps digits would cost ~1e-dps
+        err = max(float(e1), float(abs(v2 - v1)))
         scale = mp.mpf(tau) ** order
-        value = v1 / scale  # keep the working precision: no rounding to double here
+        # report the finer estimate (more nodes, 5 more digits); the difference of the two
+        # bounds the coarser one's error and so, with margin, the finer one's
+        value = v2 / scale  # keep the working precision: no rounding to double here
         err = float(mp.mpf(err) / scale)
     if nonneg and value < 0 and abs(value) <= err:
         value = mp.mpf(0)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import mpmath as mp
 import sympy as sp
@@ -292,27 +292,53 @@ def gaussian_moments(
 
 
 def _center(ms: list[Moment], tau: float, digits: int) -> list[Moment]:
+    """Moments of σ̄ = σ − E[σ(τξ)] from those of σ (THEORY.md §1, Centering).
+
+    ``E[s̄^2] = Var = v0 − m0²`` and ``E[(s̄²)''] = w2 − 2 m0 m2``; ``E[s']``, ``E[s'']`` and
+    ``E[s'^2]`` do not see the constant.  When every input is a closed form the
+    result is one too (evaluated and certified like any closed form).  Otherwise
+    the value comes from the inputs' values and its error from theirs, δ denoting
+    an input's ``abs_error``:
+
+    * ``δVar = δv0 + 2|m0| δm0 + δm0²``,
+    * ``δw̄2 = δw2 + 2|m2| δm0 + 2|m0| δm2 + 2 δm0 δm2``.
+
+    These are the first-order (gradient) propagation plus the exact second-order
+    terms of the bilinear maps, so they bound the error whenever the inputs'
+    estimates bound theirs; the combination itself runs at ``digits + 20`` digits,
+    whose rounding is far below them.
+    """
     by = {m.key: m for m in ms}
     m0, m2, v0, w2 = by["E[s]"], by["E[s'']"], by["E[s^2]"], by["E[(s^2)'']"]
 
-    def combine(key: str, parts: Sequence[Moment], expr_fn, val_fn) -> Moment:
-        if all(p.expr is not None for p in parts):
-            e = expr_fn(*[p.expr for p in parts])
-            if e.has(TAU):
-                v, err = _evaluate_closed(e, tau, digits)
-            else:
-                v, err = mp.mpf(sp.N(e, digits + 10)), 0.0
-            return Moment(v, err, e, "closed form", key=key)
-        with mp.workdps(digits + 20):
-            v = val_fn(*[p.value for p in parts])
-        err = sum(p.abs_error * (1 + 2 * abs(float(q.value))) for p in parts for q in parts[:1])
-        return Moment(v, err, None, "quadrature", key=key)
+    def closed(key: str, e: sp.Expr) -> Moment:
+        if e.has(TAU):
+            v, err = _evaluate_closed(e, tau, digits)
+        else:
+            v, err = mp.mpf(sp.N(e, digits + 10)), 0.0
+        return Moment(v, err, e, "closed form", key=key)
 
+    if all(p.expr is not None for p in (v0, m0)):
+        var = closed("E[s^2]", v0.expr - m0.expr**2)
+    else:
+        with mp.workdps(digits + 20):
+            value = v0.value - m0.value**2
+        d0 = m0.abs_error
+        var = Moment(value, v0.abs_error + 2 * abs(float(m0.value)) * d0 + d0 * d0, None, "quadrature",
+                     key="E[s^2]")
+    if all(p.expr is not None for p in (w2, m0, m2)):
+        w2_bar = closed("E[(s^2)'']", w2.expr - 2 * m0.expr * m2.expr)
+    else:
+        with mp.workdps(digits + 20):
+            value = w2.value - 2 * m0.value * m2.value
+        d0, d2 = m0.abs_error, m2.abs_error
+        w2_bar = Moment(value, w2.abs_error + 2 * abs(float(m2.value)) * d0 + 2 * abs(float(m0.value)) * d2
+                        + 2 * d0 * d2, None, "quadrature", key="E[(s^2)'']")
     return [
         Moment(mp.mpf(0), 0.0, sp.S.Zero, "centered", key="E[s]"),
         by["E[s']"],
         m2,
-        combine("E[s^2]", [v0, m0], lambda a, b: a - b**2, lambda a, b: a - b * b),
+        var,
         by["E[s'^2]"],
-        combine("E[(s^2)'']", [w2, m0, m2], lambda a, b, c: a - 2 * b * c, lambda a, b, c: a - 2 * b * c),
+        w2_bar,
     ]

@@ -160,6 +160,49 @@ def test_centered_identities(spec):
         assert mc[key].within(float(c[key]), 5.0), key  # CLT, 5 standard errors
 
 
+@pytest.mark.parametrize("spec", ["softplus", "swish", "sigmoid"])
+def test_centered_error_estimate_bounds_the_true_error(spec):
+    """Numeric-only moments: Var and E[(σ̄²)''] carry the propagated error estimate
+    (moments._center), which must cover the distance to the 45-digit reference."""
+    act = parse_activation(spec)
+    c = gaussian_moments(act, 1.3, centered=True, digits=8)
+    ref = reference_moments(act, 1.3)
+    with mp.workdps(45):
+        exact = {"E[s^2]": ref["E[s^2]"] - ref["E[s]"] ** 2,
+                 "E[(s^2)'']": ref["E[(s^2)'']"] - 2 * ref["E[s]"] * ref["E[s'']"]}
+    for key, want in exact.items():
+        m = c[key]
+        assert m.method == "quadrature", m
+        with mp.workdps(45):
+            assert abs(m.value - want) <= m.abs_error, (key, m, want)
+        # and it is an estimate, not a blanket: within the 8 digits asked for
+        assert 0 < m.abs_error <= 1e-8 * max(1.0, abs(float(want))), (key, m)
+
+
+def test_centered_error_propagation_is_sharp():
+    """The worst case of the bound is attained: inputs off by exactly their estimates, in the
+    directions that add up, give exactly the propagated estimate (δv0 + 2|m0|δm0 + δm0², and
+    δw2 + 2|m2|δm0 + 2|m0|δm2 + 2δm0δm2)."""
+    from ntk_theory.moments import Moment, _center
+
+    m0, m1, m2, v0, v1, w2 = (mp.mpf(v) for v in ("0.7", "0.4", "0.3", "0.9", "0.25", "0.6"))
+    d0, d2, dv, dw = (mp.mpf(v) for v in ("1e-3", "2e-3", "3e-3", "4e-3"))
+    # computed m0, m2 below the truth and v0, w2 above it: every term of both errors adds up
+    given = [Moment(m0 - d0, float(d0), None, "quadrature", key="E[s]"),
+             Moment(m1, 0.0, None, "quadrature", key="E[s']"),
+             Moment(m2 - d2, float(d2), None, "quadrature", key="E[s'']"),
+             Moment(v0 + dv, float(dv), None, "quadrature", key="E[s^2]"),
+             Moment(v1, 0.0, None, "quadrature", key="E[s'^2]"),
+             Moment(w2 + dw, float(dw), None, "quadrature", key="E[(s^2)'']")]
+    out = {m.key: m for m in _center(given, 1.0, 15)}
+    with mp.workdps(30):
+        for key, truth in (("E[s^2]", v0 - m0**2), ("E[(s^2)'']", w2 - 2 * m0 * m2)):
+            err = abs(out[key].value - truth)
+            # attained up to the float64 rounding of the inputs' abs_error fields (~1e-19 here)
+            assert err <= out[key].abs_error * (1 + 1e-12), (key, err, out[key].abs_error)
+            assert err >= out[key].abs_error * (1 - 1e-12), (key, err, out[key].abs_error)
+
+
 def test_thirty_digits_on_request():
     for spec in ("relu", "gelu", "tanh", "sigma_T:s1=-1,s2=0.5"):
         act = parse_activation(spec)
