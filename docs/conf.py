@@ -30,11 +30,15 @@ extensions = [
     "myst_parser",
     "clihelp",
     "apilist",
+    "pyrun",
+    "sphinx_gallery.gen_gallery",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+# sphinx-gallery's generated pages of ``examples/`` live in docs/auto_examples (git-ignored)
+GALLERY_DIR = "auto_examples"
 
 # --- autodoc / napoleon (numpy-style docstrings) ----------------------------
 autodoc_default_options = {
@@ -63,3 +67,24 @@ html_theme_options = {
     "fixed_sidebar": True,
 }
 
+
+# --- examples gallery (sphinx-gallery) ---------------------------------------
+# Every script of examples/ runs at build time exactly as
+# ``python3 examples/NAME.py --quick --out DIR`` (docs/_ext/gallery_support.py) and the
+# PNG files it writes are embedded in its gallery page: an example that fails or writes
+# no figure fails the -W build.  Callables are named by string so the configuration
+# stays picklable (an unpicklable config value is itself a warning).
+sphinx_gallery_conf = {
+    "examples_dirs": os.path.join(ROOT, "examples"),
+    "gallery_dirs": GALLERY_DIR,
+    "filename_pattern": r"\.py$",  # run every example, not only plot_*.py
+    "reset_argv": "gallery_support.reset_argv",
+    "image_scrapers": ("gallery_support.png_scraper",),
+    "within_subsection_order": "FileNameSortKey",
+    "abort_on_example_error": False,  # report every failing example, each one a warning
+    "only_warn_on_example_error": True,
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "write_computation_times": False,  # no sg_execution_times.rst in the source tree
+    "show_signature": False,
+}

@@ -2,7 +2,7 @@
 =====================================================================
 
 Invent an activation as a SymPy expression — here a Gaussian-damped identity plus half an
-absolute value, σ(x) = x·exp(−x²/4) + |x|/2, which is in no registry — and derive the six
+absolute value, σ(x) = x·exp(−x²/4) + abs(x)/2, which is in no registry — and derive the six
 Gaussian moments of THEORY.md §1 as closed forms in the input scale τ
 (:func:`ntk_theory.moments.gaussian_moments`).  Then check them two independent ways at a
 few scales:

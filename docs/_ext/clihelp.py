@@ -19,6 +19,9 @@ output into the docs we build each subcommand's parser at documentation time:
     shows the command, its real stdout and stderr, and a non-zero exit status.  Docs
     examples therefore never show invented numbers.  An option ``:exit: N``
     declares the expected exit status (default 0); any other status is a warning.
+    With ``:scratch:`` the command runs in the tutorials' scratch directory (see
+    ``pyrun.py``), so files it writes (``--out model.npz``) stay out of the sources
+    and later ``pyrun`` blocks of the page can read them.
 
 The help text comes from the dispatcher's own parser
 (:func:`ntk_theory.cli.build_parser`); the list of subcommands is discovered the
@@ -39,7 +42,7 @@ import shlex
 from typing import Any
 
 from docutils import nodes
-from docutils.parsers.rst import Directive
+from docutils.parsers.rst import Directive, directives
 from docutils.statemachine import StringList
 
 #: Width of the rendered help, fixed so the docs do not depend on the terminal.
@@ -145,13 +148,19 @@ class CliRunDirective(Directive):
 
     required_arguments = 1
     final_argument_whitespace = True
-    option_spec = {"exit": int}
+    option_spec = {"exit": int, "scratch": directives.flag}
     has_content = False
 
     def run(self) -> list[nodes.Node]:
         line = self.arguments[0]
         expected = self.options.get("exit", 0)
-        status, out, err = run_cli(shlex.split(line))
+        if "scratch" in self.options:
+            from pyrun import in_directory, scratch_dir
+
+            with in_directory(scratch_dir(self.state.document.settings.env)):
+                status, out, err = run_cli(shlex.split(line))
+        else:
+            status, out, err = run_cli(shlex.split(line))
         text = f"$ ntk-theory {line}\n{out}{err}"
         if status:
             text += f"[exit status {status}]\n"
