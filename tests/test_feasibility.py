@@ -139,3 +139,18 @@ def test_bad_input():
         staircase_hermite_sup(1)
     with pytest.raises(ParameterError):
         best_staircase_match((0.5, 0.0, 1.0), 3)
+
+
+def test_alpha_matched_staircases_inflate_relus_variance_by_at_least_the_budget_ratio():
+    """α-matching fixes τ²m1², τ⁴m2² but not Var: Var' ≥ (τ²m1² + τ⁴m2²/2)/sup_K.
+
+    Checked on the solver's three_level (K = 3) and staircase:4 fits to ReLU.
+    """
+    from ntk_theory.compress import AlphaTargets, solve_alpha
+
+    relu = AlphaTargets(0.5, 1 / math.sqrt(2 * math.pi), 1 - 1 / math.pi)
+    var_relu = 0.5 - 1 / (2 * math.pi)
+    for fam, K in (("three_level", 3), ("staircase:4", 4)):
+        fit = solve_alpha(fam, relu, 1.0)
+        s = staircase_hermite_sup(K)
+        assert fit.variance / var_relu >= RELU_FRACTION / s.sup * (1 - 1e-12)  # float64 sup

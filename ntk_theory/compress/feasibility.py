@@ -36,7 +36,7 @@ from scipy import special as sps
 from ..activations import Activation, parse_activation
 from ..errors import InfeasibleError, ParameterError
 from .families import stair_moments_np
-from .network import compress_network, dense_layer_moments
+from .network import DenseLayer, compress_network, dense_layer_moments
 from .solve import solve_alpha
 
 __all__ = [
@@ -343,10 +343,15 @@ def _best_residual(message: str) -> float:
         return math.nan
 
 
-def feasibility_cell(act: Activation | str, family: str, tau: float) -> FeasibilityCell:
-    """Can ``family`` α-match one layer of ``act`` at input scale ``tau`` (THEORY.md §6)?"""
+def feasibility_cell(act: Activation | str, family: str, tau: float, *,
+                     dense: DenseLayer | None = None) -> FeasibilityCell:
+    """Can ``family`` α-match one layer of ``act`` at input scale ``tau`` (THEORY.md §6)?
+
+    ``dense`` (the layer's moments at ``tau``) may be passed to reuse one moment
+    computation across families.
+    """
     a = parse_activation(act)
-    d = dense_layer_moments(a, tau)
+    d = dense if dense is not None else dense_layer_moments(a, tau)
     try:
         fit = solve_alpha(family, d.targets, tau)
     except InfeasibleError as exc:
