@@ -243,3 +243,44 @@ def test_pyrun_and_cli_run_directives_are_registered():
     conf = _read("docs", "conf.py")
     assert '"pyrun"' in conf and '"clihelp"' in conf
     assert os.path.exists(os.path.join(DOCS, "_ext", "pyrun.py"))
+
+
+def _mini_sphinx(tmp_path, body: str) -> tuple[int, str, str]:
+    """Build a one-page Sphinx project using the local extensions; (status, html, stderr)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("sphinx")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {os.path.join(DOCS, '_ext')!r})\n"
+        "extensions = ['clihelp', 'pyrun']\n", encoding="utf-8")
+    (src / "index.rst").write_text("Page\n====\n\n" + body, encoding="utf-8")
+    out = tmp_path / "html"
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-q", "-N", "-b", "html", str(src), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    page = (out / "index.html").read_text(encoding="utf-8") if (out / "index.html").exists() else ""
+    return proc.returncode, page, proc.stderr
+
+
+def test_pyrun_shows_real_output_and_shares_files_with_cli_run(tmp_path):
+    body = (".. cli-run:: compress relu --tau0 1 --widths 8 16 --out m.npz\n   :scratch:\n\n"
+            ".. pyrun::\n\n   import numpy as np\n   print('widths', np.load('m.npz')['widths'].tolist())\n\n"
+            ".. pyrun::\n   :raises: InfeasibleError\n\n"
+            "   from ntk_theory.compress import compress_network\n"
+            "   compress_network(['tanh'], 1.0, family='sigma_T')\n")
+    status, page, err = _mini_sphinx(tmp_path, body)
+    assert status == 0, err
+    assert "widths [8, 16]" in page  # the Python block read the file the CLI wrote
+    assert "InfeasibleError: layer 1 (tanh)" in page
+
+
+@pytest.mark.parametrize("body", [
+    ".. pyrun::\n\n   1 / 0\n",                                   # undeclared exception
+    ".. pyrun::\n   :raises: InfeasibleError\n\n   x = 1\n",       # declared but not raised
+    ".. cli-run:: compress tanh --tau0 1 --family sigma_T\n",      # exit 2, expected 0
+])
+def test_pyrun_and_cli_run_fail_the_strict_build(tmp_path, body):
+    status, _, err = _mini_sphinx(tmp_path, body)
+    assert status != 0 and ("pyrun" in err or "cli-run" in err), err
