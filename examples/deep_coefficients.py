@@ -15,8 +15,9 @@ depth:
   Var erf(τξ) = (2/π) arcsin(2τ²/(1 + 2τ²)); the flow approaches it from above and from
   below.  τ* is computed independently (SciPy root finding on the arcsine formula) and
   drawn as a dashed line.
-* **tanh** (no closed form: certified quadrature) has τ ↦ √Var tanh(τξ) tangent to the
-  identity at 0, so τ_ℓ → 0 only slowly (like ℓ^(−1/2)).
+* **tanh** (no closed form: certified quadrature) has Var tanh(τξ) = τ² − 2τ⁴ + O(τ⁶),
+  tangent to the identity at 0, so τ_ℓ → 0 only slowly, τ_ℓ² ≈ 1/(2ℓ) (printed as
+  2ℓ·τ_ℓ², which tends to 1).
 
 Figure ``deep_coefficients.png`` in ``--out`` (default: current directory): τ_ℓ, the CK
 share α_{ℓ,1}τ_0²/τ_ℓ² and the NTK share β_{ℓ,1}τ_0²/κ_ℓ² against ℓ.
@@ -104,6 +105,9 @@ def main() -> int:
     err = max(max(abs(c.tau**2 / (RELU_VAR**c.layer * relu.tau0**2) - 1),
                   abs(c.alpha[0] / RELU_M1SQ**c.layer - 1)) for c in relu.layers)
     print(f"\nReLU: max relative deviation from τ_ℓ² = (1/2 − 1/(2π))^ℓ τ0² and α_ℓ1 = 4^−ℓ: {err:.1e}")
+    tanh = nets["tanh, τ0 = 1"]
+    print(f"tanh: Var tanh(τξ) = τ² − 2τ⁴ + O(τ⁶) predicts τ_ℓ² ≈ 1/(2ℓ) for large ℓ; "
+          f"2ℓ·τ_ℓ² at ℓ = {tanh.L}: {2 * tanh.L * tanh.taus[-1] ** 2:.3f}")
     tau_star = erf_fixed_point()
     ends = {lab: n.taus[-1] for lab, n in nets.items() if lab.startswith("erf")}
     print(f"erf fixed point τ* = {tau_star:.6f} (brentq on the arcsine formula); τ_L: "
