@@ -149,3 +149,24 @@ def test_cli_infeasible_exits_2_with_the_bound(capsys):
                "--last-family", "sigma_Q"])
     err = capsys.readouterr().err
     assert rc == 2 and "infeasible" in err and "Cauchy–Schwarz" in err
+
+
+def test_empirical_ntk_of_a_staircase_network_is_its_last_ck():
+    """THEORY.md §1/§3: a staircase has σ' = 0 a.e., so every back-propagated δ_ℓ vanishes
+    and the empirical NTK is exactly CK_L (the readout term), whereas the limiting
+    κ² = τ² + E[σ'²] κ² is infinite (E[σ'²] = +∞, a squared Dirac delta)."""
+    from ntk_theory.compress.network import dense_layer_moments as dlm
+    from ntk_theory.network import MLP
+
+    res = compress_network(["relu"] * 2, 1.0, family="sigma_T")
+    rng = np.random.default_rng(0)
+    p, n = 60, 40
+    X = rng.normal(size=(p, n)) / np.sqrt(p)
+    net = MLP([f.activation for f in res.layers], [400, 400], p, seed=1,
+              centering=[f.mean for f in res.layers])
+    k = net.kernels(X, workers=1)
+    # exact zero: the a.e. derivative of a staircase is 0, no rounding involved
+    assert np.array_equal(k.ntk, k.ck[-1])
+    dense = MLP(["relu"] * 2, [400, 400], p, seed=1).kernels(X, workers=1)
+    assert np.max(np.abs(dense.ntk - dense.ck[-1])) > 0.5 * np.max(np.abs(dense.ck[-1]))
+    assert dlm(res.layers[0].activation, 1.0).v1 == float("inf")
