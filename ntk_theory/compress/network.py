@@ -12,8 +12,9 @@ with ``λ + δ``; equivalently the dense readout with ``λ`` is reproduced by th
 compressed one with ``λ + ridge_shift``, ``ridge_shift = −δ`` (needs ``λ > δ``).
 
 Optionally the last layer uses ``sigma_Q`` with the extra equation
-``Var σ_Q(τ'_{L−1}ξ) = τ_L²`` (δ = 0).  That is impossible once
-``τ'_{L−1}² m1_L² > τ_L²`` (Cauchy–Schwarz) or, sharper,
+``Var σ_Q(τ'_{L−1}ξ) = τ_L²`` (δ = 0); its solutions form a 2-D manifold, and a
+deterministic member is found on an ordered list of slices (:func:`q_slices`).
+δ = 0 is impossible once ``τ'_{L−1}² m1_L² > τ_L²`` (Cauchy–Schwarz) or, sharper,
 ``τ'_{L−1}² m1_L² + τ'_{L−1}⁴ m2_L²/2 > τ_L²`` (the first two Hermite terms of the
 variance), and the error says so with the numbers.
 """
@@ -35,7 +36,7 @@ from .families import AlphaTargets, SigmaQFamily, stair_moments_mp
 from .solve import LayerFit, _finish, local_minima_mask, residual_tolerance, solve_alpha, solve_auto
 
 __all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_moments",
-           "solve_last_layer_sigma_q"]
+           "solve_last_layer_sigma_q", "q_slices"]
 
 
 @dataclass(frozen=True)
