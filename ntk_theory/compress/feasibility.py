@@ -296,6 +296,7 @@ _BOUND_LABELS = (
     ("Cauchy–Schwarz", "Cauchy–Schwarz: τ'²m1² > τ_L²"),
     ("Hermite budget, τ'²m1²", "two-term Hermite budget > τ_L²"),
     ("E[σ'] = E[σ''] = 0", "no first/second-order signal"),
+    ("slices of sigma_Q", "σ_Q: no root on any slice"),
     ("Hermite budget", "Hermite budget (no root)"),
 )
 
