@@ -13,7 +13,8 @@ watchdog.  Prints the counts recorded in docs/BENCHMARKS.md:
 * with ``--check``: values compared with SciPy QUADPACK
   (:func:`ntk_theory.testing.reference_expectation`), mismatches counted when the
   difference exceeds 10× both error estimates plus 1e-7 of the integral's scale;
-* time per example (median, 99th percentile, maximum).
+* time per example (median, 99th percentile, maximum; wall clock, and CPU time of this
+  process so that a loaded machine is not mistaken for a slow engine), load average at the end.
 
 Usage::
 
@@ -26,6 +27,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds: Counter = Counter()
     errors: Counter = Counter()
     times: list[float] = []
+    cpu_times: list[float] = []  # this process's CPU seconds: tells a slow call from a loaded machine
     bad: list[str] = []
     mismatches: list[str] = []
     checked = 0
@@ -83,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         nonneg = False
         if square:
             f, order, nonneg = sp.piecewise_fold(f**2), 0, True
+        cpu = time.process_time()
         out = check_expectation(f, tau, order, digits=args.digits, budget=args.budget,
                                 nonnegative=nonneg, timeout=args.timeout)
+        cpu_times.append(time.process_time() - cpu)
         kinds[out.kind] += 1
         times.append(out.seconds)
         if out.kind == "typed error":
@@ -146,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_median": statistics.median(ts) if ts else math.nan,
         "seconds_p99": ts[min(len(ts) - 1, int(0.99 * len(ts)))] if ts else math.nan,
         "seconds_max": ts[-1] if ts else math.nan,
+        "cpu_seconds_p99": sorted(cpu_times)[min(len(ts) - 1, int(0.99 * len(ts)))] if ts else math.nan,
+        "cpu_seconds_max": max(cpu_times) if cpu_times else math.nan,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "wall_seconds": wall,
     }
     if args.json:

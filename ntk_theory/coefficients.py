@@ -29,7 +29,7 @@ import sympy as sp
 from .activations import Activation, parse_activation
 from .errors import DomainError, ParameterError
 from .expectation import TAU, BudgetExceeded, _validate_tau, time_budget
-from .moments import GaussianMoments, gaussian_moments
+from .moments import GaussianMoments, gaussian_moments, moment_closed_forms
 
 __all__ = [
     "LayerCoefficients",
@@ -200,16 +200,12 @@ def coefficient_closed_forms(acts: Sequence[Activation | str] | Activation | str
     try:
         with time_budget(budget):
             for act in _as_acts(acts):
-                g = gaussian_moments(act, 1.0)
-                exprs = {}
-                for key in ("E[s]", "E[s']", "E[s'']", "E[s^2]", "E[s'^2]", "E[(s^2)'']"):
-                    m = g[key]
-                    if m.is_infinite:
-                        exprs[key] = sp.oo
-                    elif m.expr is None:
-                        return None
-                    else:
-                        exprs[key] = m.expr.subs(TAU, tau_in)
+                # symbolic work only: a numeric-only activation returns None here at once,
+                # instead of after the quadrature of all six moments
+                forms = moment_closed_forms(act)
+                if forms is None:
+                    return None
+                exprs = {key: (e if e == sp.oo else e.subs(TAU, tau_in)) for key, e in forms.items()}
                 m0, m1, m2 = exprs["E[s]"], exprs["E[s']"], exprs["E[s'']"]
                 var = exprs["E[s^2]"] - m0**2
                 w2_bar = exprs["E[(s^2)'']"] - 2 * m0 * m2

@@ -28,19 +28,23 @@ import mpmath as mp
 import sympy as sp
 
 from .activations import Activation, X, derivative_expr, parse_activation, to_piecewise
-from .errors import DivergenceError, NumericalError, ParameterError
+from .errors import DivergenceError, NTKTheoryError, NumericalError, ParameterError
 from .expectation import (
     TAU,
     Expectation,
+    _check_integrable_singularities,
+    _compile,
+    _derive,
     _evaluate_closed,
     _NotCovered,
+    _to_real,
     _validate_tau,
     gaussian_expectation,
     pieces,
 )
 from .jump import MOMENT_KEYS, staircase_moment_exprs
 
-__all__ = ["MOMENT_KEYS", "Moment", "GaussianMoments", "gaussian_moments", "has_jump"]
+__all__ = ["MOMENT_KEYS", "Moment", "GaussianMoments", "gaussian_moments", "moment_closed_forms", "has_jump"]
 
 _ATTR = dict(zip(("m0", "m1", "m2", "v0", "v1", "w2"), MOMENT_KEYS))
 _LATEX_NAMES = {
@@ -263,8 +267,6 @@ def gaussian_moments(
                 v, err = _evaluate_closed(e, tau, digits) if e.has(TAU) else (mp.mpf(sp.N(e, digits + 10)), 0.0)
                 ms.append(Moment(v, err, e, "jump formula", key=key))
     else:
-        f = a.expr
-        f2 = sp.piecewise_fold(to_piecewise(f) ** 2)
         cpu_start = time.process_time()
         deadline = cpu_start + budget  # CPU seconds, as the engine's timer counts them
 
@@ -277,18 +279,67 @@ def gaussian_moments(
                 raise DivergenceError(f"{key} of {a.spec} does not exist: {exc}") from None
             return _moment(key, e)
 
-        ms = [E("E[s]", f, 0), E("E[s']", f, 1), E("E[s'']", f, 2), E("E[s^2]", f2, 0)]
-        if has_jump(f):
-            ms.append(Moment(mp.inf, 0.0, None, "infinite (jump)", key="E[s'^2]"))
-        else:
-            d = derivative_expr(f)
-            if d.has(sp.Derivative):
-                raise NumericalError(f"E[s'^2] of {a.spec}: SymPy cannot differentiate {d}")
-            ms.append(E("E[s'^2]", sp.piecewise_fold(to_piecewise(d) ** 2), 0, nonneg=True))
-        ms.append(E("E[(s^2)'']", f2, 2))
+        ms = [Moment(mp.inf, 0.0, None, "infinite (jump)", key=key) if g == sp.oo else E(key, g, order, nonneg)
+              for key, g, order, nonneg in _moment_integrands(a.expr)]
     if centered:
         ms = _center(ms, tau, digits)
     return GaussianMoments(a, tau, bool(centered), digits, tuple(ms), time.perf_counter() - start)
+
+
+def _moment_integrands(f: sp.Expr) -> list[tuple[str, sp.Expr, int, bool]]:
+    """``(key, integrand, order, non-negative)`` for the six moments of ``f``; ``E[s'^2]`` is
+    ``(key, oo, 0, True)`` when ``f`` jumps."""
+    f2 = sp.piecewise_fold(to_piecewise(f) ** 2)
+    jobs = [("E[s]", f, 0, False), ("E[s']", f, 1, False), ("E[s'']", f, 2, False), ("E[s^2]", f2, 0, False)]
+    if has_jump(f):
+        jobs.append(("E[s'^2]", sp.oo, 0, True))
+    else:
+        d = derivative_expr(f)
+        if d.has(sp.Derivative):
+            raise NumericalError(f"E[s'^2] of {f}: SymPy cannot differentiate {d}")
+        jobs.append(("E[s'^2]", sp.piecewise_fold(to_piecewise(d) ** 2), 0, True))
+    jobs.append(("E[(s^2)'']", f2, 2, False))
+    return jobs
+
+
+def moment_closed_forms(act: Activation | str | sp.Expr, *, budget: float = 2.0) -> dict[str, sp.Expr] | None:
+    """Closed forms in :data:`~ntk_theory.expectation.TAU` of the six moments, or None.
+
+    Symbolic work only, under ``budget`` CPU seconds for the activation: the answer
+    is None as soon as one moment has no closed form, without the quadrature that
+    :func:`gaussian_moments` would run for it.  An infinite ``E[s'^2]`` (a jump) is
+    ``sympy.oo``.  A closed form valid only on a range of τ (a growing integrand)
+    counts when it holds at τ = 1, as in :func:`gaussian_moments` at τ = 1.
+    """
+    a = parse_activation(act)
+    if a.staircase is not None:
+        return dict(staircase_moment_exprs(a.staircase, TAU))
+    deadline = time.process_time() + budget
+    out: dict[str, sp.Expr] = {}
+    try:
+        for key, g, order, nonneg in _moment_integrands(a.expr):
+            if g == sp.oo:
+                out[key] = sp.oo
+                continue
+            if not g.has(sp.Symbol):
+                out[key] = g if order == 0 else sp.S.Zero
+                continue
+            remaining = deadline - time.process_time()
+            if remaining <= 0:
+                return None
+            _check_integrable_singularities(g, nonneg)
+            der = _derive(g, order, remaining, allow_integrate=True)
+            if der.expr is None:
+                return None
+            for cond in der.conditions:
+                if cond.is_positive is not True:
+                    with mp.workdps(30):
+                        if not _to_real(_compile(cond)(mp.mpf(1))) > 0:
+                            return None
+            out[key] = der.expr
+    except NTKTheoryError:
+        return None
+    return out
 
 
 def _center(ms: list[Moment], tau: float, digits: int) -> list[Moment]:
