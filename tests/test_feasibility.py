@@ -27,6 +27,9 @@ from ntk_theory.errors import ParameterError
 RELU_FRACTION = (math.pi + 1) / (2 * (math.pi - 1))
 
 
+# quad flags round-off on the oscillating He_k integrands for large k; the values are
+# checked against closed forms below, so the flag carries no information here
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
 def test_relu_puts_96_7_percent_of_its_variance_in_two_hermite_terms():
     """THEORY.md §6, checked three ways: engine triple, closed form, Hermite quadrature."""
     t = scale_free_triple("relu", 1.0)

@@ -24,6 +24,7 @@ The scale-free triple of an activation at scale τ is
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -151,6 +152,7 @@ def _neg_capture(x: np.ndarray) -> float:
     return -hermite_capture(np.sort(x))[0]
 
 
+@functools.lru_cache(maxsize=64)
 def staircase_hermite_sup(K: int, *, method: str = "multistart", seed: int = 0,
                           bound: float = 6.0) -> HermiteSup:
     """``sup`` over K-level staircases of ``(τ²m1² + τ⁴m2²/2)/Var`` (THEORY.md §6, Hermite budget).
@@ -166,6 +168,8 @@ def staircase_hermite_sup(K: int, *, method: str = "multistart", seed: int = 0,
         shifted by ``c`` and scaled by ``s`` on a fixed grid); ``de``: scipy
         ``differential_evolution`` with the given seed and polishing — an independent
         global search used to check the first.
+
+    Deterministic, so results are cached (the result is a frozen dataclass).
     """
     if not (isinstance(K, int) and K >= 2):
         raise ParameterError(f"staircase_hermite_sup needs an integer K >= 2, got {K!r}")
