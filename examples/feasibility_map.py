@@ -34,7 +34,6 @@ Quick settings for CI (6 activations, 3 scales, K ≤ 4)::
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -76,11 +75,9 @@ def _categories(cells) -> list[str]:
 
 
 def plot_maps(alpha: dict, delta0: dict, acts, taus, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     paths = []
@@ -96,8 +93,9 @@ def plot_maps(alpha: dict, delta0: dict, acts, taus, out: Path) -> list[Path]:
         cats = _categories(allcells)
         cmap = ListedColormap(palette[:len(cats)])
         n = len(cells_by_panel)
-        fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 3.2, 0.36 * len(acts) + 2.2),
-                                 squeeze=False, sharey=True)
+        fig = Figure(figsize=(2.6 * n + 3.2, 0.36 * len(acts) + 2.2))
+        FigureCanvasAgg(fig)  # an explicit Agg canvas: no pyplot global state
+        axes = fig.subplots(1, n, squeeze=False, sharey=True)
         for ax, (title, cells) in zip(axes[0], cells_by_panel.items()):
             img = np.array([[cats.index("exact" if cells[a, t].feasible else cells[a, t].bound)
                              for t in taus] for a in acts])

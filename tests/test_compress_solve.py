@@ -296,10 +296,8 @@ def test_sigma_q_delta_zero_over_the_full_parameter_space():
     benchmark runs 200 such targets, this test 30.
     """
     from ntk_theory.compress.network import q_slices
-    from ntk_theory.compress.families import SigmaQFamily
 
     rng = np.random.default_rng(777)
-    fam = SigmaQFamily()
     for _ in range(30):
         tau = float(rng.uniform(0.5, 2.0))
         r = np.sort(rng.uniform(-5.0, 5.0, size=4)) * tau
@@ -319,7 +317,6 @@ def test_sigma_q_delta_zero_over_the_full_parameter_space():
         # the member lies on one of the documented slices
         f = ((p["r2"] - p["r1"]) / (p["r4"] - p["r1"]), (p["r3"] - p["r1"]) / (p["r4"] - p["r1"]))
         assert min(abs(f[0] - g[0]) + abs(f[1] - g[1]) for g in q_slices()) < 1e-9
-    assert fam.cost == 6
 
 
 def test_q_slices_are_deterministic_and_cover_the_simplex():
