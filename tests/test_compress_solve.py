@@ -326,3 +326,20 @@ def test_q_slices_are_deterministic_and_cover_the_simplex():
     assert s[0] == (1 / 3, 2 / 3) and s == q_slices()
     assert len(set(s)) == len(s) == 1 + 8 * 9 // 2
     assert all(0 <= f1 < f2 <= 1 for f1, f2 in s)
+
+
+@pytest.mark.parametrize("m1,m2,w2", [(0.0, 0.4, 0.3), (1e-9, 0.4, 0.3), (0.5, 1e-9, 1e-3)])
+def test_sigma_t_nearly_degenerate_directions_terminate_with_an_answer(m1, m2, w2):
+    """|ρ| = |τm2/m1| → ∞ or → 0: a solution or a typed error, quickly (no spurious roots).
+
+    m1 = 1e-9 once produced ~70 spurious float64 roots (cancellation in z1 = ρ + u at
+    |ρ| ~ 1e8) and a Newton step into |z| ~ 1e8; now the symmetric curve seeds it.
+    """
+    from ntk_theory.errors import NTKTheoryError
+
+    try:
+        fit = solve_alpha("sigma_T", AlphaTargets(m1, m2, w2), 1.0)
+    except NTKTheoryError as exc:  # float64 parameters cannot carry m1² = 1e-18 to 1e-12
+        assert "ill-conditioned" in str(exc) or "infeasible" in str(exc)
+    else:
+        assert fit.max_rel_residual <= 1e-12  # the float64 target

@@ -234,6 +234,8 @@ def local_minima_mask(R: np.ndarray) -> np.ndarray:
 #: Gaps ``d = z2 − z1`` of the σ_T curve scan: log-spaced from 1e−9 to the float64 tail.
 _SIGMA_T_GAP_MIN = 1e-9
 _SIGMA_T_GRID = 400
+#: Below this ``A1/A2`` (|ρ| > 1e4) the σ_T roots are seeded from the symmetric curve.
+_SIGMA_T_SYMMETRIC = 1e-8
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
@@ -293,17 +295,21 @@ def _sigma_t_curve_roots(A1: float, A2: float, W: float) -> tuple[list[tuple[flo
     thresholds at ``z₊``; ``d → ∞``: a single step at ``ρ``); the third equation is a
     1-D function along it, scanned on a log grid of gaps and solved by ``brentq`` in
     every sign-change bracket.  When ``A1 = 0`` (``E[σ'] = 0``) the curve is
-    ``z1 = −z2`` and the equation ``A2(1 − 2P) = W g2`` is solved along ``z2 > 0``.
+    ``z1 = −z2`` and the equation ``A2(1 − 2P) = W g2`` is solved along ``z2 > 0``;
+    the same roots seed the nearly-even case ``A1 < 1e−8 A2``.
     """
     from scipy.optimize import brentq
 
     D = max(A1, A2, abs(W))
     out: list[tuple[float, float, float, int]] = []
     best = math.inf
-    if A1 <= _ZERO * D:  # symmetric curve z1 = −z2 = −z
+    if A1 <= _SIGMA_T_SYMMETRIC * A2 or A1 <= _ZERO * D:
+        # symmetric curve z1 = −z2 = −z: exact for A1 = 0; for 0 < A1 ≪ A2 (|ρ| > 1e4,
+        # where z1 = ρ + u would lose digits to cancellation) it gives the seeds and the
+        # mpmath Newton step moves them onto the exact system
         def fz(z: np.ndarray) -> np.ndarray:
             g2 = 2 * z * np.exp(-0.5 * z * z) * _INV_SQRT_2PI
-            return (A2 * (sps.erfc(z / _SQRT2) * -1 + sps.erf(z / _SQRT2)) - W * g2) / D
+            return (A2 * (sps.erf(z / _SQRT2) - sps.erfc(z / _SQRT2)) - W * g2) / D
 
         zs = np.geomspace(1e-6, 37.0, _SIGMA_T_GRID)
         F = fz(zs)
@@ -311,7 +317,8 @@ def _sigma_t_curve_roots(A1: float, A2: float, W: float) -> tuple[list[tuple[flo
         for i in np.flatnonzero(np.sign(F[:-1]) * np.sign(F[1:]) <= 0):
             z = brentq(lambda x: float(fz(np.array(x))), zs[i], zs[i + 1], xtol=1e-300, rtol=1e-15)
             g2 = 2 * z * math.exp(-0.5 * z * z) * _INV_SQRT_2PI
-            out.append((-z, z, math.sqrt(A2) / g2, 1))
+            for c in ((1,) if A1 <= _ZERO * D else (1, -1)):
+                out.append((-z, z, c * math.sqrt(A2) / g2, c))
         return out, best
     rho0 = math.sqrt(A2 / A1)
     for c in ((1, -1) if A2 > _ZERO * D else (1,)):
@@ -355,7 +362,8 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
     sols: list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]] = []
     tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
     accept = mp.mpf(10) ** (-(mp.mp.dps - 12))
-    roots, best = _sigma_t_curve_roots(float(A1), float(A2), float(W))
+    with np.errstate(all="ignore"):  # degenerate grid ends give inf/nan, masked inside
+        roots, best = _sigma_t_curve_roots(float(A1), float(A2), float(W))
     for z1f, z2f, af, c in roots:
         r1, r2 = mp.sqrt(A1), c * mp.sqrt(A2)
 
@@ -382,7 +390,7 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
         try:
             r = mp.findroot(F, (mp.mpf(z1f), mp.mpf(z2f), mp.mpf(af)), J=J, tol=tol,
                             maxsteps=20, verify=False)
-        except (ValueError, ZeroDivisionError, TypeError):
+        except (ValueError, ZeroDivisionError, TypeError, OverflowError):
             continue
         z1r, z2r, ar = r[0], r[1], r[2]
         if not z2r > z1r or max(abs(v) for v in F(z1r, z2r, ar)) > accept:
