@@ -768,6 +768,10 @@ def _derive_uncached(f: sp.Expr, order: int, allow_integrate: bool, may_simplify
         ps = pieces(f)
     except _NotCovered as exc:
         return _Derivation(None, (), f"pieces: {exc}")
+    if any(v.has(sp.CRootOf) for _g, a, b in ps for v in (a, b)):
+        # a breakpoint that is a root of a quintic (or a casus irreducibilis SymPy keeps as
+        # CRootOf) has no mpmath evaluator: quadrature, which takes it at working precision
+        return _Derivation(None, (), "pieces: breakpoint without a closed form")
     gauss = _Gauss()
     total = sp.S.Zero
     for g, a, b in ps:

@@ -297,3 +297,24 @@ def test_transcendental_conditions_obey_the_contract(spec, order):
     assert out.ok, out
     assert out.seconds < 20, out  # generous: ~2 s each on an idle machine, no hang
     assert not out.error.startswith("DivergenceError"), out  # all of these expectations exist
+
+
+def test_breakpoint_at_a_root_without_radicals_goes_to_quadrature():
+    # regression (bench_fuzz, seed 1): |3x³/2 − 5x²/4 + 3x/4 − 5/4| kinks at a cubic's only real
+    # root, which SymPy keeps as CRootOf; the closed form then had no mpmath evaluator and raised
+    # an untyped NameError.  Now: quadrature with that breakpoint taken at working precision.
+    f = sp.Piecewise((-3 * X**3 / 2 + 5 * X**2 / 4 - 3 * X / 4 + 1, X < 1),
+                     (sp.exp(-7 * X**2 / 4 + 5 * X / 4), True)) \
+        + sp.Abs(3 * X**3 / 2 - 5 * X**2 / 4 + 3 * X / 4 - _R(5, 4))
+    tau = 3.768283541315369
+    out = check_expectation(f, tau, 0, digits=12, timeout=WATCHDOG_SECONDS)
+    assert out.kind == "numeric", out
+    # independent: 40-digit mpmath quadrature of the original function, split at 1 and at the
+    # cubic's root found by findroot
+    with mp.workdps(40):
+        r = mp.findroot(lambda x: 3 * x**3 / 2 - 5 * x**2 / 4 + 3 * x / 4 - mp.mpf(5) / 4, 1.1)
+        g = sp.lambdify(X, f, "mpmath")
+        t = mp.mpf(tau)
+        ref = mp.quad(lambda z: g(t * z) * mp.npdf(z), [-mp.inf, 0, 1 / t, r / t, mp.inf])
+    # 12 digits asked: the engine's estimate plus 1e-12 relative (the reference has ~40)
+    assert abs(out.value - float(ref)) <= out.abs_error + 1e-12 * abs(float(ref)), (out, ref)
