@@ -143,7 +143,7 @@ _GAUGE_C = st.sampled_from([sp.Rational(1, 2), sp.Rational(-1, 2), sp.Integer(2)
 
 def _times(act, c):
     """c·σ (a staircase stays a staircase)."""
-    if act.staircase is not None:
+    if act.staircase is not None and act.staircase.thresholds:
         s = act.staircase
         return staircase(s.thresholds, [float(c) * v for v in s.levels])
     return from_expr(c * act.expr)
@@ -151,7 +151,7 @@ def _times(act, c):
 
 def _dilated(act, c):
     """t ↦ σ(t/c) (a staircase stays a staircase: thresholds times c, reversed if c < 0)."""
-    if act.staircase is not None:
+    if act.staircase is not None and act.staircase.thresholds:
         s = act.staircase
         th, lv = [float(c) * t for t in s.thresholds], list(s.levels)
         if c < 0:

@@ -57,7 +57,8 @@ def _assert_symmetric_psd(K: np.ndarray, n: int, p: int, k: int, what: str) -> N
        acts=st.lists(activations(kinds=("registry", "staircase"), exclude=QUADRATURE), min_size=1, max_size=3),
        ratio=st.sampled_from([0.5, 1.0, 2.0]))
 def test_theory_kernels_are_symmetric_psd(spec, seed, acts, ratio):
-    n = max(2 * spec.K, int(ratio * spec.p))
+    # every class needs a sample: n ≥ 2/min(c_a) gives each class ≥ 1 after rounding
+    n = max(2 * spec.K, int(ratio * spec.p), math.ceil(2 / float(np.min(spec.proportions))))
     data = sample(spec, n, seed=seed)
     stats = population_statistics(data)
     try:
