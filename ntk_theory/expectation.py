@@ -821,7 +821,33 @@ def _sympy_integrate(h: sp.Expr, lo: sp.Expr, hi: sp.Expr) -> sp.Expr | None:
         return None
     if r.has(sp.Integral) or r.has(sp.nan) or r.has(sp.zoo) or r.has(sp.Piecewise):
         return None
-    return r
+    return r if _agrees_with_quadrature(r, h, lo, hi) else None
+
+
+def _agrees_with_quadrature(r: sp.Expr, h: sp.Expr, lo: sp.Expr, hi: sp.Expr) -> bool:
+    """Whether SymPy's ``r = ∫_lo^hi h φ`` matches a quick quadrature at τ = 0.7 and 1.3.
+
+    ``sympy.integrate`` is not trusted blindly: it returned 0 for
+    ``∫_c^∞ (erf(τz) + 1) φ(z) dz`` (issue 5 fuzzing), a wrong closed form the
+    engine would otherwise have certified.
+    """
+    try:
+        for t in ("0.7", "1.3"):
+            with mp.workdps(25):
+                tv = mp.mpf(t)
+                rv = _to_real(sp.lambdify(TAU, r, modules="mpmath")(tv))
+                hv = sp.lambdify(_Z, h.subs(TAU, sp.Rational(t)), modules="mpmath")
+                ends = [mp.mpf(str(sp.N(e.subs(TAU, sp.Rational(t)), 30))) if e.is_finite is not False
+                        else (mp.inf if e == sp.oo else -mp.inf) for e in (lo, hi)]
+                q = mp.quad(lambda z: hv(z) * mp.npdf(z), [ends[0], 0, ends[1]] if ends[0] < 0 < ends[1]
+                            else ends)
+                if not abs(rv - _to_real(q)) <= mp.mpf("1e-12") * (1 + abs(q)):
+                    return False
+    except BudgetExceeded:
+        raise
+    except Exception:  # noqa: BLE001 - anything that cannot be checked is not trusted
+        return False
+    return True
 
 
 def _tidy(expr: sp.Expr) -> sp.Expr:
