@@ -11,14 +11,18 @@ The engine tries, in order:
 
 1. **Parity**: odd ``f`` ⇒ zero for even ``k``; even ``f`` ⇒ zero for odd ``k``.
 2. **Splitting** ``Piecewise``/``Heaviside``/``Max``/``Min``/``Abs``/``sign`` at their
-   breakpoints ``t_j`` (in ξ-coordinates ``t_j/τ``).
+   breakpoints ``t_j`` (in ξ-coordinates ``t_j/τ``).  Conditions on monotone functions
+   (``erf(x/4 + 3/2) < −3/4``) are inverted first (``x < 4 erfinv(−3/4) − 6``); conditions
+   that are rational in x are split at their real roots; whatever is left goes to SymPy's
+   set algebra under its own CPU budget.
 3. A **table of Gaussian integrals** on each piece: ``ξ^n exp(Aξ² + Bξ)`` over any
    interval (incomplete moments by recursion, tail-safe ``erfc`` forms),
    ``sin``/``cos`` through complex exponentials, and up to two ``erf`` factors of
    linear arguments over the whole line by Stein recursion down to
    ``E[erf(aξ+b)] = erf(b/√(1+2a²))`` and
    ``E[erf(aξ)erf(bξ)] = (2/π) arcsin(2ab/√((1+2a²)(1+2b²)))``.
-4. Plain ``sympy.integrate`` on a piece the table does not cover.
+4. Plain ``sympy.integrate`` on a piece the table does not cover, accepted only when it
+   agrees with a quick quadrature at two scales.
 5. **mpmath quadrature** (tanh-sinh) split at the breakpoints, cross-checked by
    Gauss–Legendre at higher precision; the error estimate is reported.
 
