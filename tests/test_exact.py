@@ -196,3 +196,107 @@ def test_n4000_fits_and_refusal():
     np.testing.assert_array_equal(ek.ntk, ek.ntk.T)
     with pytest.raises(ResourceError, match="GiB"):
         exact_kernels(np.ones((2, 30000)), ["relu", "relu", "relu"])
+
+
+# --------------------------------------------------------------------------- #
+# Kinked expressions: piecewise-linear detection, split rules, accurate scales
+# --------------------------------------------------------------------------- #
+def _kinked(expr_text: str):
+    return parse_activation(expr_text)
+
+
+@pytest.mark.parametrize("text, slopes", [("Abs(x)/2", (0.5, -0.5)), ("Max(x, x/4)", (1.0, 0.25)),
+                                          ("x*Heaviside(x)", (1.0, 0.0)), ("3*x", (3.0, 3.0))])
+def test_piecewise_linear_expressions_are_detected(text, slopes):
+    from ntk_theory.exact import closed_form_name, piecewise_linear_slopes
+
+    act = _kinked(text)
+    assert piecewise_linear_slopes(act) == pytest.approx(slopes, abs=0)  # exact rationals → floats
+    assert closed_form_name(act) == "piecewise_linear"
+
+
+@pytest.mark.parametrize("text", ["Max(0, x - 1/2)", "Abs(x) + x**2", "Min(x, 1)", "tanh(x)"])
+def test_other_expressions_are_not_piecewise_linear(text):
+    from ntk_theory.exact import closed_form_name, piecewise_linear_slopes
+
+    act = _kinked(text)
+    assert piecewise_linear_slopes(act) is None and closed_form_name(act) is None
+
+
+def test_piecewise_linear_closed_form_equals_leaky_relu_and_abs():
+    """Max(x, x/4) is leaky ReLU with slope 1/4 and Abs(x)/2 is abs/2: same kernels."""
+    leaky, mx = parse_activation("leaky_relu:slope=0.25"), _kinked("Max(x, x/4)")
+    ab, half = parse_activation("abs"), _kinked("Abs(x)/2")
+    for a, b, c in PAIRS:
+        for deriv in (False, True):
+            np.testing.assert_allclose(pair_expectation(mx, a, b, c, derivative=deriv),
+                                       pair_expectation(leaky, a, b, c, derivative=deriv), rtol=1e-14)
+        # the same formula with other slopes: scale 1/2 multiplies E[σσ] by 1/4 (rounding only)
+        np.testing.assert_allclose(pair_expectation(half, a, b, c), pair_expectation(ab, a, b, c) / 4, rtol=1e-14)
+    assert float(gaussian_mean(half, 1.7)) == pytest.approx(float(gaussian_mean(ab, 1.7)) / 2, rel=1e-15)
+
+
+def _quad_mean_var(act, tau: float, cuts) -> tuple[float, float]:
+    """Independent reference: mpmath tanh-sinh at 30 digits, split at the given kinks."""
+    import mpmath as mp
+
+    from ntk_theory.activations import X
+    import sympy as sp
+
+    f = sp.lambdify(X, act.expr, "mpmath")
+    with mp.workdps(30):
+        pts = [-mp.inf, *sorted({0, *(mp.mpf(c) / tau for c in cuts)}), mp.inf]
+        m = mp.quad(lambda x: f(tau * x) * mp.npdf(x), pts)
+        v = mp.quad(lambda x: (f(tau * x) - m) ** 2 * mp.npdf(x), pts)
+    return float(m), float(v)
+
+
+@pytest.mark.parametrize("text, cuts", [("Abs(x)/2", (0,)), ("Max(x, x**2)", (0, 1)), ("Min(x, 1)", (1,)),
+                                        ("Max(0, x - 1/2)", (0.5,)), ("tanh(x)", ())])
+@pytest.mark.parametrize("tau", [0.5, 2.0])
+def test_layer_scales_of_kinked_and_smooth_expressions(text, cuts, tau):
+    """Centering and scale to rounding: a 48-node Gauss–Hermite rule was off by 1% for
+    Abs(x)/2 (issue 5's scale-gauge test) and by 4e−4 in the variance of tanh(2ξ)."""
+    act = _kinked(text)
+    m, v = _quad_mean_var(act, tau, cuts)
+    sc = layer_scales([act], tau)
+    # QUADPACK at epsrel 1e-13 per piece vs a 30-digit reference: 1e-12 leaves a margin
+    assert sc.centering[0] == pytest.approx(m, rel=1e-12, abs=1e-14)
+    assert sc.taus[1] ** 2 == pytest.approx(v, rel=1e-12)
+
+
+def test_split_rule_kernel_map_of_kinked_expression():
+    """Mehler part and diagonal of a kinked expression vs adaptive 2-D quadrature split at the kinks."""
+    from scipy.integrate import quad
+
+    from ntk_theory.exact import layer_map
+
+    act = _kinked("Min(x, 1)")
+    K = np.array([[1.0, 0.5, 0.2], [0.5, 2.0, 0.3], [0.2, 0.3, 1.2]])  # every |ρ| ≤ 0.8: Mehler
+    c = layer_scales([act], 1.0).centering[0]
+    Kn, _ = layer_map(act, K, c, derivative=False)
+
+    def f(t):
+        return min(t, 1.0) - c
+
+    def phi(x):
+        return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+    for i, j in [(0, 1), (1, 2), (0, 2), (1, 1)]:
+        a, b, cc = K[i, i], K[j, j], K[i, j]
+        rho = cc / math.sqrt(a * b)
+        if i == j:
+            ref = sum(quad(lambda x: f(math.sqrt(a) * x) ** 2 * phi(x), lo, hi, epsabs=1e-14)[0]
+                      for lo, hi in [(-np.inf, 1 / math.sqrt(a)), (1 / math.sqrt(a), np.inf)])
+        else:
+            s = math.sqrt(1 - rho * rho)
+
+            def inner(x):
+                cut = (1 / math.sqrt(b) - rho * x) / s
+                g = lambda y: f(math.sqrt(b) * (rho * x + s * y)) * phi(y)  # noqa: E731
+                return quad(g, -np.inf, cut, epsabs=1e-13)[0] + quad(g, cut, np.inf, epsabs=1e-13)[0]
+
+            ref = sum(quad(lambda x: f(math.sqrt(a) * x) * inner(x) * phi(x), lo, hi, epsabs=1e-12, limit=100)[0]
+                      for lo, hi in [(-np.inf, 1 / math.sqrt(a)), (1 / math.sqrt(a), np.inf)])
+        # Mehler truncation bound 1e-10 relative (module docstring) + quadrature 1e-12
+        assert Kn[i, j] == pytest.approx(ref, rel=2e-10, abs=1e-12)
