@@ -1,5 +1,5 @@
 """Compression feasibility map: which family can match which activation
-======================================================================
+====================================================================
 
 THEORY.md §6 lists bounds that stop a quantized family from α-matching a dense
 layer: σ_T cannot match odd activations (E[σ''] = 0 forces E[(σ̄²)''] = 0), an odd

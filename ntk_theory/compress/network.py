@@ -125,6 +125,12 @@ class CompressionResult:
         """The compressed σ̄_ℓ = σ_ℓ − E[σ_ℓ(τ'_{ℓ−1}ξ)] as vectorized functions."""
         return [(lambda t, a=fit.activation, c=fit.mean: a(t) - c) for fit in self.layers]
 
+    def _repr_html_(self) -> str:
+        """Notebook display: one table row per layer (:func:`ntk_theory.display.compression_html`)."""
+        from ..display import compression_html
+
+        return compression_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON layout of ``ntk-theory compress`` (without ``bits``)."""
         return {
