@@ -125,11 +125,11 @@ def test_even_activation_exceeds_default_constant():
     assert_spectrally_equivalent(th.ck, ex.ck, 240, 160)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 5 finding (thorough run, theory vs exact): exact.layer_scales raises NumericalError "
-    "'quadrature did not converge (value nan)' for softplus written as an expression, "
-    "log(exp(x) + 1): exp overflows at the quadrature's far nodes (working-tree exact.py, split rule)"))
 def test_softplus_expression_centering():
+    """Regression test of an issue-5 finding (thorough run, theory vs exact): an intermediate
+    version of ``exact.layer_scales`` raised NumericalError "quadrature did not converge
+    (value nan)" for softplus written as the expression log(exp(x) + 1) (exp overflowed at
+    the far nodes); fixed in 9230113."""
     import sympy as sp
 
     from ntk_theory.activations import X, from_expr
