@@ -104,6 +104,12 @@ class NetworkCoefficients:
     def last(self) -> LayerCoefficients:
         return self.layers[-1]
 
+    def _repr_html_(self) -> str:
+        """Notebook display: one table row per layer (:func:`ntk_theory.display.coefficients_html`)."""
+        from .display import coefficients_html
+
+        return coefficients_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {"tau0": self.tau0, "layers": [c.to_dict() for c in self.layers]}
 

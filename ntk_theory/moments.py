@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import mpmath as mp
@@ -114,17 +115,25 @@ class GaussianMoments:
         """Moments as floats keyed by :data:`MOMENT_KEYS` (``inf`` where infinite)."""
         return {m.key: float(m) for m in self.moments}
 
+    @cached_property
+    def _centered_moments(self) -> dict[str, Moment]:
+        # closed forms of v0 − m0² and w2 − 2 m0 m2 are evaluated and certified as
+        # closed forms: subtracting the float values cancels catastrophically when
+        # Var ≪ E[σ]² (cos at τ = 1e−4: Var ≈ τ⁴/2 against E[σ]² ≈ 1)
+        return {m.key: m for m in _center(list(self.moments), self.tau, self.digits)}
+
     @property
     def variance(self) -> float:
-        """``Var σ(τξ) = E[s^2] − E[s]²`` (equals ``E[s^2]`` when centered)."""
-        return self.v0 if self.centered else float(self["E[s^2]"].value - self["E[s]"].value ** 2)
+        """``Var σ(τξ) = E[s^2] − E[s]²`` (equals ``E[s^2]`` when centered), without cancellation
+        when both are closed forms."""
+        return self.v0 if self.centered else float(self._centered_moments["E[s^2]"].value)
 
     @property
     def w2_bar(self) -> float:
         """``E[(σ̄²)''] = E[(s^2)''] − 2 E[s] E[s'']`` (THEORY.md §1, Centering)."""
         if self.centered:
             return self.w2
-        return float(self["E[(s^2)'']"].value - 2 * self["E[s]"].value * self["E[s'']"].value)
+        return float(self._centered_moments["E[(s^2)'']"].value)
 
     @property
     def closed_form(self) -> bool:
@@ -152,6 +161,12 @@ class GaussianMoments:
             d["moments_text"] = {m.key: (mp.nstr(m.value, self.digits) if not m.is_infinite else "inf")
                                  for m in self.moments}
         return d
+
+    def _repr_html_(self) -> str:
+        """Notebook display as an HTML table (:func:`ntk_theory.display.moments_html`)."""
+        from .display import moments_html
+
+        return moments_html(self)
 
     def _repr_latex_(self) -> str:
         rows = []

@@ -289,3 +289,23 @@ def test_budget_bounds_symbolic_work_and_falls_back():
     assert elapsed < 60
     mc = monte_carlo_moments(g.activation, 1.0, n=400_000, seed=3)
     assert mc["E[s]"].within(g.m0, 5.0)
+
+
+def test_variance_has_no_cancellation_for_closed_forms():
+    """cos at τ = 1.3e−4: Var = (1 − e^{−τ²})²/2 ≈ 1.4e−16 against E[σ]² ≈ 1; the closed
+    form of v0 − m0² is certified like any closed form (float64 relative rounding)."""
+    import math
+
+    for tau in (1.3e-4, 1e-3):
+        m = gaussian_moments(parse_activation("cos"), tau)
+        assert m.variance == pytest.approx(math.expm1(-tau * tau) ** 2 / 2, rel=1e-14)
+
+
+def test_notebook_html_of_moments_and_coefficients():
+    """_repr_html_ delegates to ntk_theory.display: a table with one row per moment/layer."""
+    from ntk_theory.coefficients import coefficients
+
+    html = gaussian_moments(parse_activation("relu"), 1.0)._repr_html_()
+    assert html.startswith("<table") and html.count("<tr>") >= 2
+    html = coefficients(["relu", "relu"], 1.0)._repr_html_()
+    assert html.startswith("<table") and html.count("<tr>") >= 3  # header + 2 layers

@@ -238,10 +238,8 @@ def test_default_centering_of_kinked_expression():
     assert got == pytest.approx(0.5 * math.sqrt(2 / math.pi), rel=1e-10)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 5 finding (thorough profile, scale gauge): GaussianMoments.variance = E[s^2] - E[s]^2 "
-    "cancels catastrophically when Var << E[s]^2; cos at tau = 1.3e-4 has relative error 0.25 "
-    "(3e-5 at tau = 1e-3) although every moment is certified to 1e-10"))
+# issue 5 finding (thorough profile, scale gauge), fixed: GaussianMoments.variance now evaluates
+# the closed form of E[s^2] - E[s]^2 instead of subtracting the values (relative error was 0.25)
 def test_variance_of_cos_at_small_tau():
     """Found by the thorough scale-gauge run: in [x², 0.001·1_{x<0.312}, cos] at τ_0 = 0.2528 the
     step shrinks the scale to τ_2 = 1.67e-5, where cos's τ_3 comes out 4.32e-9 instead of
