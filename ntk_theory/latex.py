@@ -478,11 +478,8 @@ def moments_table(results: Sequence[Any], digits: int = 6, *, columns: Sequence[
             return r.tau
         if key in _MOMENT_OF:
             return r[_MOMENT_OF[key]].value
-        m0, m2, v0, w2 = (r[_MOMENT_OF[k]].value for k in ("m0", "m2", "v0", "w2"))
-        with mp.workdps(max(r.digits, 15) + 10):
-            if key == "var":
-                return v0 if r.centered else v0 - m0**2
-            return w2 if r.centered else w2 - 2 * m0 * m2  # w2_bar
+        # var and w2_bar without cancellation (closed forms certified by GaussianMoments)
+        return r.centered_moments["E[s^2]" if key == "var" else "E[(s^2)'']"].value
     rows = tuple(tuple(value(r, c.key) for c in cols) for r in results)
     return Table(cols, rows, caption, label, NumberFormat(digits, style))
 

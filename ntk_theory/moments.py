@@ -116,24 +116,27 @@ class GaussianMoments:
         return {m.key: float(m) for m in self.moments}
 
     @cached_property
-    def _centered_moments(self) -> dict[str, Moment]:
-        # closed forms of v0 − m0² and w2 − 2 m0 m2 are evaluated and certified as
-        # closed forms: subtracting the float values cancels catastrophically when
-        # Var ≪ E[σ]² (cos at τ = 1e−4: Var ≈ τ⁴/2 against E[σ]² ≈ 1)
-        return {m.key: m for m in _center(list(self.moments), self.tau, self.digits)}
+    def centered_moments(self) -> dict[str, Moment]:
+        """The moments of ``σ̄ = σ − E[σ(τξ)]`` at full precision, keyed by :data:`MOMENT_KEYS`.
+
+        Closed forms of ``v0 − m0²`` and ``w2 − 2 m0 m2`` are evaluated and certified as
+        closed forms: subtracting the values cancels catastrophically when
+        ``Var ≪ E[σ]²`` (cos at τ = 1e−4: Var ≈ τ⁴/2 against E[σ]² ≈ 1).  The
+        result's own moments when it is already centered.
+        """
+        ms = self.moments if self.centered else _center(list(self.moments), self.tau, self.digits)
+        return {m.key: m for m in ms}
 
     @property
     def variance(self) -> float:
         """``Var σ(τξ) = E[s^2] − E[s]²`` (equals ``E[s^2]`` when centered), without cancellation
         when both are closed forms."""
-        return self.v0 if self.centered else float(self._centered_moments["E[s^2]"].value)
+        return float(self.centered_moments["E[s^2]"].value)
 
     @property
     def w2_bar(self) -> float:
         """``E[(σ̄²)''] = E[(s^2)''] − 2 E[s] E[s'']`` (THEORY.md §1, Centering)."""
-        if self.centered:
-            return self.w2
-        return float(self._centered_moments["E[(s^2)'']"].value)
+        return float(self.centered_moments["E[(s^2)'']"].value)
 
     @property
     def closed_form(self) -> bool:

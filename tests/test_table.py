@@ -436,3 +436,15 @@ def test_html_renderers_values_and_escaping(moments_results, coef_result, comp_r
     assert 'id="tab:m_1"' in moments_html(act, label="tab:m_1")
     t = moments_table(moments_results)
     assert t._repr_html_() == t.to_html() == table_html(t) and html.count("<table") == 1
+
+
+def test_variance_column_has_no_cancellation():
+    """The var column of cos at τ = 1e−3 is ½(1 − e^{−τ²})² ≈ 5e−13, not v0 − m0² of two
+    numbers ≈ 1 (which keeps ~4 of its digits); relative rounding of the closed form only."""
+    from ntk_theory.latex import moments_table
+    from ntk_theory.moments import gaussian_moments
+
+    tau = 1e-3
+    t = moments_table([gaussian_moments("cos", tau)], columns="var")
+    (value,) = t.rows[0]
+    assert float(value) == pytest.approx(math.expm1(-tau * tau) ** 2 / 2, rel=1e-14)
