@@ -619,14 +619,14 @@ def _npdf(x: float) -> float:
     return math.exp(-0.5 * x * x) / math.sqrt(_TWO_PI)
 
 
-def layer_scales(activations: Sequence[Activation | str], tau0: float, *, quad_nodes: int = 48) -> LayerScales:
+def layer_scales(activations: Sequence[Activation | str], tau0: float) -> LayerScales:
     """``τ_ℓ`` and ``c_ℓ`` layer by layer, from the same one-layer maps as the kernels.
 
     ``c_ℓ = E[σ_ℓ(τ_{ℓ−1} ξ)]`` and ``τ_ℓ² = Var σ_ℓ(τ_{ℓ−1} ξ)``: the kernel maps'
     closed forms on the diagonal (``a = b = c = τ²``) where they exist, otherwise
     adaptive quadrature split at the activation's kinks (:func:`_mean_variance_quad`).
     Independent of the moment engine (:mod:`ntk_theory.moments`), against which
-    ``tests/test_exact.py`` checks it.  ``quad_nodes`` is kept for compatibility and unused.
+    ``tests/test_exact.py`` checks it.
     """
     if not (math.isfinite(tau0) and tau0 > 0):
         raise DomainError(f"tau0 must be positive and finite, got {tau0}")
