@@ -684,14 +684,16 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
             return summary(False)
         from tqdm.auto import tqdm
 
-        show = sys.stderr.isatty() if progress is None else bool(progress)
-        bar = tqdm(total=len(planned), initial=skipped, desc=f"sweep {spec.job}", unit="point",
-                   disable=not show, file=sys.stderr, leave=False)
-        own_cluster = None
+        box: dict[str, Any] = {}  # the embedded cluster and its client, as soon as they exist
         futures: list = []
+        bar = None
         try:
             if client is None:
-                own_cluster, client = _local_client(workers)
+                _local_client(workers, box)
+                client = box["client"]
+            show = sys.stderr.isatty() if progress is None else bool(progress)
+            bar = tqdm(total=len(planned), initial=skipped, desc=f"sweep {spec.job}", unit="point",
+                       disable=not show, file=sys.stderr, leave=False)
             from distributed import as_completed
 
             token = uuid.uuid4().hex[:12]
@@ -722,14 +724,14 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
                 bar.update(1)
         except KeyboardInterrupt:
             _cancel(client, futures)
-            bar.close()
-            _close(own_cluster, client)
-            own_cluster = None
+            if bar is not None:
+                bar.close()
+            _close(box)
             raise SweepInterrupted(summary(True)) from None
         finally:
-            bar.close()
-            if own_cluster is not None:
-                _close(own_cluster, client)
+            if bar is not None:
+                bar.close()
+            _close(box)
         return summary(False)
 
 
@@ -739,13 +741,15 @@ def _cancel(client: Any, futures: list) -> None:
             client.cancel(futures, force=True)
 
 
-def _close(cluster: Any, client: Any) -> None:
-    if cluster is None:
-        return
-    with contextlib.suppress(Exception):
-        client.close(timeout=10)
-    with contextlib.suppress(Exception):
-        cluster.close(timeout=10)
+def _close(box: dict[str, Any]) -> None:
+    """Close the embedded cluster (once; a second Ctrl-C meanwhile is not caught)."""
+    client, cluster = box.pop("client", None), box.pop("cluster", None)
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.close(timeout=10)
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=10)
 
 
 def default_workers() -> int:
@@ -756,21 +760,50 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _local_client(workers: int | None) -> tuple[Any, Any]:
-    """A loopback-only LocalCluster: processes, one thread each, no dashboard."""
+class _IgnoreSigint:
+    """Worker plugin: the worker process ignores SIGINT (workers restarted later included)."""
+
+    name = "ntk-theory-ignore-sigint"
+
+    def setup(self, worker: Any) -> None:
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def teardown(self, worker: Any) -> None:
+        pass
+
+
+def _local_client(workers: int | None, box: dict[str, Any]) -> None:
+    """A loopback-only LocalCluster (processes, one thread each, no dashboard) in ``box``.
+
+    Ctrl-C in a terminal signals the whole process group; the worker processes must not
+    die of it with tracebacks — only this process stops the sweep, then closes them.  So
+    SIGINT is ignored here while the workers are spawned (an ignored signal stays ignored
+    in a child process, and Python then installs no KeyboardInterrupt handler there) and
+    a worker plugin ignores it in workers the nanny restarts later.  A Ctrl-C during
+    those few seconds of start-up is lost (a blocked, ignored signal is not reliably kept
+    pending): press it again once the sweep runs.
+    """
     import logging
+    import signal
 
     import dask
     from distributed import Client, LocalCluster
+    from distributed.diagnostics.plugin import WorkerPlugin
 
     n = default_workers() if workers is None else workers
-    with dask.config.set({"distributed.scheduler.allowed-failures": 3}):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, worker_dashboard_address=None,
-                               silence_logs=logging.ERROR)
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        client = Client(cluster)
-    except BaseException:
-        cluster.close()
-        raise
-    return cluster, client
+        with dask.config.set({"distributed.scheduler.allowed-failures": 3}):
+            box["cluster"] = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                          host="127.0.0.1", dashboard_address=None,
+                                          worker_dashboard_address=None, silence_logs=logging.ERROR)
+        box["client"] = client = Client(box["cluster"])
+        plugin = type("IgnoreSigint", (_IgnoreSigint, WorkerPlugin), {})()
+        client.register_plugin(plugin)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)

@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"ntk-theory sweep: interrupted; {s.done} new result(s) committed to "
                          f"{s.store} ({s.done + s.skipped}/{s.total} points stored; rerun to resume)\n")
         return 130
+    except KeyboardInterrupt:  # before the sweep started: nothing was computed
+        sys.stderr.write("ntk-theory sweep: interrupted before any result; rerun to start\n")
+        return 130
     finally:
         if client is not None:
             client.close()
