@@ -760,6 +760,20 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def local_cluster_kwargs(n_workers: int) -> dict[str, Any]:
+    """Keyword arguments of the embedded :class:`~distributed.LocalCluster`.
+
+    ``n_workers`` processes with one thread each, everything on 127.0.0.1, no dashboard
+    (the scheduler's HTTP server, which dask starts anyway, on a free loopback port
+    rather than 8787), only errors logged.
+    """
+    import logging
+
+    return dict(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                worker_dashboard_address=None, silence_logs=logging.ERROR)
+
+
 class _IgnoreSigint:
     """Worker plugin: the worker process ignores SIGINT (workers restarted later included)."""
 
@@ -786,7 +800,6 @@ def _local_client(workers: int | None, box: dict[str, Any]) -> None:
     those few seconds of start-up is lost (a blocked, ignored signal is not reliably kept
     pending): press it again once the sweep runs.
     """
-    import logging
     import signal
 
     import dask
@@ -798,9 +811,7 @@ def _local_client(workers: int | None, box: dict[str, Any]) -> None:
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": 3}):
-            box["cluster"] = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                          host="127.0.0.1", dashboard_address=None,
-                                          worker_dashboard_address=None, silence_logs=logging.ERROR)
+            box["cluster"] = LocalCluster(**local_cluster_kwargs(n))
         box["client"] = client = Client(box["cluster"])
         plugin = type("IgnoreSigint", (_IgnoreSigint, WorkerPlugin), {})()
         client.register_plugin(plugin)
