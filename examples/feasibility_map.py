@@ -22,6 +22,12 @@ grid) — and records, for every failure, the bound the solver names:
   ``Var' ≥ (τ²m1² + τ⁴m2²/2)/sup_K``: the table's last column is that minimal
   scale inflation ``0.967/sup_K`` per layer (δ = 0 needs it to be 1).
 
+The grid runs on dask.distributed through :func:`ntk_theory.sweep.sweep` (job
+``feasibility``: one point per activation × τ, all families of that row; see
+``docs/sweep.rst``): an embedded local cluster with ``--workers`` processes, or an
+existing scheduler with ``--scheduler tcp://HOST:PORT``.  With ``--store FILE.sqlite``
+the cells are kept, so an interrupted run resumes and a rerun only draws the figures.
+
 The docs figures, from the repository root (a few minutes)::
 
     python3 examples/feasibility_map.py --out docs/figures
@@ -34,21 +40,20 @@ Quick settings for CI (6 activations, 3 scales, K ≤ 4)::
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ntk_theory.compress.feasibility import (
-    delta_zero_cell,
-    feasibility_cell,
+    FeasibilityCell,
     residual_lower_bound,
     scale_free_triple,
     staircase_hermite_sup,
     two_term_fraction,
 )
-from ntk_theory.compress.network import dense_layer_moments
-from ntk_theory.activations import parse_activation
+from ntk_theory.sweep import sweep, sweep_results
 
 FAMILIES = ("sigma_T", "ternary", "three_level", "staircase:4", "staircase:6")
 ACTIVATIONS = ("relu", "leaky_relu", "abs", "gelu", "swish", "softplus", "elu",
@@ -56,16 +61,30 @@ ACTIVATIONS = ("relu", "leaky_relu", "abs", "gelu", "swish", "softplus", "elu",
 QUICK_ACTIVATIONS = ("relu", "leaky_relu", "abs", "gelu", "elu", "erf")
 
 
-def run_maps(acts: tuple[str, ...], taus: np.ndarray) -> tuple[dict, dict]:
-    """α-matching cells ``{(act, family, tau): cell}`` and δ = 0 cells ``{(act, tau): cell}``."""
+def _cell(d: dict) -> FeasibilityCell:
+    return FeasibilityCell(**{**d, "residual": float(d["residual"])})  # NaN is stored as "nan"
+
+
+def run_maps(acts: tuple[str, ...], taus: np.ndarray, store: str | Path, *, workers: int | None = None,
+             client=None) -> tuple[dict, dict]:
+    """α-matching cells ``{(act, family, tau): cell}`` and δ = 0 cells ``{(act, tau): cell}``.
+
+    One sweep point per (activation, τ) — the dense moments are computed once per row —
+    on a local cluster of ``workers`` processes (or ``client``'s), results in ``store``.
+    """
+    spec = {"job": "feasibility",
+            "grid": {"activation": list(acts), "tau": [float(t) for t in taus], "families": [list(FAMILIES)],
+                     "delta0_family": "auto"}}
+    summary = sweep(spec, store, client, workers=workers)
+    print(f"sweep: {summary.done} rows computed, {summary.skipped} from {store}, {summary.seconds:.1f} s")
     alpha, delta0 = {}, {}
-    for a in acts:
-        act = parse_activation(a)
-        for tau in taus:
-            d = dense_layer_moments(act, float(tau))
-            for fam in FAMILIES:
-                alpha[a, fam, float(tau)] = feasibility_cell(act, fam, float(tau), dense=d)
-            delta0[a, float(tau)] = delta_zero_cell(act, "auto", float(tau))
+    for point, status, row in sweep_results(spec, store):
+        if status != "ok":
+            raise RuntimeError(f"feasibility row {point} failed: {row}")
+        a, tau = point["activation"], float(point["tau"])
+        for fam in FAMILIES:
+            alpha[a, fam, tau] = _cell(row["alpha"][fam])
+        delta0[a, tau] = _cell(row["delta0"])
     return alpha, delta0
 
 
@@ -152,6 +171,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Compression feasibility map (THEORY.md §6)")
     ap.add_argument("--quick", action="store_true", help="CI settings: 6 activations, 3 scales")
     ap.add_argument("--out", default=".", help="directory for the PNG figures (default: current directory)")
+    ap.add_argument("--store", default=None,
+                    help="SQLite store of the cells, resumed if it exists (default: a temporary one)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
+    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +184,18 @@ def main() -> None:
         acts, taus, Ks = QUICK_ACTIVATIONS, np.array([0.25, 1.0, 4.0]), range(2, 5)
     else:
         acts, taus, Ks = ACTIVATIONS, np.geomspace(0.25, 4.0, 9), range(2, 9)
-    alpha, delta0 = run_maps(acts, taus)
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        client = Client(args.scheduler)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or Path(tmp) / "feasibility.sqlite"
+        try:
+            alpha, delta0 = run_maps(acts, taus, store, workers=args.workers, client=client)
+        finally:
+            if client is not None:
+                client.close()
     for p in plot_maps(alpha, delta0, acts, [float(t) for t in taus], out):
         print(f"wrote {p}")
     print(table(alpha, delta0, acts, [float(t) for t in taus]))

@@ -72,7 +72,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from .errors import NTKTheoryError, ParameterError, ResourceError
 
 __all__ = ["SweepSpec", "SweepSummary", "SweepInterrupted", "SpecError", "StoreLockedError",
-           "ResultStore", "load_spec", "sweep", "available_jobs", "canonical_key", "read_store"]
+           "ResultStore", "load_spec", "plan", "sweep", "sweep_results", "available_jobs", "canonical_key",
+           "read_store", "local_cluster_kwargs"]
 
 #: A grid larger than this is refused up front (its keys alone would fill memory).
 MAX_POINTS = 1_000_000
@@ -565,6 +566,24 @@ def read_store(path: "str | os.PathLike[str]") -> list[dict[str, Any]]:
     with ResultStore(path, lock=False) as st:
         return [{"key": json.loads(k), "status": s, "result": json.loads(r) if s == "ok" else r}
                 for k, s, r in st.rows()]
+
+
+def sweep_results(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
+                  store: "str | os.PathLike[str]") -> list[tuple[dict[str, Any], str | None, Any]]:
+    """The stored results of ``spec``'s points, in grid order (last axis fastest).
+
+    Returns ``[(point, status, result), ...]``: ``point`` as written in the spec,
+    ``status`` ``"ok"`` (``result`` the parsed JSON), ``"error"`` (``result`` the
+    message) or None when the point is not stored (yet).
+    """
+    _, planned = plan(spec)
+    with ResultStore(store, lock=False) as st:
+        found = {k: (s, r) for k, s, r in st.rows()}
+    out = []
+    for key, point in planned:
+        status, result = found.get(key, (None, None))
+        out.append((point, status, json.loads(result) if status == "ok" else result))
+    return out
 
 
 # ---------------------------------------------------------------------------------- sweep
