@@ -7,9 +7,7 @@ result to an SQLite database as soon as it arrives.  A rerun skips the points al
 stored, so an interrupted or crashed sweep resumes without recomputing or duplicating
 anything (``docs/sweep.rst``).
 
-Jobs
-----
-Every ``ntk-theory`` subcommand with a ``--json`` output is a job, discovered from the
+**Jobs.** Every ``ntk-theory`` subcommand with a ``--json`` output is a job, discovered from the
 ``ntk_theory/cli/cmd_<job>.py`` modules — a subcommand added later is a job with no
 change here.  A grid point becomes the subcommand's argv (``--option value``;
 positionals last), is parsed by the subcommand's *own* parser (so bad options are
@@ -21,9 +19,7 @@ adapters over the Python API: ``experiment2`` (:func:`ntk_theory.experiment2.run
 :mod:`ntk_theory.compress.feasibility`) and the diagnostic ``echo`` (returns its
 options after ``sleep`` seconds: the scheduler's overhead, fault-tolerance tests).
 
-Spec
-----
-TOML (or the same as a dict)::
+**Spec.** TOML (or the same as a dict)::
 
     job = "moments"
     [grid]
@@ -36,9 +32,7 @@ axis of lists, ``activations = [["relu", "relu"], ["tanh", "tanh"]]``; a fixed l
 an axis of length one, ``widths = [[784, 1000]]``.  Option names are the subcommand's
 (``last-family`` or ``last_family``); boolean flags take ``true``/``false``.
 
-Store
------
-``results(key TEXT PRIMARY KEY, status TEXT, result TEXT)``: ``key`` is the canonical
+**Store.** ``results(key TEXT PRIMARY KEY, status TEXT, result TEXT)``: ``key`` is the canonical
 JSON of the grid point (sorted keys, no whitespace, ``"job"`` included, values as the
 subcommand's parser converts them, e.g. ``tau = 1`` and ``tau = 1.0`` are one point),
 ``status`` is ``"ok"`` (``result`` = the job's JSON) or ``"error"`` (``result`` = the
