@@ -69,8 +69,11 @@ __all__ = ["SweepSpec", "SweepSummary", "SweepInterrupted", "SpecError", "StoreL
            "ResultStore", "load_spec", "plan", "sweep", "sweep_results", "available_jobs", "canonical_key",
            "read_store", "local_cluster_kwargs"]
 
-#: A grid larger than this is refused up front (its keys alone would fill memory).
-MAX_POINTS = 1_000_000
+#: A grid larger than this is refused up front (every point is parsed before the start).
+MAX_POINTS = 200_000
+
+#: Local worker processes per core at most: the jobs are CPU-bound.
+MAX_WORKERS_PER_CORE = 4
 
 #: Subcommands that are never jobs: ``sweep`` itself (no nested sweeps).
 _NOT_JOBS = frozenset({"sweep"})
@@ -479,20 +482,33 @@ class ResultStore:
     def __init__(self, path: "str | os.PathLike[str]", *, lock: bool = True) -> None:
         self.path = Path(path)
         self._lockfile = None
+        self.conn = None
+        if not lock and not self.path.is_file():
+            raise ParameterError(f"no store at '{self.path}'")
         if lock:
             self._acquire_lock()
         try:
-            self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("CREATE TABLE IF NOT EXISTS results "
-                              "(key TEXT PRIMARY KEY, status TEXT, result TEXT)")
+            if lock:
+                self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("CREATE TABLE IF NOT EXISTS results "
+                                  "(key TEXT PRIMARY KEY, status TEXT, result TEXT)")
+            else:
+                self.conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True,
+                                            timeout=30.0, isolation_level=None)
+            cols = [(r[1], r[2].upper(), r[5]) for r in self.conn.execute("PRAGMA table_info(results)")]
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise SpecError(f"'{self.path}' is not a usable SQLite store: {exc}") from None
+            raise ParameterError(f"'{self.path}' is not a usable SQLite store: {exc}") from None
+        if cols != [("key", "TEXT", 1), ("status", "TEXT", 0), ("result", "TEXT", 0)]:
+            self.close()
+            raise ParameterError(f"'{self.path}' has a 'results' table that is not a sweep store's "
+                                 "(key TEXT PRIMARY KEY, status TEXT, result TEXT)")
 
     def _acquire_lock(self) -> None:
-        lock_path = Path(str(self.path) + ".lock")
+        # one lock per database file, however it is named (symbolic links, relative paths)
+        lock_path = Path(str(self.path.resolve()) + ".lock")
         try:
             fh = open(lock_path, "a+", encoding="utf-8")
         except OSError as exc:
@@ -524,8 +540,11 @@ class ResultStore:
 
     def put(self, key: str, status: str, result: str) -> bool:
         """Store one result in its own transaction; False if the key was already stored."""
-        cur = self.conn.execute("INSERT OR IGNORE INTO results(key, status, result) VALUES (?, ?, ?)",
-                                (key, status, result))
+        try:
+            cur = self.conn.execute("INSERT OR IGNORE INTO results(key, status, result) VALUES (?, ?, ?)",
+                                    (key, status, result))
+        except sqlite3.Error as exc:  # disk full, store deleted or made read-only meanwhile
+            raise ResourceError(f"cannot write the store '{self.path}': {exc}") from None
         return cur.rowcount == 1
 
     def rows(self) -> list[tuple[str, str, str]]:
@@ -555,8 +574,6 @@ def _hostname() -> str:
 
 def read_store(path: "str | os.PathLike[str]") -> list[dict[str, Any]]:
     """Every stored point as ``{"key": {...}, "status": ..., "result": JSON or message}``."""
-    if not Path(path).exists():
-        raise ParameterError(f"no store at '{path}'")
     with ResultStore(path, lock=False) as st:
         return [{"key": json.loads(k), "status": s, "result": json.loads(r) if s == "ok" else r}
                 for k, s, r in st.rows()]
@@ -571,8 +588,10 @@ def sweep_results(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]"
     message) or None when the point is not stored (yet).
     """
     _, planned = plan(spec)
-    with ResultStore(store, lock=False) as st:
-        found = {k: (s, r) for k, s, r in st.rows()}
+    found: dict[str, tuple[str, str]] = {}
+    if Path(store).exists():
+        with ResultStore(store, lock=False) as st:
+            found = {k: (s, r) for k, s, r in st.rows()}
     out = []
     for key, point in planned:
         status, result = found.get(key, (None, None))
@@ -682,6 +701,9 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
     spec, planned = plan(spec)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ParameterError(f"workers must be a positive integer, got {workers!r}")
+    if workers is not None and client is None and workers > MAX_WORKERS_PER_CORE * default_workers():
+        raise ResourceError(f"{workers} local worker processes on {default_workers()} core(s) is more than "
+                            f"{MAX_WORKERS_PER_CORE} per core; use a cluster (--scheduler) for more")
     done = errors = bugs = 0
     bug_keys: list[str] = []
     with ResultStore(store) as st:

@@ -109,6 +109,42 @@ def test_missing_spec_file(tmp_path):
     assert rc == 2 and len(err.splitlines()) == 1 and "cannot read the sweep spec" in err
 
 
+def test_bad_store_is_a_typed_error_before_any_cluster(tmp_path, monkeypatch):
+    monkeypatch.setattr(sw, "_local_client", lambda *a, **k: pytest.fail("cluster started"))
+    spec = {"job": "echo", "grid": {"i": [1, 2]}}
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database, " * 100)
+    with pytest.raises(sw.ParameterError, match="not a usable SQLite store"):
+        sw.sweep(spec, text)
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(str(other))
+    con.execute("CREATE TABLE results (id INTEGER, value REAL)")
+    con.commit()
+    con.close()
+    with pytest.raises(sw.ParameterError, match="not a sweep store"):
+        sw.sweep(spec, other)
+    with pytest.raises(sw.ResourceError, match="per core"):
+        sw.sweep(spec, tmp_path / "r.sqlite", workers=10_000)
+    with pytest.raises(sw.ParameterError, match="no store"):
+        sw.read_store(tmp_path / "missing.sqlite")
+    assert [r[1] for r in sw.sweep_results(spec, tmp_path / "missing.sqlite")] == [None, None]
+
+
+def test_one_lock_per_database_file_whatever_its_name(tmp_path):
+    store = tmp_path / "r.sqlite"
+    link = tmp_path / "link.sqlite"
+    with sw.ResultStore(store):
+        link.symlink_to(store)
+        with pytest.raises(sw.StoreLockedError, match="in use by another sweep"):
+            sw.ResultStore(link)
+        with pytest.raises(sw.StoreLockedError):
+            sw.ResultStore(tmp_path / "." / "r.sqlite")
+    key = sw.canonical_key("echo", {"i": 1})
+    with sw.ResultStore(link) as st:  # released on close
+        assert st.put(key, "ok", "1") and not st.put(key, "ok", "2")  # stored once
+    assert sw.read_store(store) == [{"key": {"job": "echo", "i": 1}, "status": "ok", "result": 1}]
+
+
 def test_grid_and_canonical_keys():
     spec = {"job": "compress", "grid": {"activations": [["relu", "relu"], ["tanh", "erf"]],
                                         "tau0": [1, 1.0, 2.5], "last-family": "sigma_Q",
