@@ -11,7 +11,10 @@ anything (``docs/sweep.rst``).
 ``ntk_theory/cli/cmd_<job>.py`` modules — a subcommand added later is a job with no
 change here.  A grid point becomes the subcommand's argv (``--option value``;
 positionals last), is parsed by the subcommand's *own* parser (so bad options are
-refused before any cluster starts) and run on a worker; the stored result is the JSON
+refused before any cluster starts) and run on a worker — in the main thread of a job
+process the worker starts once and reuses, as the command itself would run it (dask
+runs tasks in threads, where the symbolic engine cannot enforce its time budgets and
+skips steps) — and the stored result is the JSON
 its ``run(args)`` prints with ``--json`` (a one-element list, as ``moments`` prints
 for one activation, is stored as its single object).  Jobs without a subcommand are
 adapters over the Python API: ``experiment2`` (:func:`ntk_theory.experiment2.run_experiment2`),
@@ -321,7 +324,7 @@ class _CLIJob:
 
 
 #: ``run`` prints to the process-wide ``sys.stdout``: one capture at a time per process
-#: (workers of ``ntk-theory sweep`` have one thread each, so this never waits there).
+#: (jobs run in job processes, one job at a time, so this never waits there).
 _STDOUT_LOCK = threading.Lock()
 
 
@@ -404,12 +407,13 @@ def _feasibility(activation: str, tau: float,
 
 
 def _echo(sleep: float = 0.0, **params: Any) -> dict[str, Any]:
-    """Diagnostic job: ``params`` back after ``sleep`` seconds, with the worker's pid."""
+    """Diagnostic job: ``params`` back after ``sleep`` seconds, with the process id of
+    the job's process (``pid``) and of its parent, the dask worker (``ppid``)."""
     if not (isinstance(sleep, (int, float)) and not isinstance(sleep, bool) and 0 <= sleep <= 3600):
         raise ParameterError(f"echo: sleep must be a number of seconds in [0, 3600], got {sleep!r}")
     if sleep:
         time.sleep(sleep)
-    return {"params": params, "sleep": sleep, "pid": os.getpid()}
+    return {"params": params, "sleep": sleep, "pid": os.getpid(), "ppid": os.getppid()}
 
 
 class _EchoJob(_PyJob):
@@ -457,8 +461,100 @@ def canonical_key(job: str, point: Mapping[str, Any]) -> str:
                       ensure_ascii=False, allow_nan=False)
 
 
+class JobProcessDied(RuntimeError):
+    """The process running a job on a worker died (killed, out of memory, crashed)."""
+
+
+class _JobProcess:
+    """A Python process that runs jobs in its main thread, one at a time, for this worker.
+
+    Started with :mod:`subprocess` (dask's worker processes are daemonic, so
+    :mod:`multiprocessing` may not start children there) and spoken to over a
+    :func:`multiprocessing.Pipe` end passed as a file descriptor.
+    """
+
+    def __init__(self) -> None:
+        import subprocess
+        from multiprocessing import Pipe
+
+        mine, theirs = Pipe()
+        code = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
+                "from ntk_theory.sweep import _serve; _serve(int(sys.argv[2]), int(sys.argv[3]))")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(sys.path),
+                                      str(theirs.fileno()), str(os.getpid())],
+                                     pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.conn = mine
+
+    def run(self, job_name: str, point: dict[str, Any]) -> tuple[str, str, bool]:
+        self.conn.send((job_name, point))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _serve(fd: int, parent: int) -> None:
+    """Main loop of a job process: run ``(job, point)`` requests until the pipe closes,
+    and exit as soon as the dask worker that started it is gone."""
+    from multiprocessing.connection import Connection
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ntk-sweep-parent-watch", daemon=True).start()
+    conn = Connection(fd)
+    while True:
+        try:
+            job_name, point = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(_run_point_here(job_name, point))
+
+
+#: Per dask-worker process: idle job processes (one per worker thread at most).
+_IDLE: list[_JobProcess] = []
+_IDLE_LOCK = threading.Lock()
+
+
 def _run_point(job_name: str, point: dict[str, Any]) -> tuple[str, str, bool]:
-    """Worker side: ``(status, result, is_bug)``; never raises for the job's own errors."""
+    """The dask task: ``(status, result, is_bug)``; never raises for the job's own errors.
+
+    The job runs in the *main thread* of a job process of this worker (started at the
+    first task, then reused), exactly as in ``ntk-theory JOB ... --json``: dask runs
+    tasks in worker threads, and the symbolic engine enforces its time budgets only in
+    a main thread (elsewhere it skips the unbounded steps, which can change a closed
+    form).  A job process that dies raises :class:`JobProcessDied`, so that dask
+    retries the point.
+    """
+    if threading.current_thread() is threading.main_thread() or os.name == "nt":
+        return _run_point_here(job_name, point)
+    with _IDLE_LOCK:
+        jp = _IDLE.pop() if _IDLE else None
+    if jp is None or jp.proc.poll() is not None:
+        jp = _JobProcess()
+    try:
+        out = jp.run(job_name, point)
+    except (EOFError, OSError):
+        jp.close()
+        raise JobProcessDied(f"the process running {job_name} {point} died (killed, out of memory "
+                             "or crashed)") from None
+    except BaseException:  # e.g. the task cancelled: the process may be mid-job, drop it
+        jp.close()
+        raise
+    with _IDLE_LOCK:
+        _IDLE.append(jp)
+    return out
+
+
+def _run_point_here(job_name: str, point: dict[str, Any]) -> tuple[str, str, bool]:
+    """Run one point in this thread: ``(status, result, is_bug)``."""
     try:
         result = _job(job_name)(point)
         text = json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -734,8 +830,9 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
             token = uuid.uuid4().hex[:12]
             by_future = {}
             for i, (key, point) in enumerate(pending):
+                # retries: only JobProcessDied reaches dask (the job's own errors are results)
                 fut = client.submit(_run_point, spec.job, point, key=f"ntk-sweep-{spec.job}-{token}-{i}",
-                                    pure=False)
+                                    pure=False, retries=2)
                 by_future[fut.key] = key
                 futures.append(fut)
             for fut in as_completed(futures):

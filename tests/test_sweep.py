@@ -272,8 +272,43 @@ def test_worker_killed_mid_task_is_rerun_and_stored_once(client, tmp_path):
     assert (res.done, res.errors, res.bugs) == (1, 0, 0)
     (key, status, result), = rows(store)
     assert status == "ok" and json.loads(key) == {"job": "echo", "slow": "yes", "sleep": 3.0}
-    assert json.loads(result)["pid"] != killed  # computed again, on another worker process
+    # computed again, by the job process of another (or the restarted) worker
+    assert json.loads(result)["ppid"] != killed
     client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
+
+
+def test_job_process_killed_mid_task_is_retried_and_stored_once(client, tmp_path):
+    """The job runs in a process of the worker (main thread); if that one dies, dask retries."""
+    import psutil
+
+    store = tmp_path / "j.sqlite"
+    spec = {"job": "echo", "grid": {"child": ["killed"], "sleep": 3.0}}
+    box: dict = {}
+    t = threading.Thread(target=lambda: box.setdefault("res", sw.sweep(spec, store, client)))
+    t.start()
+
+    def job_processes():
+        return [c.pid for c in psutil.Process().children()
+                if "ntk_theory.sweep import _serve" in " ".join(c.cmdline()) and c.status() != psutil.STATUS_ZOMBIE]
+
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline:
+        busy = [w for w, ts in client.processing().items() if ts]
+        if busy:
+            time.sleep(1.0)  # the job process is sleeping in the echo job
+            pids = client.run(job_processes, workers=busy[:1])[busy[0]]
+            if pids:
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                killed = pids
+        else:
+            time.sleep(0.05)
+    t.join(timeout=120)
+    assert killed and not t.is_alive()
+    assert (box["res"].done, box["res"].errors) == (1, 0)
+    (key, status, result), = rows(store)
+    assert status == "ok" and json.loads(result)["pid"] not in killed
 
 
 def test_concurrent_sweeps_on_one_store_are_refused(client, tmp_path):
