@@ -73,6 +73,13 @@ def _rows(store: Path) -> list[tuple[str, str, str]]:
         con.close()
 
 
+def _committed(store: Path) -> int:
+    try:
+        return len(_rows(store))
+    except sqlite3.Error:
+        return 0
+
+
 def interrupt(args: argparse.Namespace) -> int:
     _header(" ".join(["python", *sys.argv]))
     tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
@@ -87,13 +94,17 @@ def interrupt(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(args.after)
+    # SIGINT once at least --after seconds have passed and a first result is committed
+    # (under heavy load the command may still be importing after a few seconds)
+    while p.poll() is None and (time.perf_counter() - t0 < args.after or not _committed(store)):
+        time.sleep(0.1)
+    t_sig = time.perf_counter() - t0
     os.killpg(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=300)
     t_int = time.perf_counter() - t0
     first = _rows(store) if store.exists() else []
     print(f"1. `ntk-theory sweep moments.toml --store moments.sqlite --scheduler {args.scheduler}`, "
-          f"SIGINT after {args.after:g} s: exit {p.returncode} after {t_int:.1f} s, "
+          f"SIGINT after {t_sig:.1f} s: exit {p.returncode} after {t_int:.1f} s, "
           f"{len(first)}/18 points committed; stderr: `{err.strip()}`")
     if p.returncode != 130:
         problems.append(f"interrupted run exited {p.returncode}, not 130")
@@ -150,6 +161,20 @@ def _points_200() -> dict:
                                        "budget": BUDGET}}
 
 
+def _tree_cpu() -> float:
+    """CPU seconds of this process and its children (a worker and its job process)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for c in me.children(recursive=True):
+        try:
+            total += sum(c.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
 def _import_job_modules() -> None:
     import ntk_theory.cli.cmd_moments  # noqa: F401
     import ntk_theory.sweep  # noqa: F401
@@ -169,8 +194,8 @@ def throughput(args: argparse.Namespace) -> int:
     def warm(client) -> None:  # the workers' imports, outside the timings
         client.run(_import_job_modules)
 
-    def cpu(client) -> float:
-        return sum(client.run(time.process_time).values())
+    def cpu(client) -> float:  # the workers and their job processes
+        return sum(client.run(_tree_cpu).values())
 
     results = {}
     for n in (1, 2):
@@ -179,17 +204,25 @@ def throughput(args: argparse.Namespace) -> int:
         client = Client(cluster)
         warm(client)
         start = time.perf_counter() - t0
+        # start every worker's job process and its imports (sympy, scipy) outside the timings
+        w = sw.sweep({"job": "moments", "grid": {"activations": "linear", "tau": [0.1 * (k + 1) for k in range(4 * n)]}},
+                     tmp / f"warm_{n}.sqlite", client)
+        results_warm = w.seconds
         c0 = cpu(client)
         s = sw.sweep(spec, tmp / f"moments_{n}.sqlite", client)
-        c1 = cpu(client)
+        c1, m0 = cpu(client), time.process_time()
         e = sw.sweep(echo, tmp / f"echo_{n}.sqlite", client)
-        results[n] = dict(start=start, seconds=s.seconds, cpu=c1 - c0, echo=e.seconds, done=s.done, errors=s.errors)
+        c2, m1 = cpu(client), time.process_time()
+        results[n] = dict(start=start, seconds=s.seconds, cpu=c1 - c0, echo=e.seconds, done=s.done,
+                          errors=s.errors, echo_cpu_workers=c2 - c1, echo_cpu_here=m1 - m0)
         client.close()
         cluster.close()
-        print(f"- {n} worker(s): cluster start + imports {start:.1f} s; 200 moments points in "
+        print(f"- {n} worker(s): cluster start {start:.1f} s, job processes' start-up and imports "
+              f"{results_warm:.1f} s; 200 moments points in "
               f"{s.seconds:.1f} s ({s.done / s.seconds:.1f} points/s, {s.errors} errors), workers' CPU "
               f"{c1 - c0:.1f} s; 200 trivial `echo` points in {e.seconds:.2f} s "
-              f"({1000 * e.seconds / 200:.1f} ms/point)")
+              f"({1000 * e.seconds / 200:.1f} ms/point; CPU per point: {1000 * (m1 - m0) / 200:.1f} ms in the "
+              f"scheduler + client process, {1000 * (c2 - c1) / 200:.1f} ms in the workers and job processes)")
     ratio = results[1]["seconds"] / results[2]["seconds"]
     print(f"- scaling 1 → 2 workers (wall time ratio): **{ratio:.2f}x**")
     # direct calls of the same job in this process: no scheduler, no serialization
