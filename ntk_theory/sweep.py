@@ -68,7 +68,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .errors import NTKTheoryError, ParameterError, ResourceError
 
-__all__ = ["SweepSpec", "SweepSummary", "SweepInterrupted", "SpecError", "StoreLockedError",
+__all__ = ["SweepSpec", "SweepSummary", "SweepInterrupted", "SpecError", "StoreLockedError", "WorkerError",
            "ResultStore", "load_spec", "plan", "sweep", "sweep_results", "available_jobs", "canonical_key",
            "read_store", "local_cluster_kwargs"]
 
@@ -88,6 +88,10 @@ class SpecError(ParameterError):
 
 class StoreLockedError(NTKTheoryError):
     """Another sweep holds the store."""
+
+
+class WorkerError(NTKTheoryError):
+    """The workers cannot run jobs at all (e.g. ntk-theory is not installed on them)."""
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -826,6 +830,7 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
             bar = tqdm(total=len(planned), initial=skipped, desc=f"sweep {spec.job}", unit="point",
                        disable=not show, file=sys.stderr, leave=False)
             from distributed import as_completed
+            from distributed.scheduler import KilledWorker
 
             token = uuid.uuid4().hex[:12]
             by_future = {}
@@ -839,10 +844,15 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
                 key = by_future[fut.key]
                 try:
                     status, result, is_bug = fut.result()
-                except Exception as exc:  # the task never returned: e.g. KilledWorker
+                except (KilledWorker, JobProcessDied) as exc:  # this point kills its processes
                     status, is_bug = "error", True
                     result = "worker failure (please report): " + " ".join(
                         f"{type(exc).__name__}: {exc}".split())
+                except Exception as exc:  # the worker cannot run the task at all: stop, store nothing
+                    _cancel(client, futures)
+                    msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+                    raise WorkerError(f"a worker could not run the {spec.job} task ({msg}); is the same "
+                                      "ntk-theory installed on every worker?") from None
                 fut.release()
                 if st.put(key, status, result):
                     done += 1
