@@ -832,6 +832,7 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
             from distributed import as_completed
             from distributed.scheduler import KilledWorker
 
+            _check_workers(client)
             token = uuid.uuid4().hex[:12]
             by_future = {}
             for i, (key, point) in enumerate(pending):
@@ -875,6 +876,28 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
                 bar.close()
             _close(box)
         return summary(False)
+
+
+def _check_workers(client: Any, timeout: float = 60.0) -> None:
+    """Refuse a cluster whose workers cannot run the tasks: dask would leave a task whose
+    function does not unpickle on its worker pending forever, not fail it."""
+    from . import __version__
+
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except Exception:  # distributed raises TimeoutError (or its own subclass)
+        raise WorkerError(f"no dask worker joined the scheduler within {timeout:g} s") from None
+    try:
+        # a fixed expression of ours (builtins pickle on any worker), no user input
+        versions = client.run(eval, "__import__('ntk_theory.sweep').__version__")
+    except Exception as exc:
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise WorkerError(f"the dask workers cannot import ntk_theory.sweep ({msg}); install the same "
+                          "ntk-theory on every worker") from None
+    other = {w: v for w, v in versions.items() if v != __version__}
+    if other:
+        raise WorkerError(f"worker(s) run other ntk-theory versions than this one ({__version__}): "
+                          + ", ".join(f"{w}: {v}" for w, v in sorted(other.items())))
 
 
 def _cancel(client: Any, futures: list) -> None:

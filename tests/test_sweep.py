@@ -311,6 +311,20 @@ def test_job_process_killed_mid_task_is_retried_and_stored_once(client, tmp_path
     assert status == "ok" and json.loads(result)["pid"] not in killed
 
 
+def test_workers_that_cannot_import_ntk_theory_stop_the_sweep(client, tmp_path):
+    hide = ("import sys; "
+            "sys.modules['_ntk_saved'] = sys.modules.pop('ntk_theory.sweep'); sys.modules['ntk_theory.sweep'] = None")
+    restore = "import sys; sys.modules['ntk_theory.sweep'] = sys.modules.pop('_ntk_saved')"
+    client.run(exec, hide)
+    try:  # dask itself would leave such tasks pending forever: refused before any is submitted
+        with pytest.raises(sw.WorkerError, match="cannot import ntk_theory.sweep"):
+            sw.sweep({"job": "echo", "grid": {"i": [1, 2, 3]}}, tmp_path / "w.sqlite", client)
+    finally:
+        client.run(exec, restore)
+    assert rows(tmp_path / "w.sqlite") == []  # nothing stored: a rerun retries every point
+    assert sw.sweep({"job": "echo", "grid": {"i": [1, 2, 3]}}, tmp_path / "w.sqlite", client).done == 3
+
+
 def test_concurrent_sweeps_on_one_store_are_refused(client, tmp_path):
     store = tmp_path / "c.sqlite"
     spec = {"job": "echo", "grid": {"i": list(range(6)), "sleep": 0.5}}
