@@ -17,7 +17,8 @@ HELP = "Gaussian moments E[s], E[s'], E[s''], E[s^2], E[s'^2], E[(s^2)''] of act
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("activations", nargs="+", metavar="ACT",
-                   help="registry name (relu), name:k=v,... (leaky_relu:slope=0.1) or expression in x")
+                   help="registry name (relu), name:k=v,... (leaky_relu:slope=0.1) or expression in x; "
+                        "'ntk-theory activations' lists every name with its parameters")
     p.add_argument("--tau", type=positive_float, default=1.0, help="input scale τ > 0 (default 1)")
     p.add_argument("--centered", action="store_true", help="moments of σ − E[σ(τξ)]")
     out = p.add_mutually_exclusive_group()
