@@ -102,3 +102,17 @@ def test_lambdify_recipe_covers_erfc():
     # plain "numpy" falls back to math.erfc, which rejects arrays
     with pytest.raises((NameError, TypeError)):
         sp.lambdify(TAU, sp.erfc(1 / TAU), "numpy")(taus)
+
+
+def test_docs_extra_installs_what_the_build_runs():
+    """The docs extra carries the examples' data packages and the offline MathJax bundle."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    docs = " ".join(meta["optional-dependencies"]["docs"])
+    for pkg in meta["optional-dependencies"]["data"]:
+        assert pkg.split(">")[0] in docs, pkg
+    assert "sphinx-mathjax-offline" in docs
+    assert any(d.startswith("hypothesis") for d in meta["dependencies"])
+    conf = (ROOT / "docs" / "conf.py").read_text(encoding="utf-8")
+    assert '"sphinx-mathjax-offline"' in conf and "mathjax_path" not in conf.split("sphinx-mathjax-offline")[0]
