@@ -116,3 +116,38 @@ def test_docs_extra_installs_what_the_build_runs():
     assert any(d.startswith("hypothesis") for d in meta["dependencies"])
     conf = (ROOT / "docs" / "conf.py").read_text(encoding="utf-8")
     assert '"sphinx-mathjax-offline"' in conf and "mathjax_path" not in conf.split("sphinx-mathjax-offline")[0]
+
+
+def test_examples_never_exit_silently_inside_the_docs_build():
+    """A failing example raises a visible error under sphinx-gallery, never SystemExit.
+
+    sphinx-gallery reports exceptions of an example as warnings (so ``-W`` fails with the
+    message) but lets ``SystemExit`` through, which ends ``sphinx-build`` with status 2 and
+    no explanation.  Every ``raise SystemExit`` of an example's main block must therefore
+    be guarded by the sphinx-gallery check.
+    """
+    import types
+
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        main_block = text.split('if __name__ == "__main__":', 1)[-1]
+        if "raise SystemExit(status)" in main_block:
+            guard = main_block.index('"sphinx_gallery" in sys.modules')
+            assert guard < main_block.index("raise SystemExit(status)"), path.name
+    # and the guard works: run one example's main block with a failing main()
+    src = (ROOT / "examples" / "deep_coefficients.py").read_text(encoding="utf-8")
+    block = src.split('if __name__ == "__main__":', 1)[1]
+    code = "import sys\nif True:" + block
+    fake = types.ModuleType("sphinx_gallery")
+    saved = sys.modules.get("sphinx_gallery")
+    sys.modules["sphinx_gallery"] = fake
+    try:
+        with pytest.raises(RuntimeError, match="exit status 1"):
+            exec(code, {"main": lambda: 1, "__name__": "__main__"})
+    finally:
+        if saved is None:
+            del sys.modules["sphinx_gallery"]
+        else:
+            sys.modules["sphinx_gallery"] = saved
+    with pytest.raises(SystemExit):  # outside the docs build the exit status is kept
+        exec(code, {"main": lambda: 1, "__name__": "__main__"})
