@@ -151,3 +151,23 @@ def test_examples_never_exit_silently_inside_the_docs_build():
             sys.modules["sphinx_gallery"] = saved
     with pytest.raises(SystemExit):  # outside the docs build the exit status is kept
         exec(code, {"main": lambda: 1, "__name__": "__main__"})
+
+
+def _markdown_python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+@pytest.mark.parametrize("source", ["README.md", "docs/tutorial_tables.rst"])
+def test_other_python_blocks_run_as_scripts_in_an_empty_folder(source, tmp_path):
+    """The README's Python block and the tables tutorial's notebook block, pasted into a script."""
+    path = ROOT / source
+    blocks = _markdown_python_blocks(path) if source.endswith(".md") else python_blocks(path)
+    assert blocks
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "NTK_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    for i, code in enumerate(blocks):
+        script = tmp_path / f"pasted_{i}.py"
+        script.write_text(code, encoding="utf-8")
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
