@@ -6,6 +6,7 @@ every warning is an error, so the API page may only name modules that exist.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -33,6 +34,16 @@ extensions = [
     "pyrun",
     "sphinx_gallery.gen_gallery",
 ]
+
+# --- math for offline reading -------------------------------------------------
+# sphinx-mathjax-offline (in the docs extra) ships MathJax 3 (tex-chtml.js, its input,
+# output and woff fonts) and copies it into _build/html/_static/mathjax, pointing
+# mathjax_path there: the built pages render their formulas without a network.  It is
+# the only package on PyPI that bundles MathJax for Sphinx; imgmath would need a LaTeX
+# installation with dvipng/dvisvgm on every machine that builds the docs.  Without the
+# package (an environment installed without the docs extra) Sphinx falls back to the CDN.
+if importlib.util.find_spec("sphinx-mathjax-offline") is not None:
+    extensions.append("sphinx-mathjax-offline")
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"

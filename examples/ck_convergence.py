@@ -24,6 +24,7 @@ Full size (the figure on docs/theory.rst; a few minutes)::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -113,4 +114,7 @@ if __name__ == "__main__":
     # exit status only on failure: the docs gallery runs this file in-process (no SystemExit)
     status = main()
     if status:
+        if "sphinx_gallery" in sys.modules:  # in the docs build a SystemExit would end it silently
+            raise RuntimeError(f"example ck_convergence.py failed with exit status {status} "
+                               "(its error message is on stderr above)")
         raise SystemExit(status)

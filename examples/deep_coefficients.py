@@ -30,6 +30,7 @@ share α_{ℓ,1}τ_0²/τ_ℓ² and the NTK share β_{ℓ,1}τ_0²/κ_ℓ² agai
 from __future__ import annotations
 
 import argparse
+import sys
 import math
 from pathlib import Path
 
@@ -127,4 +128,7 @@ if __name__ == "__main__":
     # exit status only on failure: the docs gallery runs this file in-process (no SystemExit)
     status = main()
     if status:
+        if "sphinx_gallery" in sys.modules:  # in the docs build a SystemExit would end it silently
+            raise RuntimeError(f"example deep_coefficients.py failed with exit status {status} "
+                               "(its error message is on stderr above)")
         raise SystemExit(status)

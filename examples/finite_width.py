@@ -193,4 +193,7 @@ if __name__ == "__main__":
     # exit status only on failure: the docs gallery runs this file in-process (no SystemExit)
     status = main()
     if status:
+        if "sphinx_gallery" in sys.modules:  # in the docs build a SystemExit would end it silently
+            raise RuntimeError(f"example finite_width.py failed with exit status {status} "
+                               "(its error message is on stderr above)")
         raise SystemExit(status)

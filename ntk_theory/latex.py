@@ -10,9 +10,11 @@ builders :func:`moments_table` (THEORY.md §1), :func:`coefficients_table`
 selection by key; an unknown key is a :class:`~ntk_theory.errors.ParameterError`
 listing the valid ones.
 
-Renderings: :meth:`Table.to_latex` (booktabs; ``standalone=True`` gives a complete
-document that ``pdflatex`` compiles — it needs ``booktabs``, ``amsmath`` and
-``amssymb``), :meth:`Table.to_markdown`, :meth:`Table.to_text`, and
+Renderings: :meth:`Table.to_latex` (booktabs; the fragment's first line
+``% requires: booktabs, graphicx, amssymb`` names exactly the packages it needs, numbers
+are aligned on the decimal point and a table wider than the text is scaled to
+``\\linewidth``; ``standalone=True`` gives a complete document that ``pdflatex``
+compiles with exactly those packages), :meth:`Table.to_markdown`, :meth:`Table.to_text`, and
 :func:`ntk_theory.display.table_html`.
 
 Number formats (``digits`` significant digits everywhere):
@@ -61,6 +63,8 @@ __all__ = [
     "coefficients_table",
     "compression_table",
     "standalone_document",
+    "required_packages",
+    "decimal_aligned",
     "select_columns",
     "check_label",
 ]
@@ -227,7 +231,7 @@ class Column:
 
     @property
     def align(self) -> str:
-        return "l" if self.kind in ("code", "params") else "r"
+        return "l" if self.kind in ("code", "params", "text") else "r"
 
 
 _BLANK = None  # a cell without a value (e.g. a residual the family does not have)
@@ -269,6 +273,10 @@ class Table:
         num = getattr(self.fmt, how)
         if col.kind == "int":
             return str(int(v))
+        if col.kind == "text":  # user-supplied row labels: text with $...$ math kept
+            if how == "latex":
+                return latex_text(str(v))
+            return _html_escape(str(v)) if how == "html" else str(v)
         if col.kind == "code":
             if how == "latex":
                 return r"\texttt{" + latex_escape(str(v)) + "}"
@@ -299,11 +307,44 @@ class Table:
 
     # -- renderings ----------------------------------------------------------- #
     def to_latex(self, *, standalone: bool = False) -> str:
-        """A booktabs ``table`` environment; ``standalone`` wraps it in a compilable document."""
-        body = booktabs_table([c.latex for c in self.columns], self.cells("latex"),
+        """A booktabs ``table`` environment; ``standalone`` wraps it in a compilable document.
+
+        The fragment starts with ``% requires: ...``, the packages it needs (exactly those:
+        booktabs, graphicx for the fit to the text width, and amssymb when a header uses
+        ``\\mathbb``).  Number columns are aligned on the decimal point (invisible
+        ``\\phantom`` padding of the fraction and the exponent in right-aligned cells, no
+        extra package); a table wider than ``\\linewidth`` is scaled down to it.
+        """
+        cells = self.cells("latex")
+        for j, col in enumerate(self.columns):
+            if col.kind == "number":
+                aligned = decimal_aligned([r[j] for r in self.rows], self.fmt)
+                for i, a in enumerate(aligned):
+                    if a is not None:
+                        cells[i][j] = a
+        body = booktabs_table([c.latex for c in self.columns], cells,
                               caption=latex_text(self.caption) if self.caption else None,
-                              label=self.label, align="".join(c.align for c in self.columns))
+                              label=self.label, align="".join(c.align for c in self.columns),
+                              fit=True)
+        body = f"% requires: {', '.join(required_packages(body))}\n" + body
         return standalone_document(body) if standalone else body
+
+    def with_row_labels(self, labels: Sequence[str], header: str = "") -> "Table":
+        """The table with its first column replaced by user row labels (text, ``$...$`` math kept).
+
+        Raises
+        ------
+        ParameterError
+            Not one label per row.
+        """
+        labels = [str(l) for l in labels]
+        if len(labels) != len(self.rows):
+            raise ParameterError(f"--labels needs {len(self.rows)} label(s), one per row, got {len(labels)}")
+        first = self.columns[0]
+        col = Column("label", latex_text(header) if header else first.latex, header or first.text,
+                     header or first.html, "text", "row label")
+        rows = tuple((lab, *r[1:]) for lab, r in zip(labels, self.rows))
+        return Table((col, *self.columns[1:]), rows, self.caption, self.label, self.fmt)
 
     def to_markdown(self) -> str:
         """A GitHub-flavoured Markdown pipe table (caption as a first paragraph)."""
@@ -363,10 +404,12 @@ def _html_escape(text: str) -> str:
 
 
 def booktabs_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, caption: str | None = None,
-                   label: str | None = None, align: str | None = None) -> str:
+                   label: str | None = None, align: str | None = None, fit: bool = False) -> str:
     """A ``table`` environment with ``\\toprule``/``\\midrule``/``\\bottomrule`` from LaTeX cells.
 
     ``caption`` is inserted as given (already LaTeX); :meth:`Table.to_latex` escapes it.
+    With ``fit`` the tabular is set in a box first and scaled down to ``\\linewidth``
+    when it is wider (``\\resizebox`` of graphicx); narrower tables keep their size.
     """
     align = align or ("l" + "r" * (len(headers) - 1))
     lines = [r"\begin{table}[ht]", r"\centering"]
@@ -374,16 +417,87 @@ def booktabs_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, cap
         lines.append(rf"\caption{{{caption}}}")
     if label:
         lines.append(rf"\label{{{label}}}")
+    if fit:
+        lines.append(r"\sbox0{%")
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     lines += [" & ".join(r) + r" \\" for r in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if fit:
+        lines += [r"}%", r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\usebox0}\else\usebox0\fi"]
+    lines += [r"\end{table}"]
     return "\n".join(lines)
 
 
+def decimal_aligned(values: Sequence[Any], fmt: "NumberFormat") -> list[str | None]:
+    """Math-mode cells of one number column padded so the decimal points line up.
+
+    Right-aligned cells are padded on the right with ``\\phantom`` copies of the
+    missing fraction digits, the missing ``.``, and the missing exponent characters
+    (digits and the minus sign), so every cell has the same width right of its decimal
+    point (digits are equally wide in TeX's fonts).  ``None`` (blank) stays ``None``.
+    """
+    parts = [None if v is None else fmt.parts(v) for v in values]
+    nums = [p for p in parts if p is not None and p[1] not in ("inf", "nan")]
+    fr = [p[1].partition(".")[2] for p in nums]
+    F = max((len(f) for f in fr), default=0)
+    exps = [str(p[2]) for p in nums if p[2] is not None]
+    has_exp = bool(exps)
+    max_minus = max((e.count("-") for e in exps), default=0)
+    max_dig = max((len(e.lstrip("-")) for e in exps), default=0)
+    out: list[str | None] = []
+    for p in parts:
+        if p is None:
+            out.append(None)
+            continue
+        sign, m, e = p
+        if m == "nan":
+            out.append("--")
+            continue
+        if m == "inf":
+            intpart, frac = r"\infty", ""
+        else:
+            intpart, _, frac = m.partition(".")
+        pad = ("." if not frac and F else "") + "0" * (F - len(frac))
+        body = sign + intpart + ("." + frac if frac else "")
+        if pad:
+            body += rf"\phantom{{{pad}}}"
+        if e is not None:
+            es = str(e)
+            epad = "-" * (max_minus - es.count("-")) + "0" * (max_dig - len(es.lstrip("-")))
+            body += rf"\times10^{{{es}" + (rf"\phantom{{{epad}}}" if epad else "") + "}"
+        elif has_exp:
+            body += rf"\phantom{{\times10^{{{'-' * max_minus + '0' * max_dig}}}}}"
+        out.append(f"${body}$")
+    return out
+
+
+#: packages a fragment may need, and a command that reveals each
+_PACKAGE_MARKERS = (("booktabs", r"\toprule"), ("graphicx", r"\resizebox"), ("amssymb", r"\mathbb"),
+                    ("amsmath", r"\text{"), ("amsmath", r"\operatorname"), ("amsmath", r"\tfrac"))
+
+
+def required_packages(tex: str) -> list[str]:
+    """The LaTeX packages ``tex`` needs, in a fixed order (those of :data:`_PACKAGE_MARKERS` it uses)."""
+    out: list[str] = []
+    for pkg, marker in _PACKAGE_MARKERS:
+        if marker in tex and pkg not in out:
+            out.append(pkg)
+    return out
+
+
 def standalone_document(body: str) -> str:
-    """``body`` in a minimal ``article`` document with booktabs, amsmath and amssymb."""
-    return ("\\documentclass{article}\n\\usepackage{booktabs}\n"
-            "\\usepackage{amsmath}\n\\usepackage{amssymb}\n\\pagestyle{empty}\n"
+    """``body`` in a minimal ``article`` document loading exactly the packages it declares.
+
+    The packages are read from the fragment's ``% requires: ...`` first line (a body
+    without one gets those :func:`required_packages` finds in it).
+    """
+    first = body.lstrip().split("\n", 1)[0]
+    if first.startswith("% requires:"):
+        pkgs = [p.strip() for p in first.split(":", 1)[1].split(",") if p.strip()]
+    else:
+        pkgs = required_packages(body)
+    use = "".join(f"\\usepackage{{{p}}}\n" for p in pkgs)
+    return ("\\documentclass{article}\n" + use + "\\pagestyle{empty}\n"
             "\\begin{document}\n" + body + "\n\\end{document}\n")
 
 

@@ -74,12 +74,19 @@ def test_latex_table_structure(capsys):
 def test_latex_table_compiles(tmp_path, capsys):
     assert main(["moments", "relu", "sign", "sigma_T:s1=-1,s2=0.5,a=2", "--latex"]) == 0
     body = capsys.readouterr().out
-    doc = ("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{amsmath}\n"
-           "\\usepackage{amssymb}\n\\begin{document}\n" + body + "\n\\end{document}\n")
+    # exactly the packages the fragment's first line declares (issue 12)
+    first = body.splitlines()[0]
+    assert first.startswith("% requires: ")
+    pkgs = [p.strip() for p in first.split(":", 1)[1].split(",")]
+    doc = ("\\documentclass{article}\n" + "".join(f"\\usepackage{{{p}}}\n" for p in pkgs)
+           + "\\begin{document}\n" + body + "\n\\end{document}\n")
     (tmp_path / "t.tex").write_text(doc)
     r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:]
+    log = (tmp_path / "t.log").read_text(errors="replace")
+    overfull = [l for l in log.splitlines() if l.startswith("Overfull")]
+    assert not overfull, overfull  # the table fits the text width of a standard article
 
 
 BAD = [

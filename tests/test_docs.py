@@ -201,7 +201,7 @@ def test_gallery_is_configured_on_the_examples_directory():
     header = os.path.join(ROOT, "examples", "GALLERY_HEADER.rst")
     assert os.path.exists(header), "sphinx-gallery needs examples/GALLERY_HEADER.rst"
     pyproject = _read("pyproject.toml")
-    docs_extra = re.search(r"^docs = \[(.*?)\]", pyproject, flags=re.M)
+    docs_extra = re.search(r"^docs = \[(.*?)\]", pyproject, flags=re.M | re.S)  # may span lines
     assert docs_extra and "sphinx-gallery" in docs_extra.group(1), "the docs extra must install sphinx-gallery"
 
 

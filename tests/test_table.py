@@ -54,6 +54,8 @@ _NUM = re.compile(r"\$(-?)(?:\\infty|([0-9.]+)(?:\\times10\^\{(-?[0-9]+)\})?)\$"
 
 def parse_latex_number(cell: str) -> float:
     """Inverse of NumberFormat.latex for one cell (``$-1.2\\times10^{-5}$``, ``$\\infty$``)."""
+    # decimal alignment pads with invisible \phantom{...} groups (one level of braces inside)
+    cell = re.sub(r"\\phantom\{(?:[^{}]|\{[^{}]*\})*\}", "", cell)
     m = _NUM.fullmatch(cell.strip())
     assert m, cell
     sign = -1.0 if m.group(1) else 1.0
@@ -65,6 +67,8 @@ def parse_latex_number(cell: str) -> float:
 def body_rows(tex: str) -> list[list[str]]:
     """The cells of the data rows of a booktabs table (between \\midrule and \\bottomrule)."""
     body = tex.split("\\midrule\n", 1)[1].split("\\bottomrule", 1)[0]
+    # the decimal-alignment padding (invisible \phantom groups) is not part of a value
+    body = re.sub(r"\\phantom\{(?:[^{}]|\{[^{}]*\})*\}", "", body)
     return [[c.strip() for c in line.removesuffix(r" \\").split(" & ")] for line in body.strip().splitlines()]
 
 

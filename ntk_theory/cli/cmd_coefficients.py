@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--latex", action="store_true",
                      help="print a booktabs table (ntk-theory table coefficients has more options)")
     p.add_argument("--digits", type=positive_int, default=6,
-                   help="significant digits in the text and LaTeX tables (default 6)")
+                   help="significant digits, each correct, of the printed numbers (default 6, "
+                        "at most 15: the coefficients are float64)")
 
 
 def _text(res, digits: int) -> str:
@@ -47,6 +48,10 @@ def _text(res, digits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.digits > 15:  # --digits means correct digits in every subcommand (docs/cli.rst)
+        from ..errors import ParameterError
+
+        raise ParameterError(f"--digits must be at most 15 (float64 coefficients), got {args.digits}")
     res = coefficients(args.activations, args.tau0)
     if args.json:
         dump_json(res.to_dict())

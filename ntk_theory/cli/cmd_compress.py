@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     out["sparsity"] = args.sparsity
     out["seed"] = args.seed
     out["widths"] = list(widths)
+    from ..compress.lattice import lattice_layer_moments  # realised scales on the lattice laws
+
+    out["lattice"] = lattice_layer_moments(res, widths, args.sparsity).to_dict()
     if args.out:
         save_npz(args.out, weights,
                  activations=np.array([f.activation.spec for f in res.layers]),
@@ -100,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{i:>5} {f.family:<12} {f.tau_in:>9.5f} {f.variance:>10.5f} {f.max_rel_residual:>12.2e}  {ps}")
     print(f"delta = tau'_L^2 - tau_L^2 = {res.delta:.6g}; ridge shift (compressed lambda = dense "
           f"lambda + shift) = {res.ridge_shift:.6g}")
+    dev = out["lattice"]["last_deviation"]
+    print("lattice (sparse ternary weights after quantized activations): realised tau'_L^2 "
+          + (f"{dev:+.2%} vs plan" if dev is not None else "not computed")
+          + f" at widths {' '.join(map(str, widths))}, sparsity {args.sparsity:g}")
     print(f"bits: dense float32 {bits['dense_float32']:.0f}, packed {bits['packed']:.0f} "
           f"({bits['ratio_packed']:.1f}x), entropy {bits['entropy']:.0f} ({bits['ratio_entropy']:.1f}x), "
           f"seed {bits['seed']:.0f} ({bits['ratio_seed']:.3g}x)")

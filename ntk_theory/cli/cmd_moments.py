@@ -17,13 +17,16 @@ HELP = "Gaussian moments E[s], E[s'], E[s''], E[s^2], E[s'^2], E[(s^2)''] of act
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("activations", nargs="+", metavar="ACT",
-                   help="registry name (relu), name:k=v,... (leaky_relu:slope=0.1) or expression in x")
+                   help="registry name (relu), name:k=v,... (leaky_relu:slope=0.1) or expression in x; "
+                        "'ntk-theory activations' lists every name with its parameters")
     p.add_argument("--tau", type=positive_float, default=1.0, help="input scale τ > 0 (default 1)")
     p.add_argument("--centered", action="store_true", help="moments of σ − E[σ(τξ)]")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list, one object per ACT")
     out.add_argument("--latex", action="store_true",
                      help="print a booktabs table (ntk-theory table moments has more options)")
+    p.add_argument("--labels", default=None, metavar="L1,L2,...",
+                   help="--latex: row labels instead of the activation specifications, one per ACT")
     p.add_argument("--digits", type=positive_int, default=15,
                    help="significant digits to certify and print (default 15, at most 200)")
     p.add_argument("--budget", type=positive_float, default=2.0,
@@ -31,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.labels is not None and not args.latex:
+        from ..errors import ParameterError
+
+        raise ParameterError("--labels applies to --latex output only")
     # a progress bar on a terminal only (never in pipes, files or tests)
     acts = tqdm(args.activations, desc="moments", leave=False, file=sys.stderr,
                 disable=len(args.activations) < 2 or not sys.stderr.isatty())
@@ -39,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         dump_json([r.to_dict() for r in results])
     elif args.latex:
-        print(moments_table(results, min(args.digits, 10)).to_latex())
+        table = moments_table(results, min(args.digits, 10))
+        if args.labels is not None:
+            from .cmd_table import split_labels
+
+            table = table.with_row_labels(split_labels(args.labels))
+        print(table.to_latex())
     else:
         shown = min(args.digits, 12)
         width = max(len(r.activation.spec) for r in results)

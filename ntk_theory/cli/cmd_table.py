@@ -67,8 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--caption", default=None,
                    help="caption text (LaTeX specials are escaped; $...$ pairs are kept as math)")
     p.add_argument("--label", default=None, help="\\label{...} key (letters, digits and : _ . - + /)")
+    p.add_argument("--labels", default=None, metavar="L1,L2,...",
+                   help="row labels replacing the first column, one per row (text; $...$ kept as math)")
     p.add_argument("--standalone", action="store_true",
-                   help="a complete document (article, booktabs, amsmath, amssymb) that pdflatex compiles")
+                   help="a complete document (article and exactly the packages the table declares) "
+                        "that pdflatex compiles")
     p.add_argument("--output", choices=("latex", "markdown", "text"), default="latex",
                    help="latex (default), markdown (pipe table) or text (aligned columns)")
 
@@ -108,6 +111,8 @@ def build_table(args: argparse.Namespace) -> Table:
 
 def run(args: argparse.Namespace) -> int:
     table = build_table(args)
+    if args.labels is not None:
+        table = table.with_row_labels(split_labels(args.labels))
     if args.output == "markdown":
         print(table.to_markdown())
     elif args.output == "text":
@@ -115,3 +120,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table.to_latex(standalone=args.standalone))
     return 0
+
+
+def split_labels(text: str) -> list[str]:
+    """``--labels`` value → labels: split at commas outside ``$...$`` math."""
+    out, cur, math_mode = [], "", False
+    for ch in text:
+        if ch == "$":
+            math_mode = not math_mode
+        if ch == "," and not math_mode:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur.strip())
+    return out
