@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import mpmath as mp
-from tqdm import tqdm
-
-from ..latex import moments_table
-from ..moments import MOMENT_KEYS, gaussian_moments
+# light imports only: the parser is built for every command (see ntk_theory.cli)
 from ._common import dump_json, positive_float, positive_int
 
 HELP = "Gaussian moments E[s], E[s'], E[s''], E[s^2], E[s'^2], E[(s^2)''] of activations"
@@ -31,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import mpmath as mp
+    from tqdm import tqdm
+
+    from ..latex import moments_table
+    from ..moments import MOMENT_KEYS, gaussian_moments
+
     # a progress bar on a terminal only (never in pipes, files or tests)
     acts = tqdm(args.activations, desc="moments", leave=False, file=sys.stderr,
                 disable=len(args.activations) < 2 or not sys.stderr.isatty())
