@@ -129,7 +129,12 @@ def test_operator_norm_of_an_indefinite_difference(spiked_1000):
     K, _, _ = spiked_1000
     K2, _ = _spiked(1000, 2000, [4.0, 7.0, 12.0], seed=12)
     D = K - K2
-    assert operator_norm(D) == pytest.approx(np.max(np.abs(np.linalg.eigvalsh(D))), rel=1e-7)
+    full = np.max(np.abs(np.linalg.eigvalsh(D)))
+    assert operator_norm(D) == pytest.approx(full, rel=1e-7)
+    # tol=0 (machine precision) is what relative_errors uses for n >= 600
+    assert operator_norm(D, tol=0.0) == pytest.approx(full, rel=1e-12)
+    op, _ = relative_errors(K, K2)
+    assert op == pytest.approx(full / np.max(np.abs(np.linalg.eigvalsh(K2))), rel=1e-12)
     assert operator_norm(np.diag([1.0, -3.0])) == pytest.approx(3.0)
 
 
