@@ -75,6 +75,7 @@ import numpy as np
 import scipy.special as sps
 import sympy as sp
 
+from ._dense import gram, mirror_upper
 from .activations import X, Activation, Staircase, parse_activation, to_piecewise
 from .errors import DomainError, NumericalError, ParameterError, ResourceError
 
@@ -704,6 +705,50 @@ def _centered_closed(act: Activation, a, b, c, center: float) -> np.ndarray:
     return raw - center * (gaussian_mean(act, a) + gaussian_mean(act, b)) + center * center
 
 
+def _arccos_block(p: float, q: float, center: float, d_i: np.ndarray, d_j: np.ndarray,
+                  m_i: np.ndarray, m_j: np.ndarray, c: np.ndarray, derivative: bool,
+                  out_k: np.ndarray | None = None, out_kd: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Centred ``E[σσ]`` and ``E[σ'σ']`` of ``σ = p t⁺ − q t⁻`` on one block, fused.
+
+    The same closed forms as :func:`pair_expectation` (``ρ``, ``θ = arccos ρ`` computed once
+    for both kernels) evaluated in place on three block-sized buffers: the arithmetic of
+    the formula and nothing else (no per-call broadcasting temporaries, no second
+    ``arccos``).  ``d_i``/``d_j`` are the variances ``K(x,x)`` of the rows and columns,
+    ``m_i``/``m_j`` the means ``E σ`` (for the centring), ``c`` the covariances;
+    ``out_k``/``out_kd`` receive the results (views of the kernels being built: no copy).
+    Agrees with the unfused path to rounding (tests/test_exact.py).
+    """
+    s = np.multiply(d_i[:, None], d_j[None, :])
+    np.sqrt(s, out=s)                                      # √(ab), exactly a on the diagonal:
+    rho = np.divide(c, s)                                  # ρ = 1 there, θ = 0 (arccos is
+    #                                                        ill-conditioned at 1)
+    np.clip(rho, -1.0, 1.0, out=rho)
+    th = np.arccos(rho, out=out_kd if derivative else None)
+    np.subtract(math.pi, th, out=th)                       # π − θ
+    w = np.subtract(1.0, rho, out=out_k)
+    t = np.add(1.0, rho)
+    np.multiply(w, t, out=w)
+    np.sqrt(w, out=w)                                      # sin θ = √((1 − ρ)(1 + ρ))
+    np.multiply(th, rho, out=t)
+    w += t                                                 # sin θ + (π − θ) cos θ
+    w *= s
+    w *= (p - q) ** 2 / _TWO_PI
+    if p * q != 0.0:
+        np.multiply(c, p * q, out=t)
+        w += t
+    if center != 0.0:
+        w -= (center * m_i)[:, None]
+        w -= (center * m_j)[None, :]
+        w += center * center
+    if not derivative:
+        return w, None
+    th *= (p - q) ** 2 / _TWO_PI
+    if p * q != 0.0:
+        th += p * q
+    return w, th
+
+
 def layer_map(
     act: Activation,
     K_prev: np.ndarray,
@@ -747,12 +792,26 @@ def layer_map(
         A = hermite_coefficients(f, d, M, rule.coef_nodes, breaks=rule.breaks)
         dfn = derivative_function(act)
         Ad = hermite_coefficients(dfn, d, M, rule.coef_nodes, breaks=rule.breaks) if derivative else None
+    fused = None
+    if closed in _PWL:
+        pq = _slopes(act, closed)
+        if pq[0] != pq[1]:  # (linear has no kink and its own branch)
+            fused = (pq[0], pq[1], gaussian_mean(act, d))
     B = _block_rows(n, block_bytes, 12 if closed is not None else 6)
+    if fused is not None:  # blocks of about 2^20 entries: the buffers stay in cache
+        B = max(1, min(B, 2**20 // max(n, 1)))
     for i0 in range(0, n, B):
         i1 = min(n, i0 + B)
         a = d[i0:i1, None]
         b = d[None, i0:]
         c = K_prev[i0:i1, i0:]
+        if fused is not None:
+            p_, q_, mean = fused
+            # upper-triangle row blocks, written in place; mirrored tile by tile below
+            _arccos_block(p_, q_, center, d[i0:i1], d[i0:], mean[i0:i1], mean[i0:], c,
+                          Kd is not None, out_k=K[i0:i1, i0:],
+                          out_kd=None if Kd is None else Kd[i0:i1, i0:])
+            continue
         if closed is None:
             blk = _quadrature_block(f, A, i0, i1, d, c, rule)
         else:
@@ -767,6 +826,10 @@ def layer_map(
                                       staircase_derivative=staircase_derivative)
             Kd[i0:i1, i0:] = bd
             Kd[i0:, i0:i1] = bd.T
+    if fused is not None:
+        mirror_upper(K)
+        if Kd is not None:
+            mirror_upper(Kd)
     return K, Kd
 
 
@@ -825,7 +888,7 @@ def exact_kernels(
         )
     if not np.all(np.isfinite(X)):
         raise ParameterError("X contains non-finite values")
-    K0 = X.T @ X
+    K0 = gram(X)  # XᵀX by a symmetric rank-p update (half the flops of X.T @ X)
     if isinstance(centering, str):
         if centering != "none":
             raise ParameterError(f"centering must be a list of numbers, 'none' or None, got '{centering}'")
@@ -838,6 +901,7 @@ def exact_kernels(
         if len(cs) != len(acts) or not all(math.isfinite(v) for v in cs):
             raise ParameterError(f"centering needs {len(acts)} finite numbers, got {list(centering)}")
     Ks, Ths, Kds, methods = [K0], [K0], [], []
+    maybe_inf = False
     for act, c in zip(acts, cs):
         K, Kd = layer_map(act, Ks[-1], c, derivative=ntk, staircase_derivative=staircase_derivative,
                           quad_nodes=quad_nodes, rho_max=rho_max, tol=tol, block_bytes=block_bytes)
@@ -846,10 +910,14 @@ def exact_kernels(
                        f"mehler(rho<={rho_max},tol={tol:g})+gauss-hermite({quad_nodes})")
         Ks.append(K)
         if Kd is not None:
+            # Θ_ℓ = K_ℓ + Θ_{ℓ−1} ⊙ K̇_ℓ with a single n×n allocation
             with np.errstate(invalid="ignore"):
-                prod = Ths[-1] * Kd
-            prod[Kd == 0] = 0.0  # 0·∞ from an infinite Θ diagonal is 0 when K̇ vanishes
-            Ths.append(K + prod)
+                Th = np.multiply(Ths[-1], Kd)
+            if maybe_inf:  # only a staircase's Dirac K̇ puts infinities into Θ
+                Th[Kd == 0] = 0.0  # 0·∞ from an infinite Θ diagonal is 0 when K̇ vanishes
+            Th += K
+            Ths.append(Th)
             Kds.append(Kd)
+            maybe_inf = maybe_inf or name == "staircase"
     return ExactKernels(K=tuple(Ks), Theta=tuple(Ths) if ntk else (), Kdot=tuple(Kds),
                         centering=cs, methods=tuple(methods))

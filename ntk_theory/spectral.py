@@ -11,6 +11,22 @@ against a reference ``B``:
 * isolated eigenvalues of both (criterion in :func:`isolated_count`) and the alignment
   ``|⟨u_i(A), u_i(B)⟩|`` of the corresponding eigenvectors, plus the subspace alignment
   ``‖U_Aᵀ U_B‖_F² / k`` that is insensitive to rotations inside near-degenerate spikes.
+
+For large ``n`` a full eigendecomposition (``O(n³)``, about a minute at n = 8000 on two
+cores) is more than a comparison needs.  The partial tools compute only what is used:
+
+* :func:`top_eigenpairs` — the ``k`` largest eigenpairs by implicitly restarted Lanczos
+  (:func:`scipy.sparse.linalg.eigsh`), converged to a relative residual ``tol``;
+* :func:`operator_norm` — ``‖A‖₂`` by Lanczos on the largest-magnitude eigenvalue;
+* :func:`slq_density` — the empirical spectral distribution by stochastic Lanczos
+  quadrature (:class:`SpectralDensity`), with the leading eigenpairs deflated exactly, so
+  spikes enter with their exact values and weight ``1/n`` each;
+* :func:`density_w1` — Wasserstein-1 distance between two such distributions;
+* :func:`isolated_count` with ``iqr=`` — the isolated-eigenvalue count from the leading
+  eigenvalues and the bulk's interquartile range.
+
+Their accuracy is stated in each docstring and tested against full eigendecompositions in
+``tests/test_spectral.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +48,11 @@ __all__ = [
     "isolated_count",
     "relative_errors",
     "DEFAULT_QUANTILES",
+    "SpectralDensity",
+    "top_eigenpairs",
+    "operator_norm",
+    "slq_density",
+    "density_w1",
 ]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
@@ -46,7 +67,8 @@ def _check(A: np.ndarray, name: str) -> np.ndarray:
     return A
 
 
-def isolated_count(eigenvalues: np.ndarray, *, gap_factor: float = 0.25, max_count: int | None = None) -> int:
+def isolated_count(eigenvalues: np.ndarray, *, gap_factor: float = 0.25, max_count: int | None = None,
+                   iqr: float | None = None, n: int | None = None) -> int:
     """Number of eigenvalues isolated above the bulk.
 
     Criterion: with ``λ_1 ≥ λ_2 ≥ …`` and ``IQR`` the interquartile range of the whole
@@ -57,15 +79,26 @@ def isolated_count(eigenvalues: np.ndarray, *, gap_factor: float = 0.25, max_cou
     ``0.25·IQR`` for ``n ≳ 200`` (a Marchenko–Pastur bulk of width w has IQR ≈ w/3 and
     edge spacings ≈ w n^{−2/3}), while a spike at a fixed distance from the edge has an
     ``O(1)`` gap.
+
+    Partial spectra: with ``iqr`` (e.g. from :meth:`SpectralDensity.quantile`) and the
+    matrix size ``n`` given, ``eigenvalues`` may hold only the leading ones; the count is
+    then capped at ``len(eigenvalues) − 1`` (the last gap needs the next eigenvalue), so a
+    result equal to that cap means "at least".
     """
     lam = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
-    n = lam.size
+    partial = iqr is not None
+    if partial and n is None:
+        raise ParameterError("isolated_count with iqr= also needs the matrix size n")
+    n = int(n) if partial else lam.size
     if n < 4:
         return 0
     kmax = min(50, max(1, n // 10)) if max_count is None else int(max_count)
-    kmax = min(kmax, n - 1)
-    q75, q25 = np.percentile(lam, [75, 25])
-    iqr = q75 - q25
+    kmax = min(kmax, n - 1, lam.size - 1)
+    if kmax < 1:
+        return 0
+    if not partial:
+        q75, q25 = np.percentile(lam, [75, 25])
+        iqr = q75 - q25
     if iqr <= 0:
         iqr = max(lam[0] - lam[-1], 1e-300) / 2
     gaps = lam[:kmax] - lam[1:kmax + 1]
@@ -95,9 +128,16 @@ def spectrum(A: np.ndarray, k: int = 10) -> Spectrum:
     return Spectrum(eigenvalues=lam, top_vectors=U)
 
 
+#: from this size on, operator norms use Lanczos (O(n²) per step) instead of LAPACK's
+#: tridiagonal reduction (O(n³) even for one eigenvalue)
+_LANCZOS_MIN_N = 600
+
+
 def _opnorm(S: np.ndarray) -> float:
     """Spectral norm of a symmetric matrix from its two extreme eigenvalues only."""
     n = S.shape[0]
+    if n >= _LANCZOS_MIN_N:
+        return operator_norm(S, tol=0.0)  # ARPACK to machine precision
     lo = sla.eigvalsh(S, subset_by_index=[0, 0])[0]
     hi = sla.eigvalsh(S, subset_by_index=[n - 1, n - 1])[0]
     return float(max(abs(lo), abs(hi)))
@@ -237,3 +277,202 @@ def compare_kernels(
         vectors_a=sa.top_vectors,
         vectors_b=sb.top_vectors,
     )
+
+
+# --------------------------------------------------------------------------- #
+# Partial spectra for large n: Lanczos and stochastic Lanczos quadrature
+# --------------------------------------------------------------------------- #
+def _start_vector(n: int, seed: int) -> np.ndarray:
+    """A fixed random start for ARPACK (its own default start is random per call)."""
+    return np.random.default_rng(seed).standard_normal(n)
+
+
+def top_eigenpairs(A: np.ndarray, k: int, *, tol: float = 1e-10, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest (algebraic) eigenvalues, descending, and their eigenvectors (columns).
+
+    Implicitly restarted Lanczos (ARPACK through :func:`scipy.sparse.linalg.eigsh`) with
+    relative tolerance ``tol``: every returned pair has ``‖A u − λ u‖ ≤ tol·‖A‖``, so the
+    eigenvalues are accurate to about ``tol·‖A‖`` (better, ``O(tol²)``, for well separated
+    ones) and an eigenvector's angle to the true one is at most ``tol·‖A‖/gap``.  Cost: a
+    few hundred products ``A v`` (``O(n²)`` each) instead of ``O(n³)``.
+    """
+    from scipy.sparse.linalg import eigsh
+
+    A = np.asarray(A)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ParameterError(f"matrix must be square, got shape {A.shape}")
+    n = A.shape[0]
+    k = int(k)
+    if not 1 <= k < n - 1:
+        raise ParameterError(f"need 1 <= k < n - 1 = {n - 1} for Lanczos, got k={k} (use spectrum())")
+    vals, vecs = eigsh(A, k=k, which="LA", v0=_start_vector(n, seed).astype(A.dtype), tol=tol)
+    order = np.argsort(vals)[::-1]
+    return vals[order].astype(float), vecs[:, order]
+
+
+def operator_norm(A: np.ndarray, *, tol: float = 1e-8, seed: int = 0) -> float:
+    """``‖A‖₂`` of a symmetric matrix: its largest-magnitude eigenvalue by Lanczos.
+
+    Relative accuracy about ``tol`` (ARPACK's Ritz value of the extreme eigenvalue is
+    accurate to ``tol·‖A‖`` or better); ``tol=0`` asks for machine precision.
+    """
+    from scipy.sparse.linalg import eigsh
+
+    A = np.asarray(A)
+    n = A.shape[0]
+    if n < 3:
+        return float(np.linalg.norm(A, 2))
+    val = eigsh(A, k=1, which="LM", v0=_start_vector(n, seed).astype(A.dtype), tol=tol,
+                return_eigenvectors=False)
+    return float(abs(val[0]))
+
+
+@dataclass(frozen=True, eq=False)
+class SpectralDensity:
+    """A discrete approximation ``Σ_j w_j δ(λ − θ_j)`` of an empirical spectral distribution.
+
+    Attributes
+    ----------
+    nodes : ndarray
+        Ascending support points ``θ_j``.
+    weights : ndarray
+        Non-negative weights summing to 1.
+    n : int
+        Size of the matrix.
+    method : str
+        How it was computed (``"exact"`` or ``"slq(probes=…,steps=…,deflated=…)"``).
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    n: int
+    method: str
+
+    @classmethod
+    def from_eigenvalues(cls, eigenvalues: np.ndarray) -> "SpectralDensity":
+        """The exact distribution ``(1/n) Σ δ(λ − λ_i)`` of a full spectrum."""
+        lam = np.sort(np.asarray(eigenvalues, dtype=float))
+        return cls(lam, np.full(lam.size, 1.0 / lam.size), lam.size, "exact")
+
+    def cdf(self, x: np.ndarray | float) -> np.ndarray:
+        """``F(x) = Σ_{θ_j ≤ x} w_j``."""
+        c = np.concatenate([[0.0], np.cumsum(self.weights)])
+        return c[np.searchsorted(self.nodes, np.asarray(x, dtype=float), side="right")]
+
+    def quantile(self, q: np.ndarray | float) -> np.ndarray:
+        """Smallest node ``θ`` with ``F(θ) ≥ q`` (the lower quantile of the discrete law)."""
+        c = np.cumsum(self.weights)
+        idx = np.searchsorted(c, np.asarray(q, dtype=float) * c[-1] - 1e-12, side="left")
+        return self.nodes[np.clip(idx, 0, self.nodes.size - 1)]
+
+    def mean_abs(self) -> float:
+        """``Σ w_j |θ_j|`` (the normalisation of relative Wasserstein distances)."""
+        return float(np.sum(self.weights * np.abs(self.nodes)))
+
+    def sample(self, m: int) -> np.ndarray:
+        """``m`` deterministic quantile points ``F⁻¹((i − ½)/m)``, for histograms."""
+        return self.quantile((np.arange(m) + 0.5) / m)
+
+
+def density_w1(a: SpectralDensity, b: SpectralDensity) -> float:
+    """Wasserstein-1 distance ``∫ |F_a − F_b|`` between two spectral distributions."""
+    return float(wasserstein_distance(a.nodes, b.nodes, a.weights, b.weights))
+
+
+def slq_density(
+    A: np.ndarray,
+    *,
+    probes: int = 8,
+    steps: int = 80,
+    deflate: tuple[np.ndarray, np.ndarray] | None = None,
+    dtype: type = np.float32,
+    seed: int = 0,
+) -> SpectralDensity:
+    """Empirical spectral distribution of the symmetric ``A`` by stochastic Lanczos quadrature.
+
+    Each of ``probes`` Rademacher vectors ``z`` (projected off the deflated eigenvectors and
+    normalised) starts ``steps`` Lanczos steps with full reorthogonalisation; the Gauss rule
+    of the tridiagonal matrix (Ritz values ``θ``, squared first eigenvector components ``w``)
+    reproduces ``zᵀ p(A) z / zᵀz`` for every polynomial of degree ``< 2·steps``, and ``zᵀ p(A) z``
+    is an unbiased estimate of ``tr p(A)``.  The probes run as one block, so every step is
+    one matrix–matrix product (GEMM).  ``deflate=(λ, U)`` (e.g. from :func:`top_eigenpairs`)
+    puts the leading eigenvalues in exactly, with weight ``1/n`` each, and runs the
+    quadrature on the rest, whose range is much narrower than the spikes'.
+
+    Accuracy (measured, ``tests/test_spectral.py``): two error sources, the Gauss rule's
+    resolution, ``O(width/steps)`` in Wasserstein-1, and the probes' sampling error, about
+    ``√(2/(n·probes))`` in the distribution function (independent of the spectrum's shape
+    for delocalised eigenvectors).  On the Experiment-1 kernels at n = 1200 with the defaults
+    the Wasserstein-1 distance to the exact distribution is below 1 % of the mean absolute
+    eigenvalue and the quartiles are within 2 % of the bulk width.  ``dtype=float32``
+    (default) halves memory traffic and doubles the GEMM rate; its rounding (``~1e-7``
+    relative, amplified by at most the number of steps) is far below the sampling error.
+    """
+    from scipy.linalg import eigh_tridiagonal
+
+    A = np.asarray(A)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ParameterError(f"matrix must be square, got shape {A.shape}")
+    n = A.shape[0]
+    probes, steps = int(probes), int(steps)
+    if probes < 1 or steps < 1:
+        raise ParameterError("probes and steps must be >= 1")
+    lam_top = np.zeros(0)
+    U = np.zeros((n, 0), dtype=dtype)
+    if deflate is not None:
+        lam_top = np.asarray(deflate[0], dtype=float).reshape(-1)
+        U = np.asarray(deflate[1]).astype(dtype, copy=False)
+        if U.shape != (n, lam_top.size):
+            raise ParameterError(f"deflate=(λ, U) needs U of shape ({n}, {lam_top.size}), got {U.shape}")
+    k_defl = lam_top.size
+    steps = max(1, min(steps, n - k_defl))
+    Ad = A if A.dtype == dtype else A.astype(dtype)
+    rng = np.random.default_rng(seed)
+    Z = (rng.integers(0, 2, size=(n, probes)) * 2 - 1).astype(dtype)
+
+    def project(W: np.ndarray) -> None:
+        if k_defl:
+            W -= U @ (U.T @ W)
+
+    project(Z)
+    Q = np.empty((steps + 1, n, probes), dtype=dtype)
+    Q[0] = Z / np.linalg.norm(Z, axis=0)
+    alpha = np.zeros((steps, probes))
+    beta = np.zeros((steps, probes))
+    live = np.ones(probes, dtype=bool)
+    length = np.full(probes, steps)
+    scale = None
+    for j in range(steps):
+        W = Ad @ Q[j]
+        if scale is None:
+            scale = float(np.max(np.linalg.norm(W, axis=0))) or 1.0
+        alpha[j] = np.einsum("ij,ij->j", Q[j], W)
+        # full reorthogonalisation, twice ("twice is enough"), against Q_0..Q_j and U
+        for _ in range(2):
+            h = np.einsum("kij,ij->kj", Q[:j + 1], W)
+            W -= np.einsum("kij,kj->ij", Q[:j + 1], h)
+            project(W)
+        b = np.linalg.norm(W, axis=0)
+        # a probe whose Krylov space became invariant (possible only when n is small) stops
+        stop = live & (b <= 1e-6 * scale)
+        length[stop] = j + 1
+        live &= ~stop
+        beta[j] = np.where(live, b, 0.0)
+        if j + 1 <= steps:
+            Q[j + 1] = np.where(live, W / np.where(b > 0, b, 1.0), 0.0)
+        if not live.any():
+            break
+    nodes, weights = [], []
+    for i in range(probes):
+        m = int(length[i])
+        theta, S = eigh_tridiagonal(alpha[:m, i], beta[:m - 1, i])
+        nodes.append(theta)
+        weights.append(S[0] ** 2)
+    bulk_w = (n - k_defl) / n / probes
+    x = np.concatenate(nodes + [lam_top])
+    w = np.concatenate([wi * bulk_w for wi in weights] + [np.full(k_defl, 1.0 / n)])
+    order = np.argsort(x, kind="stable")
+    w = w[order]
+    return SpectralDensity(x[order], w / w.sum(), n,
+                           f"slq(probes={probes},steps={steps},deflated={k_defl},{np.dtype(dtype).name})")

@@ -23,6 +23,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from ._dense import add_low_rank, gram
 from .activations import Activation
 from .coefficients import NetworkCoefficients, coefficients
 from .data import DataStatistics
@@ -123,19 +124,31 @@ def theory_kernels(
         raise ResourceError(f"theory kernels for n={n} need about {need / 2**30:.1f} GiB "
                             f"(limit {_MEMORY_LIMIT / 2**30:.0f} GiB)")
     coefs = acts if isinstance(acts, NetworkCoefficients) else coefficients(acts, stats.tau0)
-    G = X.T @ X
+    # every kernel is c1·G + V S Vᵀ + c0·I: one n×n allocation each, built in place (the Gram
+    # matrix by a symmetric rank-p update, the rank-(K+1) term row block by row block), and
+    # the last one reuses G's memory
+    G = gram(X)
     V = stats.V
     tau0 = coefs.tau0
     chosen = coefs.layers if layers == "all" else coefs.layers[-1:]
-    CK, NTK = [], []
+    specs = []
     for c in chosen:
         a1, a2, a3, _a4 = c.alpha
-        K = a1 * G + V @ structure_matrix(a2, a3, stats.t, stats.T) @ V.T
-        K[np.diag_indices(n)] += _identity_coefficient(c.tau**2, tau0, a1, a3, identity)
-        CK.append(K)
+        specs.append(("ck", a1, structure_matrix(a2, a3, stats.t, stats.T),
+                      _identity_coefficient(c.tau**2, tau0, a1, a3, identity)))
         if ntk:
             b1, b2, b3 = c.beta
-            Kn = b1 * G + V @ structure_matrix(b2, b3, stats.t, stats.T) @ V.T
-            Kn[np.diag_indices(n)] += _identity_coefficient(c.kappa**2, tau0, b1, b3, identity)
-            NTK.append(Kn)
+            specs.append(("ntk", b1, structure_matrix(b2, b3, stats.t, stats.T),
+                          _identity_coefficient(c.kappa**2, tau0, b1, b3, identity)))
+    CK, NTK = [], []
+    diag = np.diag_indices(n)
+    for i, (kind, c1, S, c0) in enumerate(specs):
+        if i == len(specs) - 1:
+            K = G
+            K *= c1
+        else:
+            K = np.multiply(G, c1)
+        add_low_rank(K, V, S)
+        K[diag] += c0
+        (CK if kind == "ck" else NTK).append(K)
     return TheoryKernels(tuple(CK), tuple(NTK), coefs, identity)

@@ -300,3 +300,32 @@ def test_split_rule_kernel_map_of_kinked_expression():
                       for lo, hi in [(-np.inf, 1 / math.sqrt(a)), (1 / math.sqrt(a), np.inf)])
         # Mehler truncation bound 1e-10 relative (module docstring) + quadrature 1e-12
         assert Kn[i, j] == pytest.approx(ref, rel=2e-10, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# issue 15: the fused, in-place arc-cosine path equals the element-wise closed forms
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("spec", ["relu", "leaky_relu:slope=0.1", "abs", "Max(x, x/4)"])
+def test_fused_arccos_layer_equals_pair_expectation(spec):
+    """layer_map's fused block (one arccos for K and K̇, written in place, upper triangle
+    mirrored tile by tile) against pair_expectation/gaussian_mean on the full matrix; both
+    evaluate the same formula, so they agree to rounding (≤ 1e-14 relative; the fused path
+    takes √(ab) the same way, so the diagonal's ρ = 1 and K̇(x,x) are reproduced exactly)."""
+    from ntk_theory.exact import gaussian_mean, layer_map, pair_expectation
+
+    act = parse_activation(spec)
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((40, 700)) / math.sqrt(40)
+    Z[:, 5] = Z[:, 4]  # a duplicated sample: ρ = 1 off the diagonal
+    K0 = Z.T @ Z
+    center = 0.37
+    K, Kd = layer_map(act, K0, center, block_bytes=8 * 700 * 12 * 64)  # several row blocks
+    d = np.diag(K0)
+    a, b = d[:, None], d[None, :]
+    want = (pair_expectation(act, a, b, K0) - center * (gaussian_mean(act, a) + gaussian_mean(act, b))
+            + center**2)
+    want_d = pair_expectation(act, a, b, K0, derivative=True)
+    np.testing.assert_allclose(K, want, rtol=0, atol=1e-14 * np.abs(want).max())
+    np.testing.assert_allclose(Kd, want_d, rtol=0, atol=1e-14 * np.abs(want_d).max())
+    assert (K == K.T).all() and (Kd == Kd.T).all()
+    np.testing.assert_array_equal(np.diag(Kd), np.diag(want_d))

@@ -40,6 +40,7 @@ def test_a_coefficients_from_the_compressed_moments_equal_the_dense_ones(acts):
     assert chk.tau_compressed[1:] == pytest.approx(res.tau_compressed[1:], rel=1e-12)
 
 
+@pytest.mark.slow  # issue 15: run by .ci/run (`pytest -m slow`)
 def test_c_exact_compressed_kernel_minus_delta_matches_dense_and_improves_with_size():
     """4(c): ‖K'_exact − δI − K_exact‖/‖K_exact‖ small and decreasing from (300,200) to (600,400)."""
     errs = []

@@ -8,10 +8,24 @@ import math
 import sys
 from typing import Any
 
-import numpy as np
-
 __all__ = ["dump_json", "to_jsonable", "positive_float", "positive_int", "finite_float",
            "probability", "nonnegative_int"]
+
+
+class _LazyNumpy:
+    """``numpy``, imported on first attribute access.
+
+    The CLI builds its parser (``--help``, usage errors) without importing NumPy; this module
+    is imported by every subcommand, so NumPy is loaded only when a result is converted.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        import numpy
+
+        return getattr(numpy, name)
+
+
+np = _LazyNumpy()
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..coefficients import coefficients
-from ..latex import coefficients_table
+# light imports only: the parser is built for every command (see ntk_theory.cli)
 from ._common import dump_json, positive_float, positive_int
 
 HELP = "per-layer coefficients tau, alpha_1..4, beta_1..3, kappa of the NTK equivalence theorems"
@@ -52,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ParameterError
 
         raise ParameterError(f"--digits must be at most 15 (float64 coefficients), got {args.digits}")
+    from ..coefficients import coefficients
+    from ..latex import coefficients_table
+
     res = coefficients(args.activations, args.tau0)
     if args.json:
         dump_json(res.to_dict())

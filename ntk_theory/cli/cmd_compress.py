@@ -7,11 +7,8 @@ import math
 import time
 from typing import Any
 
-import numpy as np
-
-from ..compress import bit_accounting, compress_network, parse_family, save_npz, ternary_weights
+# light imports only: the parser is built for every command (see ntk_theory.cli)
 from ..errors import ParameterError, ResourceError
-from ..latex import compression_table
 from ._common import dump_json, nonnegative_int, positive_float, positive_int, probability
 
 HELP = ("compress a dense network into sparse ternary weights and quantized activations "
@@ -19,15 +16,27 @@ HELP = ("compress a dense network into sparse ternary weights and quantized acti
 
 
 def _family(text: str) -> str:
+    """argparse type of ``--family``: the name checks of
+    :func:`ntk_theory.compress.parse_family`, repeated here so that a typo is reported without
+    importing the solver stack (tests/test_cli_startup.py checks both agree)."""
     if text == "auto":
         return text
-    try:
-        parse_family(text)
-    except ParameterError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if text == "sigma_Q":
+    t = text.strip()
+    if t == "sigma_Q":
         raise argparse.ArgumentTypeError("sigma_Q is a last-layer family: use --last-family sigma_Q")
-    return text
+    if t in ("ternary", "odd_ternary", "sigma_T", "three_level"):
+        return text
+    if t.startswith("staircase:"):
+        try:
+            K = int(t.split(":", 1)[1])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"staircase:K needs an integer K, got '{t}'") from None
+        if not 3 <= K <= 64:
+            raise argparse.ArgumentTypeError(f"staircase:K needs 3 <= K <= 64, got {K}")
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown compression family '{t}' (known: auto, ternary, sigma_T, three_level, "
+        "staircase:K, sigma_Q)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..compress import bit_accounting, compress_network, save_npz, ternary_weights
+    from ..latex import compression_table
+
     L = len(args.activations)
     widths = args.widths if args.widths is not None else [784] + [1000] * L
     if len(widths) != L + 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..demo import run_demo
+# light imports only: the parser is built for every command (see ntk_theory.cli)
 from ._common import dump_json
 
 HELP = ("end-to-end demo on GMM data with a 3-layer ReLU network: coefficients, compression at "
@@ -18,6 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true",
                         help="print only the names of the figures written")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+
+
+def run_demo(outdir: str):
+    """:func:`ntk_theory.demo.run_demo`, imported when the command runs."""
+    from ..demo import run_demo as _run_demo
+
+    return _run_demo(outdir)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import mpmath as mp
-from tqdm import tqdm
-
-from ..latex import moments_table
-from ..moments import MOMENT_KEYS, gaussian_moments
+# light imports only: the parser is built for every command (see ntk_theory.cli)
 from ._common import dump_json, positive_float, positive_int
 
 HELP = "Gaussian moments E[s], E[s'], E[s''], E[s^2], E[s'^2], E[(s^2)''] of activations"
@@ -38,6 +34,12 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ParameterError
 
         raise ParameterError("--labels applies to --latex output only")
+    import mpmath as mp
+    from tqdm import tqdm
+
+    from ..latex import moments_table
+    from ..moments import MOMENT_KEYS, gaussian_moments
+
     # a progress bar on a terminal only (never in pipes, files or tests)
     acts = tqdm(args.activations, desc="moments", leave=False, file=sys.stderr,
                 disable=len(args.activations) < 2 or not sys.stderr.isatty())

@@ -19,16 +19,14 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
-from ..activations import parse_activation
-from ..data import estimate_statistics, gmm, load_dataset, population_statistics, sample
+# light imports only: the parser is built for every command (see ntk_theory.cli); NumPy and the
+# kernel modules are imported by run()
 from ..errors import DomainError, ParameterError, ResourceError
-from ..exact import MEMORY_LIMIT_BYTES, exact_kernels, exact_memory_bytes
-from ..network import MLP, ntk_memory_bytes
-from ..spectral import compare_kernels, spectrum
-from ..theory import IDENTITY_CONVENTIONS, theory_kernels
 from ._common import dump_json, positive_int
+
+# ntk_theory.theory.IDENTITY_CONVENTIONS, spelled out so that building the parser does not import
+# NumPy (tests/test_cli_startup.py checks they agree)
+IDENTITY_CONVENTIONS: tuple[str, ...] = ("diagonal", "printed")
 
 HELP = "theory vs exact vs empirical CK/NTK spectra on GMM or real data (Experiment 1 of NTK-LC)"
 
@@ -68,6 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def memory_estimate(n: int, p: int, widths: list[int], L: int) -> int:
     """Peak bytes of the run: exact kernels (the largest stage), the network's kernels, and
     the three kept n×n kernels plus one eigendecomposition work space."""
+    import numpy as np
+
+    from ..exact import exact_memory_bytes
+    from ..network import ntk_memory_bytes
+
     kept = 4 * 8 * n * n + 8 * p * n
     return int(max(exact_memory_bytes(n, L), ntk_memory_bytes(n, p, widths, np.float64)) + kept)
 
@@ -90,6 +93,13 @@ def _data(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
+
+    from ..activations import parse_activation
+    from ..data import estimate_statistics, gmm, load_dataset, population_statistics, sample
+    from ..exact import MEMORY_LIMIT_BYTES, exact_kernels
+    from ..network import MLP
+    from ..spectral import compare_kernels, spectrum
+    from ..theory import theory_kernels
 
     t_start = time.perf_counter()
     acts = [parse_activation(a) for a in args.activations]

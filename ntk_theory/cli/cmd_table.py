@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tqdm import tqdm
-
-from ..coefficients import coefficients
-from ..compress import compress_network
+# light imports only: the parser is built for every command (see ntk_theory.cli); ntk_theory.latex
+# (mpmath, no NumPy) provides the column keys of the help text
 from ..errors import ParameterError
 from ..latex import (
     COEFFICIENTS_COLUMNS,
@@ -28,7 +26,6 @@ from ..latex import (
     moments_table,
     select_columns,
 )
-from ..moments import gaussian_moments
 from ._common import positive_float, positive_int
 from .cmd_compress import _family
 
@@ -93,6 +90,10 @@ def build_table(args: argparse.Namespace) -> Table:
     if args.label is not None:
         check_label(args.label)
     if args.kind == "moments":
+        from tqdm import tqdm
+
+        from ..moments import gaussian_moments
+
         tau = 1.0 if args.scale is None else args.scale
         # a progress bar on a terminal only (never in pipes, files or tests)
         acts = tqdm(args.activations, desc="moments", leave=False, file=sys.stderr,
@@ -103,7 +104,11 @@ def build_table(args: argparse.Namespace) -> Table:
     if args.scale is None:
         raise ParameterError(f"'table {args.kind}' needs the input scale --tau0")
     if args.kind == "coefficients":
+        from ..coefficients import coefficients
+
         return coefficients_table(coefficients(args.activations, args.scale), args.digits, **opts)
+    from ..compress import compress_network
+
     res = compress_network(args.activations, args.scale, family=args.family or "auto",
                            last_family=args.last_family or "none")
     return compression_table(res, args.digits, **opts)
