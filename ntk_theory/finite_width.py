@@ -710,8 +710,131 @@ def predicted_eigenvalues(acts, X, widths, *, kernel: str = "ck", centered: bool
     return predict_spectrum(acts, X, widths, kernel=kernel, centered=centered, **kwargs).eigenvalues
 
 
+def _solve_e(z: np.ndarray, t: np.ndarray, a: np.ndarray, w: np.ndarray, c: float,
+             e0: np.ndarray | None = None, iters: int = 80) -> np.ndarray:
+    """Solve ``e = 1 + c Σ_k w_k t_k/(t_k/e + a_k − z)`` (``e = 1 + δ``) by damped Newton.
+
+    The deterministic equivalent ``Q̄ = (P/e + A − z)^{-1}``, ``δ = tr(P Q̄)/d`` written in a
+    common eigenbasis (weights ``w_k`` = fractions of n, ``c = n/d``).  ``e → 1`` as
+    ``|z| → ∞``; for ``Im z > 0`` the solution has ``Im e > 0``.
+    """
+    z = np.asarray(z, dtype=complex)
+    e = np.ones_like(z) if e0 is None else np.asarray(e0, dtype=complex).copy()
+    cw, tt, aa = (c * w)[None, :], t[None, :], a[None, :]
+
+    def H(ee: np.ndarray, zz: np.ndarray) -> np.ndarray:
+        return ee - 1.0 - np.sum(cw * tt / (tt / ee[:, None] + aa - zz[:, None]), axis=1)
+
+    F = H(e, z)
+    for _ in range(iters):
+        act = np.flatnonzero(np.abs(F) > 1e-13 * np.abs(e))
+        if act.size == 0:
+            break
+        ea, Fa, za = e[act], F[act], z[act]
+        den = tt / ea[:, None] + aa - za[:, None]
+        dH = 1.0 - np.sum(cw * tt * tt / (ea[:, None] ** 2 * den ** 2), axis=1)
+        step = Fa / dH
+        new, Fn = ea.copy(), Fa.copy()
+        todo = np.ones(act.size, dtype=bool)
+        lam = 1.0
+        for _h in range(12):
+            cand = ea[todo] - lam * step[todo]
+            ok = cand.imag >= 0
+            Fc = np.full(cand.shape, np.inf + 0j)
+            if np.any(ok):
+                Fc[ok] = H(cand[ok], za[todo][ok])
+            good = ok & (np.abs(Fc) < np.abs(Fa[todo]))
+            idx = np.flatnonzero(todo)[good]
+            new[idx], Fn[idx] = cand[good], Fc[good]
+            todo[idx] = False
+            if not np.any(todo):
+                break
+            lam *= 0.5
+        if np.any(todo):  # damped fixed-point step
+            et = ea[todo]
+            fp = 0.5 * et + 0.5 * (1.0 + np.sum(cw * tt / (tt / et[:, None] + aa - za[todo][:, None]), axis=1))
+            new[todo], Fn[todo] = fp, H(fp, za[todo])
+        e[act], F[act] = new, Fn
+    bad = (np.abs(F) > 1e-9 * np.abs(e)) | ~np.isfinite(e)
+    if np.any(bad):
+        raise NumericalError(f"the NTK deterministic equivalent did not converge at {int(np.sum(bad))} of "
+                             f"{z.size} points (largest residual {np.max(np.abs(F)):.2g})")
+    return e
+
+
 def _ntk_law(ex, d: int, grid_points: int) -> tuple[MPLaw, np.ndarray]:
-    raise DomainError("NTK prediction not available")
+    """One-layer NTK: ``CK_1`` (random, population ``P = K_1``) plus ``A = K̇_1 ⊙ XᵀX``
+    (concentrated; ``a_k = u_kᵀ A u_k`` in the eigenbasis of ``P``)."""
+    P = ex.K[1]
+    A = ex.Kdot[0] * ex.K[0]
+    if not np.all(np.isfinite(A)):
+        raise DomainError("the NTK of a staircase layer has an infinite diagonal (Dirac derivative): "
+                          "no finite-width prediction; use kernel='ck'")
+    n = P.shape[0]
+    c = n / d
+    t, U = sla.eigh(P)
+    t = np.clip(t, 0.0, None)
+    a = np.einsum("ik,ij,jk->k", U, A, U)
+    w = np.full(n, 1.0 / n)
+    limit = np.sort(np.clip(sla.eigvalsh(ex.Theta[1]), 0.0, None))
+    # spikes: the CK criterion on P (the shift a_k only moves them)
+    pop = PopulationMeasure(atoms=t[: n - 32], weights=w[: n - 32], top=t[n - 32:][::-1].copy(), n=n,
+                            method="eigh")
+    ck_law = generalized_mp(pop, d, grid_points=200)
+    k = ck_law.spikes.size
+    tb, ab, wb = t[: n - k], a[: n - k], w[: n - k]
+    hi = float(tb.max() * (1 + math.sqrt(c)) ** 2 + ab.max()) * 1.05
+    grid = np.unique(np.concatenate([np.linspace(0.0, hi, grid_points)[1:],
+                                     hi * np.geomspace(1e-7, 0.02, grid_points // 4)]))
+    eta_final = 0.5 * np.gradient(grid)
+    # coarse-grain (t, a) pairs jointly in order of t
+    o = np.argsort(tb)
+    tq, wq = _coarse(tb[o], wb[o], MAX_ATOMS)
+    aq = _coarse_values(ab[o], wb[o], MAX_ATOMS)
+    e = None
+    for eta in np.geomspace(hi, float(eta_final.min()), 14):
+        et = np.maximum(eta_final, eta)
+        e = _solve_e(grid + 1j * et, tq, aq, wq, c, e0=e)
+    z = grid + 1j * eta_final
+    mn = np.sum(wq[None, :] / (tq[None, :] / e[:, None] + aq[None, :] - z[:, None]), axis=1)
+    dens = np.clip(mn.imag / math.pi, 0.0, None)
+    rank = n  # A is positive definite for full-rank data: no atom at 0
+    bulk_mass = (rank - k) / n
+    got = float(np.trapezoid(dens, grid))
+    mass_err = abs(got - bulk_mass) / bulk_mass
+    dens *= bulk_mass / got
+    above = np.flatnonzero(dens > 1e-6 * dens.max())
+    edge = float(grid[above[-1]]) if above.size else hi
+    outliers = []
+    if k:
+        spikes_t, spikes_a = t[n - k:], a[n - k:]
+        xs = np.linspace(edge, float(np.max(spikes_t + spikes_a)) * 1.5 + edge, 600)[1:]
+        ee = None
+        for eta in np.geomspace(hi, 1e-9 * hi, 14):
+            ee = _solve_e(xs + 1j * eta, tq, aq, wq, c, e0=ee)
+        er = ee.real
+        for ts, as_ in zip(spikes_t, spikes_a):
+            f = xs - as_ - ts / er
+            sc = np.flatnonzero(np.diff(np.sign(f)) != 0)
+            if sc.size:
+                j = sc[-1]
+                x0 = xs[j] - f[j] * (xs[j + 1] - xs[j]) / (f[j + 1] - f[j])
+                outliers.append(x0)
+            else:
+                outliers.append(edge)
+    outl = np.sort(np.array(outliers))[::-1]
+    eig = _assemble(n, 0, grid, dens, outl)
+    return MPLaw(n=n, d=d, grid=grid, density=dens, bulk_mass=bulk_mass, mass_error=mass_err, zero_mass=0.0,
+                 edge=edge, outliers=outl, spikes=t[n - k:][::-1].copy(), absorbed=int(32 - k),
+                 eigenvalues=eig), limit
+
+
+def _coarse_values(v: np.ndarray, w: np.ndarray, max_atoms: int) -> np.ndarray:
+    """Weighted group means of ``v`` with the grouping of :func:`_coarse`."""
+    if v.size <= max_atoms:
+        return v
+    edges = np.linspace(0, v.size, max_atoms + 1).round().astype(int)
+    return np.add.reduceat(w * v, edges[:-1]) / np.add.reduceat(w, edges[:-1])
 
 
 def bulk_warning(n: int, widths: Sequence[int], spec: FiniteWidthSpectrum | None = None) -> str | None:
