@@ -772,11 +772,14 @@ def _ntk_law(ex, d: int, grid_points: int) -> tuple[MPLaw, np.ndarray]:
                           "no finite-width prediction; use kernel='ck'")
     n = P.shape[0]
     c = n / d
-    t, U = sla.eigh(P)
-    t = np.clip(t, 0.0, None)
-    a = np.einsum("ik,ij,jk->k", U, A, U)
+    # common eigenbasis: that of the limit NTK Θ = P + A (so that d → ∞ gives Θ's spectrum exactly);
+    # in it, P/e + A ≈ diag(θ_k − p_k + p_k/e) with p_k = v_kᵀ P v_k
+    theta, V = sla.eigh(ex.Theta[1])
+    pk = np.clip(np.einsum("ik,ij,jk->k", V, P, V), 0.0, None)
+    o = np.argsort(pk)
+    t, a = pk[o], (theta - pk)[o]
     w = np.full(n, 1.0 / n)
-    limit = np.sort(np.clip(sla.eigvalsh(ex.Theta[1]), 0.0, None))
+    limit = np.sort(np.clip(theta, 0.0, None))
     # spikes: the CK criterion on P (the shift a_k only moves them)
     pop = PopulationMeasure(atoms=t[: n - 32], weights=w[: n - 32], top=t[n - 32:][::-1].copy(), n=n,
                             method="eigh")
@@ -803,8 +806,10 @@ def _ntk_law(ex, d: int, grid_points: int) -> tuple[MPLaw, np.ndarray]:
     got = float(np.trapezoid(dens, grid))
     mass_err = abs(got - bulk_mass) / bulk_mass
     dens *= bulk_mass / got
-    above = np.flatnonzero(dens > 1e-6 * dens.max())
-    edge = float(grid[above[-1]]) if above.size else hi
+    # bulk edge: where the CDF comes within 0.1/n of the bulk mass (the Poisson tails of the
+    # smoothing at Im z = η make a density threshold unreliable)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(grid))])
+    edge = float(grid[min(np.searchsorted(cdf, bulk_mass - 0.1 / n), grid.size - 1)])
     outliers = []
     if k:
         spikes_t, spikes_a = t[n - k:], a[n - k:]
@@ -819,13 +824,11 @@ def _ntk_law(ex, d: int, grid_points: int) -> tuple[MPLaw, np.ndarray]:
             if sc.size:
                 j = sc[-1]
                 x0 = xs[j] - f[j] * (xs[j + 1] - xs[j]) / (f[j + 1] - f[j])
-                outliers.append(x0)
-            else:
-                outliers.append(edge)
+                outliers.append(x0)  # no root above the bulk: absorbed (counted in the bulk)
     outl = np.sort(np.array(outliers))[::-1]
     eig = _assemble(n, 0, grid, dens, outl)
     return MPLaw(n=n, d=d, grid=grid, density=dens, bulk_mass=bulk_mass, mass_error=mass_err, zero_mass=0.0,
-                 edge=edge, outliers=outl, spikes=t[n - k:][::-1].copy(), absorbed=int(32 - k),
+                 edge=edge, outliers=outl, spikes=t[n - k:][::-1].copy(), absorbed=int(32 - outl.size),
                  eigenvalues=eig), limit
 
 
