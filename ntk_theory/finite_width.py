@@ -86,6 +86,8 @@ __all__ = [
     "w1_sorted",
     "bulk_warning",
     "paper_size_report",
+    "RidgeTrainingError",
+    "ridge_training_error",
     "DENSE_LIMIT",
 ]
 
@@ -838,6 +840,81 @@ def _coarse_values(v: np.ndarray, w: np.ndarray, max_atoms: int) -> np.ndarray:
         return v
     edges = np.linspace(0, v.size, max_atoms + 1).round().astype(int)
     return np.add.reduceat(w * v, edges[:-1]) / np.add.reduceat(w, edges[:-1])
+
+
+@dataclass(frozen=True)
+class RidgeTrainingError:
+    """Deterministic equivalent of the training error of a ridge readout on a finite network.
+
+    Attributes
+    ----------
+    lam : float
+        Ridge parameter λ (readout ``ŷ = CK (CK + λI)^{-1} y``).
+    train_mse : float
+        Predicted ``(1/n)‖y − ŷ‖² = (λ²/n) yᵀ(CK + λI)^{-2} y``.
+    limit_mse : float
+        The same with the infinite-width kernel in place of CK.
+    delta : float
+        ``δ(−λ)`` of the deterministic equivalent (``e = 1 + δ``).
+    """
+
+    lam: float
+    train_mse: float
+    limit_mse: float
+    delta: float
+
+
+def ridge_training_error(acts, X, y, widths, lam: float, *, centered: bool | Sequence[float] = False,
+                         tau0: float | None = None) -> RidgeTrainingError:
+    """Training MSE of the ridge readout ``ŷ = CK (CK + λI)^{-1} y`` on the last layer's CK.
+
+    Deterministic equivalent (Louart, Liao & Couillet 2018): ``(CK + λI)^{-1} ≈ Q̄(−λ) =
+    (P/e + λI)^{-1}`` with ``e = 1 + δ`` the real root of ``e = 1 + (1/d) Σ_k t_k e/(t_k + λ e)``
+    (``t_k`` the eigenvalues of the population ``P``; Brent's method on a bracket), so
+    ``yᵀ(CK + λ)^{-2}y = −d/dλ yᵀ(CK + λ)^{-1}y ≈ −d/dλ Σ_k (u_kᵀy)²/(t_k/e(λ) + λ)``, the
+    derivative by central differences (step 1e-4 λ: error ~1e-8 relative).
+
+    One hidden layer only (population ``P = K_1`` exactly).  For deeper networks the
+    surrogate population of :func:`predict_spectrum` has the right spectrum but the
+    limit's eigenvectors, and ``yᵀ(CK + λ)^{-2}y`` depends on how ``y`` projects on the
+    *finite-width* eigenvectors: measured on two tanh layers (n = 200, d = 100) the
+    surrogate gives 0.26 against 0.35 ± 0.02 — refused rather than returned.
+    """
+    from scipy.optimize import brentq
+
+    acts, X, ws = _check(acts, X, widths, "ck")
+    y = np.asarray(y, dtype=float).reshape(-1)
+    n = X.shape[1]
+    if y.shape != (n,) or not np.all(np.isfinite(y)):
+        raise ParameterError(f"y must hold {n} finite numbers, got shape {y.shape}")
+    if not (math.isfinite(lam) and lam > 0):
+        raise ParameterError(f"lam must be positive and finite, got {lam}")
+    if len(acts) != 1:
+        raise DomainError("the ridge training error is predicted for one hidden layer only (deeper networks "
+                          "need the finite-width eigenvectors, which the spectral propagation does not give)")
+    from .exact import exact_kernels
+
+    cs = _centering(acts, X, centered, tau0)
+    P = K = exact_kernels(X, acts, centering=list(cs), ntk=False).K[1]
+    t, U = sla.eigh(P)
+    t = np.clip(t, 0.0, None)
+    yk2 = (U.T @ y) ** 2
+    d = ws[-1]
+
+    def e_of(lm: float) -> float:
+        h = lambda e: e - 1.0 - float(np.sum(t * e / (t + lm * e))) / d  # noqa: E731
+        return brentq(h, 1.0, 2.0 + float(np.sum(t)) / (d * lm), xtol=1e-15, rtol=1e-14)
+
+    def quad_form(lm: float) -> float:
+        return float(np.sum(yk2 / (t / e_of(lm) + lm)))
+
+    hstep = 1e-4 * lam
+    deriv = (quad_form(lam + hstep) - quad_form(lam - hstep)) / (2 * hstep)
+    mse = -lam * lam * deriv / n
+    lk = np.clip(sla.eigvalsh(K), 0.0, None)
+    _, UK = sla.eigh(K)
+    lim = float(lam * lam * np.sum((UK.T @ y) ** 2 / (lk + lam) ** 2) / n)
+    return RidgeTrainingError(lam=float(lam), train_mse=float(mse), limit_mse=lim, delta=e_of(lam) - 1.0)
 
 
 def bulk_warning(n: int, widths: Sequence[int], spec: FiniteWidthSpectrum | None = None) -> str | None:
