@@ -344,8 +344,7 @@ class MPLaw:
     eigenvalues: np.ndarray
 
 
-def generalized_mp(pop: PopulationMeasure, d: int, *, grid_points: int = 1200,
-                   ntk_shift: np.ndarray | None = None) -> MPLaw:
+def generalized_mp(pop: PopulationMeasure, d: int, *, grid_points: int = 1200) -> MPLaw:
     """The law of ``CK = P^{1/2} Z Zᵀ P^{1/2}/d`` for the population measure ``pop`` and width ``d``.
 
     Steps: (i) spikes — the leading exact eigenvalues that separate from the bulk made of
@@ -392,7 +391,6 @@ def generalized_mp(pop: PopulationMeasure, d: int, *, grid_points: int = 1200,
     hi = edge * 1.02
     if k:
         hi = min(hi, 0.5 * (edge + float(outliers.min())))
-    lo_edge = 0.0
     grid = np.unique(np.concatenate([np.linspace(0.0, hi, grid_points)[1:],
                                      hi * np.geomspace(1e-7, 0.02, grid_points // 4)]))
     spacing = np.gradient(grid)
@@ -403,12 +401,9 @@ def generalized_mp(pop: PopulationMeasure, d: int, *, grid_points: int = 1200,
         et = np.maximum(eta_final, eta)
         m = solve_companion(grid + 1j * et, t_eq, w_eq, c, m0=m)
     z = grid + 1j * eta_final
-    if ntk_shift is not None:
-        raise ParameterError("ntk_shift is handled by _ntk_law")
     atom_c = 1.0 - nonzero / d  # companion atom at 0
     dens = (m.imag - atom_c * (eta_final / (grid ** 2 + eta_final ** 2))) / (math.pi * c)
     dens = np.clip(dens, 0.0, None)
-    del lo_edge
     bulk_mass = (nonzero - k) / n
     got = float(np.trapezoid(dens, grid))
     mass_err = abs(got - bulk_mass) / bulk_mass if bulk_mass > 0 else 0.0
