@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--plot must name a .png, .pdf or .svg file, got '{args.plot}'")
 
     show = (not args.quiet) and sys.stderr.isatty()
-    stages = ["data", "theory", "exact", "empirical", "spectra"] + (["plot"] if args.plot else [])
+    stages = ["data", "theory", "exact", "empirical", "spectra", "prediction"] + (["plot"] if args.plot else [])
     bar = tqdm(total=len(stages), desc="spectrum", disable=not show, leave=False, file=sys.stderr)
     seconds: dict[str, float] = {}
 
@@ -167,11 +167,21 @@ def run(args: argparse.Namespace) -> int:
                             spectra=(specs["theory"], specs["empirical"]))
     done("spectra", t0)
 
+    t0 = time.perf_counter()
+    fw = _finite_width(acts, data.X, widths, args.kernel, stats.tau0, specs["empirical"].eigenvalues,
+                       specs["exact"].eigenvalues)
+    if fw.get("warning"):
+        print(fw["warning"], file=sys.stderr)
+    done("prediction", t0)
+
     if args.plot:
         from ..plotting import comparison_figure, save_figure
 
         t0 = time.perf_counter()
-        fig = comparison_figure({k: s.eigenvalues for k, s in specs.items()},
+        hists = {k: s.eigenvalues for k, s in specs.items()}
+        if fw["available"]:
+            hists["finite-width prediction"] = np.asarray(fw.pop("_eigenvalues"))
+        fig = comparison_figure(hists,
                                 {k: s.top_vectors for k, s in specs.items()}, k=2, labels=data.labels,
                                 title=f"{args.kernel.upper()}: {', '.join(a.spec for a in acts)} "
                                       f"({args.data}, n={n}, p={p})")
@@ -206,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
                                  "empirical": em_ex.isolated_a},
         "eigenvector_alignment": {"theory_vs_exact": list(th_ex.alignment),
                                   "empirical_vs_exact": list(em_ex.alignment)},
+        "finite_width": {k: v for k, v in fw.items() if not k.startswith("_")},
         **seconds,
     }
     if args.plot:
@@ -217,6 +228,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite_width(acts, X, widths, kernel: str, tau0: float, emp, exact) -> dict[str, Any]:
+    """Finite-width prediction of the empirical spectrum (same centering as the network), its
+    W1 distance to the empirical spectrum next to the limit's, and the width warning."""
+    from ..errors import NTKTheoryError
+    from ..finite_width import bulk_warning, predict_spectrum, w1_sorted
+
+    n = X.shape[1]
+    try:
+        spec = predict_spectrum(acts, X, widths, kernel=kernel, centered=True, tau0=tau0)
+    except NTKTheoryError as exc:  # outside the theory (deep NTK, staircase NTK) or a failed solve
+        out: dict[str, Any] = {"available": False, "reason": str(exc)}
+        warn = bulk_warning(n, widths)
+        if warn:
+            out["warning"] = warn
+        return out
+    w_pred, w_lim = w1_sorted(spec.eigenvalues, emp), w1_sorted(exact, emp)
+    out = {"available": True, **spec.to_dict(),
+           "w1_prediction_vs_empirical": w_pred, "w1_exact_vs_empirical": w_lim,
+           "w1_ratio": w_pred / w_lim if w_lim > 0 else None, "_eigenvalues": spec.eigenvalues}
+    warn = bulk_warning(n, widths, spec)
+    if warn:
+        out["warning"] = warn
+    return out
+
+
 def _print_text(o: dict[str, Any]) -> None:
     print(f"{o['kernel'].upper()} of {' -> '.join(o['activations'])}  |  {o['data']}: n={o['n']}, p={o['p']}, "
           f"K={o['classes']}, widths={o['widths']}, tau0={o['tau0']:.6g}, identity={o['identity']}")
@@ -226,6 +262,15 @@ def _print_text(o: dict[str, Any]) -> None:
     for name in ("theory", "exact", "empirical"):
         top = ", ".join(f"{v:.4g}" for v in o["top_eigenvalues"][name][:5])
         print(f"top eigenvalues {name:<9}: {top}  ({o['isolated_eigenvalues'][name]} isolated)")
+    fw = o["finite_width"]
+    if fw["available"]:
+        top = ", ".join(f"{v:.4g}" for v in fw["top_eigenvalues"][:5])
+        print(f"top eigenvalues predicted: {top}  (finite width, {len(fw['outliers'])} outliers, bulk edge "
+              f"{fw['bulk_edge']:.4g})")
+        print(f"W1 to the empirical spectrum  finite-width prediction: {fw['w1_prediction_vs_empirical']:.4g}, "
+              f"exact limit: {fw['w1_exact_vs_empirical']:.4g}")
+    else:
+        print(f"finite-width prediction not available: {fw['reason']}")
     print(f"time: {o['seconds_total']:.2f} s" + (f"; figure: {o['plot']}" if "plot" in o else ""))
     if not all(math.isfinite(v) for v in (o["rel_opnorm_theory_vs_exact"], o["rel_opnorm_empirical_vs_exact"])):
         print("warning: a kernel has non-finite entries", file=sys.stderr)
