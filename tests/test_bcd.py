@@ -375,3 +375,21 @@ def test_must_show_digits_300_100():
     assert d["nonzeros"] * 10 == d["weights"]
     F = [d["objective_initial"]] + d["objective"]
     assert all(b <= a for a, b in zip(F, F[1:]))
+
+
+def test_experiment2_bcd_rows_fit_in_the_ntk_lc_memory():
+    from ntk_theory.bcd import tt_parameters
+    from ntk_theory.experiment2 import _tt_size, markdown_table, run_experiment2
+
+    # _tt_size (used to choose the TT rank) counts what tensorly actually returns
+    for shape, R in [((300, 64), 8), ((10, 100), 3), ((7, 13), 2), ((12, 8), 40)]:
+        _, cores = tt_project(np.random.default_rng(0).standard_normal(shape), R)
+        assert tt_parameters(cores) == _tt_size(tt_modes(shape), R)
+    r = run_experiment2("gmm", n_train=120, n_test=60, widths=(60,), activations=("relu",), epsilons=(0.9,),
+                        lam=1.0, softmax_steps=20, bcd=True, bcd_hidden=(20,), bcd_iterations=3)
+    lc = [x for x in r.rows if x.method == "ntk-lc"][0]
+    bcd_rows = [x for x in r.rows if x.method == "nn-bcd"]
+    assert {x.family.split(":")[0] for x in bcd_rows} == {"prune", "tt"}
+    for x in bcd_rows:
+        assert x.bits <= lc.bits and 0 <= x.network_accuracy <= 1
+    assert "nn-bcd prune" in markdown_table(r)
