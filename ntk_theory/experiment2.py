@@ -299,7 +299,9 @@ def _hidden_features(net: Any, X: np.ndarray) -> np.ndarray:
 
 def _bcd_specs(p: int, K: int, hidden: tuple[int, ...], target_bits: float, tt: bool) -> list[dict]:
     """NN-BCD settings within ``target_bits``: the smallest pruning sparsity (on a 0.001
-    grid) and, with ``tt``, the largest TT rank whose bits do not exceed it."""
+    grid) and, with ``tt``, the largest TT rank whose bits do not exceed it and whose
+    cores hold no more numbers than the dense weights (a TT at a higher rank would not
+    compress).  When the dense network fits, the pruning "sparsity" is 0."""
     from .bcd import n_kept, sparse_bits, tt_bits, tt_modes
 
     widths = (p,) + tuple(hidden) + (K,)
@@ -318,6 +320,8 @@ def _bcd_specs(p: int, K: int, hidden: tuple[int, ...], target_bits: float, tt: 
         for R in range(1, 513):
             params = [_tt_size(tt_modes(s), R) for s in shapes]
             if tt_bits(sizes, params, [len(tt_modes(s)) for s in shapes])["entropy"] > target_bits:
+                break
+            if sum(params) > sum(sizes):  # past this rank the cores hold more numbers than W
                 break
             best = R
         if best is not None:
