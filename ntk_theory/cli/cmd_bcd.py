@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from typing import Any
 
@@ -149,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
           f"(largest change per iteration {out['max_objective_increase']:+.3g})")
     print(f"accuracy: train {res.train_accuracy:.4f}, test {res.test_accuracy:.4f}")
     b = out["bits"]
-    print(f"weights: {res.nonzeros} non-zero of {res.n_weights} ({res.nonzeros / res.n_weights:.4f}); "
+    stored = "" if res.tt_rank is None else f", {res.stored_numbers} numbers in TT cores"
+    print(f"weights: {res.nonzeros} non-zero of {res.n_weights} ({res.nonzeros / res.n_weights:.4f}){stored}; "
           f"bits {b['entropy']:.0f} vs dense float32 {b['dense_float32']:.0f} ({b['ratio_entropy']:.1f}x)")
-    print(f"trained in {res.seconds:.2f} s" + (f"; saved {args.out}" if args.out else "")
-          + ("" if math.isfinite(res.test_accuracy) else ""))
+    print(f"trained in {res.seconds:.2f} s" + (f"; saved {args.out}" if args.out else ""))
     return 0
