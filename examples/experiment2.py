@@ -17,6 +17,10 @@ docs/compression.rst.  ``--out`` (alias ``--outdir``) is the output directory.
     python3 examples/experiment2.py --out docs/figures --datasets gmm --n-train 2000 --n-test 1000
     python3 examples/experiment2.py --out docs/figures --figures-only
 
+``--bcd`` adds NN-BCD rows: ReLU MLPs (hidden widths ``--bcd-hidden``) trained by
+gradient-free block coordinate descent, pruned or tensor-train, at the NTK-LC network's
+memory for every ε > 0 (docs/bcd.rst).
+
 Quick settings for CI (GMM and digits, 600 + 300 points, widths 600/600/300, σ_T only;
 seconds; these run in the docs gallery)::
 
@@ -123,6 +127,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--from-log", help="convert an earlier run's printed tables into JSON results")
     ap.add_argument("--figures-only", action="store_true", help="only remake the figures from saved JSON")
+    ap.add_argument("--bcd", action="store_true",
+                    help="add NN-BCD rows (trained pruned and TT networks at the NTK-LC memory; docs/bcd.rst)")
+    ap.add_argument("--bcd-hidden", type=int, nargs="+", default=[300, 100], help="NN-BCD hidden widths")
+    ap.add_argument("--bcd-iterations", type=int, default=40, help="NN-BCD sweeps")
+    ap.add_argument("--epsilons", type=float, nargs="+", default=None, help="NTK-LC sparsities (default 0 0.5 0.9 0.99)")
     args = ap.parse_args()
     if args.quick:
         for key, value in QUICK.items():
@@ -144,8 +153,12 @@ def main() -> int:
                 size["n_train"] = args.n_train
             if args.n_test:
                 size["n_test"] = args.n_test
+            extra = dict(bcd=True, bcd_hidden=tuple(args.bcd_hidden), bcd_iterations=args.bcd_iterations) \
+                if args.bcd else {}
+            if args.epsilons:
+                extra["epsilons"] = tuple(args.epsilons)
             r = run_experiment2(name, widths=tuple(args.widths), seed=args.seed, lam=lam,
-                                families=tuple(args.families), **size)
+                                families=tuple(args.families), **size, **extra)
             (out / f"experiment2_{name}.json").write_text(json.dumps(to_jsonable(r.to_dict()), indent=1))
             deltas = ", ".join(f"δ({f}) = {d:.4f}" for f, d in r.deltas.items())
             print(f"\n### {name}: n = {r.n_train} + {r.n_test}, p = {r.p}, {r.n_classes} classes, "

@@ -14,6 +14,15 @@ features ``Σ_L`` (ridge in closed form and softmax regression by gradient desce
   position, counted at the entropy bound of the mask, ``N·h(ρ)`` with ``h`` the binary
   entropy; ``ρ`` solves ``h(ρ) + 32ρ = H(ε)`` so both cost the same bits per weight.
 
+* **NN-BCD** (optional, ``bcd=True``) — a *trained* compressed baseline
+  (:mod:`ntk_theory.bcd`, docs/bcd.rst): a ReLU MLP with hidden widths ``bcd_hidden``
+  trained end to end by NN-BCD, pruned at the sparsity whose bits (same accounting as
+  the pruned row: float32 values plus the entropy-coded mask, output layer included)
+  are the largest not above the NTK-LC network's at that ε (the first family's), and
+  optionally (``bcd_tt=True``) the tensor-train version at the largest TT rank within
+  the same memory.  Its readouts are fitted on its last hidden layer like every other
+  row; ``network_accuracy`` is the trained network's own test accuracy.
+
 Ridge parameter.  Default ``lam="cv"``: every network gets its own λ by 5-fold
 cross-validation on its training features (:func:`ntk_theory.readout.ridge_cv`) — the fair
 comparison, since the compressed kernel is the dense one plus δI (THEORY.md §6) and a
@@ -39,6 +48,7 @@ from scipy.optimize import brentq
 from .compress import compress_network, ternary_entropy_bits, ternary_weights
 from .data import gmm, load_dataset, sample
 from .errors import ParameterError
+from .bcd import train_bcd
 from .network import MLP
 from .readout import accuracy, ridge_cv, ridge_fit, softmax_fit
 from .verify import compressed_centering, compressed_activations
@@ -70,7 +80,11 @@ class Experiment2Row:
     ridge_accuracy, softmax_accuracy : float
         Test accuracies.
     seconds : float
-        Forward passes + readouts.
+        Forward passes + readouts (NN-BCD rows: plus the training).
+    family : str or None
+        NTK-LC family; for NN-BCD rows ``prune`` or ``tt:R``.
+    network_accuracy : float or None
+        NN-BCD rows: the trained network's own test accuracy (its output layer).
     """
 
     method: str
@@ -83,6 +97,7 @@ class Experiment2Row:
     softmax_accuracy: float
     seconds: float
     family: str | None = None
+    network_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,10 @@ def run_experiment2(
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     families: Sequence[str] = ("sigma_T",),
     cv_folds: int = 5,
+    bcd: bool = False,
+    bcd_hidden: Sequence[int] = (300, 100),
+    bcd_iterations: int = 40,
+    bcd_tt: bool = True,
 ) -> Experiment2Result:
     """Run Experiment 2 on one data set (module docstring).
 
@@ -176,6 +195,7 @@ def run_experiment2(
     ``τ_0`` is the training data's ``√(mean ‖x_i‖²)``.  ``lam`` is ``"cv"`` (λ by
     ``cv_folds``-fold cross-validation per network) or a number.  The BLAS runs on one
     thread (many mid-sized eigendecompositions; far cheaper in CPU on a shared machine).
+    ``bcd`` adds the NN-BCD rows (module docstring) for every ε > 0.
     """
     try:
         from threadpoolctl import threadpool_limits
@@ -187,11 +207,12 @@ def run_experiment2(
         limit = threadpool_limits(1)
     with limit:
         return _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_lam,
-                    softmax_steps, pruning, seed, data, tuple(families), cv_folds)
+                    softmax_steps, pruning, seed, data, tuple(families), cv_folds,
+                    (tuple(int(d) for d in bcd_hidden), int(bcd_iterations), bool(bcd_tt)) if bcd else None)
 
 
 def _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_lam, softmax_steps,
-         pruning, seed, data, families, cv_folds) -> Experiment2Result:
+         pruning, seed, data, families, cv_folds, bcd=None) -> Experiment2Result:
     if not families:
         raise ParameterError("Experiment 2 needs at least one NTK-LC family")
     cv = isinstance(lam, str)
@@ -210,17 +231,19 @@ def _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_l
     dt = np.float32
     rows: list[Experiment2Row] = []
 
-    def evaluate(net: MLP, method: str, eps: float | None, density: float, bits: float,
-                 packed: float | None, lam_used: float, family: str | None = None) -> None:
-        t0 = time.perf_counter()
-        Ftr, Fte = _features(net, Xtr), _features(net, Xte)
+    def evaluate(net: Any, method: str, eps: float | None, density: float, bits: float,
+                 packed: float | None, lam_used: float, family: str | None = None,
+                 features: tuple[np.ndarray, np.ndarray] | None = None, own: float | None = None,
+                 extra_seconds: float = 0.0) -> None:
+        t0 = time.perf_counter() - extra_seconds
+        Ftr, Fte = features if features is not None else (_features(net, Xtr), _features(net, Xte))
         if cv:
             lam_used = ridge_cv(Ftr, ytr, folds=cv_folds, seed=seed).lam
         r = ridge_fit(Ftr, ytr, lam_used)
         s = softmax_fit(Ftr, ytr, softmax_lam, steps=softmax_steps, n_classes=K)
         rows.append(Experiment2Row(method, eps, density, bits, packed, lam_used,
                                    accuracy(r.predict(Fte), yte), accuracy(s.predict(Fte), yte),
-                                   time.perf_counter() - t0, family))
+                                   time.perf_counter() - t0, family, own))
 
     lam_d = math.nan if cv else float(lam)
     dense = MLP(list(activations), widths, p, seed=seed, dtype=dt, tau0=tau0)
@@ -242,14 +265,78 @@ def _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_l
             pnet = MLP(list(activations), widths, p, seed=seed, dtype=dt, weights=pw, tau0=tau0)
             bits = sum(W.size * (_binary_entropy(rho) + 32 * np.count_nonzero(W) / W.size) for W in pw)
             evaluate(pnet, "pruned", float(eps), rho, float(bits) + 32.0 * 2 * L, None, lam_d)
+        if bcd is not None and eps > 0:
+            target = [x.bits for x in rows if x.method == "ntk-lc" and x.epsilon == float(eps)
+                      and x.family == families[0]][0]
+            for spec in _bcd_specs(p, K, bcd[0], target, bcd[2]):
+                t0 = time.perf_counter()
+                net = train_bcd(Xtr, ytr, bcd[0], iterations=bcd[1], seed=seed, X_test=Xte, labels_test=yte,
+                                n_classes=K, **spec)
+                feats = (_hidden_features(net, Xtr), _hidden_features(net, Xte))
+                fam = f"tt:{net.tt_rank}" if net.tt_rank is not None else "prune"
+                density = net.stored_numbers / net.n_weights
+                evaluate(None, "nn-bcd", float(eps), density, net.bits()["entropy"], net.bits()["packed"],
+                         lam_d, fam, feats, net.test_accuracy, time.perf_counter() - t0)
     return Experiment2Result(
         dataset=dataset if data is None else "custom", n_train=Xtr.shape[1], n_test=Xte.shape[1], p=p,
         n_classes=K, widths=widths, activations=tuple(activations),
         compressed_activations=tuple(f.activation.spec for f in res.layers), delta=res.delta,
         rows=tuple(rows),
         settings={"lam": lam, "softmax_lam": softmax_lam, "softmax_steps": softmax_steps, "seed": seed,
-                  "tau0": tau0, "cv_folds": cv_folds if cv else None, "families": list(families)},
+                  "tau0": tau0, "cv_folds": cv_folds if cv else None, "families": list(families),
+                  **({"bcd_hidden": list(bcd[0]), "bcd_iterations": bcd[1], "bcd_tt": bcd[2]} if bcd else {})},
         deltas={f: plan.delta for f, plan in plans.items()})
+
+
+def _hidden_features(net: Any, X: np.ndarray) -> np.ndarray:
+    """The last hidden layer of a trained NN-BCD network, ``d_{L−1} × n`` (the layout of
+    :func:`_features`: the input of the readouts)."""
+    A = np.asarray(X, dtype=float)
+    for W in net.weights[:-1]:
+        A = np.maximum(W @ A, 0.0)
+    return A
+
+
+def _bcd_specs(p: int, K: int, hidden: tuple[int, ...], target_bits: float, tt: bool) -> list[dict]:
+    """NN-BCD settings within ``target_bits``: the smallest pruning sparsity (on a 0.001
+    grid) and, with ``tt``, the largest TT rank whose bits do not exceed it and whose
+    cores hold no more numbers than the dense weights (a TT at a higher rank would not
+    compress).  When the dense network fits, the pruning "sparsity" is 0."""
+    from .bcd import n_kept, sparse_bits, tt_bits, tt_modes
+
+    widths = (p,) + tuple(hidden) + (K,)
+    sizes = [a * b for a, b in zip(widths[:-1], widths[1:])]
+    specs = []
+    for k in range(0, 1000):
+        eps = k / 1000
+        if any(n_kept(n, eps) < 1 for n in sizes):
+            break
+        if sparse_bits(sizes, [n_kept(n, eps) for n in sizes])["entropy"] <= target_bits:
+            specs.append(dict(sparsity=eps))
+            break
+    if tt:
+        shapes = [(b, a) for a, b in zip(widths[:-1], widths[1:])]
+        best = None
+        for R in range(1, 513):
+            params = [_tt_size(tt_modes(s), R) for s in shapes]
+            if tt_bits(sizes, params, [len(tt_modes(s)) for s in shapes])["entropy"] > target_bits:
+                break
+            if sum(params) > sum(sizes):  # past this rank the cores hold more numbers than W
+                break
+            best = R
+        if best is not None:
+            specs.append(dict(tt_rank=best, sparsity=None))
+    return specs
+
+
+def _tt_size(modes: tuple[int, ...], R: int) -> int:
+    """Entries of TT cores at ranks ``min(R, what each unfolding allows)``."""
+    d = len(modes)
+    ranks = [1]
+    for k in range(1, d):
+        ranks.append(min(R, math.prod(modes[:k]), math.prod(modes[k:])))
+    ranks.append(1)
+    return sum(ranks[k] * modes[k] * ranks[k + 1] for k in range(d))
 
 
 def accuracy_bits_figure(results: Sequence[Experiment2Result], *, readout: str = "ridge"):
@@ -264,6 +351,10 @@ def accuracy_bits_figure(results: Sequence[Experiment2Result], *, readout: str =
         series = [(f"NTK-LC {f}", "o-", _family_color(f),
                    lambda x, f=f: x.method == "ntk-lc" and (x.family or "sigma_T") == f) for f in fams]
         series.append(("magnitude pruning", "s--", "tab:gray", lambda x: x.method == "pruned"))
+        series.append(("NN-BCD pruned", "^-", "tab:green",
+                       lambda x: x.method == "nn-bcd" and x.family == "prune"))
+        series.append(("NN-BCD TT", "v-", "tab:olive",
+                       lambda x: x.method == "nn-bcd" and (x.family or "").startswith("tt")))
         for label, style, color, keep in series:
             rs = sorted((x for x in r.rows if keep(x)), key=lambda x: x.bits)
             if rs:
@@ -293,11 +384,15 @@ def _family_color(family: str) -> str:
 def markdown_table(result: Experiment2Result) -> str:
     """A pipe table of one data set's rows."""
     dense_bits = [x.bits for x in result.rows if x.method == "dense"][0]
-    lines = ["| method | ε | non-zero | bits | × smaller | λ (ridge) | ridge acc | softmax acc |",
-             "|---|---|---|---|---|---|---|---|"]
+    bcd = any(x.method == "nn-bcd" for x in result.rows)
+    lines = ["| method | ε | non-zero | bits | × smaller | λ (ridge) | ridge acc | softmax acc |"
+             + (" network acc |" if bcd else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if bcd else "")]
     for x in result.rows:
         eps = "–" if x.epsilon is None else f"{x.epsilon:g}"
         method = x.method if x.family is None else f"{x.method} {x.family}"
         lines.append(f"| {method} | {eps} | {x.density:.4g} | {x.bits:.3g} | {dense_bits / x.bits:.1f} | "
-                     f"{x.ridge_lambda:.3g} | {x.ridge_accuracy:.3f} | {x.softmax_accuracy:.3f} |")
+                     f"{x.ridge_lambda:.3g} | {x.ridge_accuracy:.3f} | {x.softmax_accuracy:.3f} |"
+                     + ((f" {x.network_accuracy:.3f} |" if x.network_accuracy is not None else " – |")
+                        if bcd else ""))
     return "\n".join(lines)

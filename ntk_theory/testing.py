@@ -1220,3 +1220,104 @@ def register_profiles() -> None:
     common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     settings.register_profile("ci", max_examples=20, derandomize=True, print_blob=True, **common)
     settings.register_profile("thorough", max_examples=400, print_blob=True, **common)
+
+
+# --------------------------------------------------------------------------- #
+# NN-BCD (ntk_theory.bcd): tiny training problems, hyperparameters, weight matrices
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True, eq=False)
+class BCDProblem:
+    """A tiny NN-BCD training problem: inputs ``X`` (``p × n``), integer ``labels``
+    (every class ``0..K−1`` present), hidden widths and an initialization seed."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    hidden: tuple[int, ...]
+    seed: int
+
+    @property
+    def K(self) -> int:
+        return int(self.labels.max()) + 1
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (int(self.X.shape[0]),) + self.hidden + (self.K,)
+
+
+def bcd_hyperparameters(lo: float = 0.05, hi: float = 50.0) -> st.SearchStrategy[Any]:
+    """NN-BCD's ``(γ, ρ, α, τ)``, each log-uniform in ``[lo, hi]`` (every positive
+    value is valid: the method's monotone decrease holds for all of them)."""
+    if not (0 < lo <= hi and math.isfinite(hi)):
+        raise ParameterError(f"need 0 < lo <= hi < inf, got {lo}, {hi}")
+    from .bcd import BCDHyperparameters
+
+    logs = st.integers(0, 1000).map(lambda k: lo * (hi / lo) ** (k / 1000))
+    return st.builds(BCDHyperparameters, logs, logs, logs, logs)
+
+
+def bcd_problems(
+    *,
+    p: tuple[int, int] = (2, 6),
+    n: tuple[int, int] = (3, 12),
+    K: tuple[int, int] = (2, 3),
+    depth: tuple[int, int] = (0, 2),
+    widths: tuple[int, int] = (2, 6),
+) -> st.SearchStrategy[BCDProblem]:
+    """Tiny NN-BCD problems: Gaussian inputs (seeded), balanced-ish random labels
+    covering every class, ``depth`` hidden ReLU layers (0 = a linear model).
+
+    All ranges are inclusive; ``n ≥ K`` is enforced.
+    """
+    if not (1 <= p[0] <= p[1] and 1 <= n[0] <= n[1] and 1 <= K[0] <= K[1] and 0 <= depth[0] <= depth[1]
+            and 1 <= widths[0] <= widths[1] and K[0] <= n[1]):
+        raise ParameterError(f"invalid ranges p={p}, n={n}, K={K}, depth={depth}, widths={widths}")
+
+    @st.composite
+    def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> BCDProblem:
+        pp = draw(st.integers(*p))
+        KK = draw(st.integers(K[0], min(K[1], n[1])))
+        nn = draw(st.integers(max(n[0], KK), n[1]))
+        hidden = tuple(draw(st.lists(st.integers(*widths), min_size=depth[0], max_size=depth[1])))
+        seed = draw(st.integers(0, 2**31 - 1))
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((pp, nn)) / math.sqrt(pp)
+        labels = np.concatenate([np.arange(KK), rng.integers(0, KK, size=nn - KK)]).astype(np.int64)
+        return BCDProblem(X=X, labels=labels, hidden=hidden, seed=int(draw(st.integers(0, 1000))))
+
+    return build()
+
+
+def weight_matrices(
+    *,
+    rows: tuple[int, int] = (1, 8),
+    cols: tuple[int, int] = (1, 8),
+    distinct: bool = False,
+) -> st.SearchStrategy[np.ndarray]:
+    """Float64 matrices with entries in ``[−10, 10]`` (multiples of 1/64, so ties and
+    zeros occur unless ``distinct=True``, which also excludes zero)."""
+    if not (1 <= rows[0] <= rows[1] and 1 <= cols[0] <= cols[1]):
+        raise ParameterError(f"invalid ranges rows={rows}, cols={cols}")
+
+    @st.composite
+    def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> np.ndarray:
+        m = draw(st.integers(*rows))
+        c = draw(st.integers(*cols))
+        ints = st.integers(-640, 640)
+        if distinct:
+            vals = draw(st.lists(ints.filter(lambda v: v != 0), min_size=m * c, max_size=m * c,
+                                 unique_by=abs))
+        else:
+            vals = draw(st.lists(ints, min_size=m * c, max_size=m * c))
+        return np.asarray(vals, dtype=float).reshape(m, c) / 64.0
+
+    return build()
+
+
+def sparsities(max_value: float = 0.99) -> st.SearchStrategy[float]:
+    """Pruning sparsities ε in ``[0, max_value]`` (three decimals)."""
+    if not 0 <= max_value < 1:
+        raise ParameterError(f"max_value must lie in [0, 1), got {max_value}")
+    return _decimals(0.0, max_value, 3)
+
+
+__all__ += ["BCDProblem", "bcd_hyperparameters", "bcd_problems", "weight_matrices", "sparsities"]

@@ -109,6 +109,18 @@ _SEMANTIC: dict[str, list[Case]] = {
              "1.6·10^9 weights (about 13 GB of int64 indices)", subprocess=True),
         Case(("compress", "relu", "--tau0", "1", "--json", "--latex"), "exclusive output formats"),
     ],
+    "bcd": [
+        Case(("bcd",), "missing --hidden"),
+        Case(("bcd", "--hidden", "5", "--sparsity", "1"), "sparsity 1 (outside [0, 1))"),
+        Case(("bcd", "--hidden", "5", "--sparsity", "0.5", "--tt-rank", "2"), "both --sparsity and --tt-rank"),
+        Case(("bcd", "--hidden", "5", "--n-train", "1700"), "more samples than digits has"),
+        Case(("bcd", "--hidden", "5", "--data", "gmm", "--gmm-classes", "1"), "one GMM class"),
+        Case(("bcd", "--hidden", "5", "--out", "/nonexistent-dir/m.npz"), "--out in a missing directory"),
+        Case(("bcd", "--hidden", "5", "--out", "/"), "--out is a directory"),
+        Case(("bcd", "--hidden", "100000000", "100000000"), "10^16 weights (does not fit in memory)",
+             subprocess=True),
+        Case(("bcd", "--hidden", "5", "--data", "imagenet"), "unknown data set"),
+    ],
     "table": [
         Case(("table", "relu"), "missing KIND (relu is not a table kind)"),
         Case(("table", "moments"), "no activation"),

@@ -1,7 +1,7 @@
 """JSON Schemas (draft 2020-12) of the ``--json`` outputs of the command line.
 
 One file per subcommand: ``moments.json``, ``coefficients.json``, ``compress.json``,
-``spectrum.json``, ``demo.json``, ``activations.json`` (documented in ``docs/schemas.rst``).  Infinite
+``spectrum.json``, ``demo.json``, ``activations.json``, ``bcd.json`` (documented in ``docs/schemas.rst``).  Infinite
 values are the strings ``"inf"``/``"-inf"`` (:func:`ntk_theory.cli._common.to_jsonable`).
 """
 
@@ -16,7 +16,7 @@ from ..errors import ParameterError
 __all__ = ["SCHEMAS", "load_schema"]
 
 #: Subcommands with a documented ``--json`` output.
-SCHEMAS = ("moments", "coefficients", "compress", "spectrum", "demo", "activations")
+SCHEMAS = ("moments", "coefficients", "compress", "spectrum", "demo", "activations", "bcd")
 
 
 def load_schema(command: str) -> dict[str, Any]:
