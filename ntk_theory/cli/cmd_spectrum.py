@@ -175,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
     done("prediction", t0)
 
     if args.plot:
+        import numpy as np
+
         from ..plotting import comparison_figure, save_figure
 
         t0 = time.perf_counter()
