@@ -28,7 +28,7 @@ import scipy.special as sps
 import sympy as sp
 
 from .errors import ParameterError, ParseError, UnknownActivationError
-from .safe_parse import FUNCTIONS, NAMES, check_supported, parse_expression, suggest
+from .safe_parse import FUNCTIONS, NAMES, check_supported, parse_expression, real_rewrites, suggest
 
 __all__ = [
     "X",
@@ -339,7 +339,14 @@ def _check_value(fam: str, key: str, v: Any, is_list: bool) -> Any:
         raise ParameterError(f"{fam}: parameter '{key}' must be a number, got {v!r}") from None
     if not math.isfinite(fv):
         raise ParameterError(f"{fam}: parameter '{key}' must be finite, got {v!r}")
+    if abs(fv) > MAX_PARAMETER:
+        raise ParameterError(f"{fam}: parameter '{key}' = {v!r} is beyond ±{MAX_PARAMETER:g}")
     return fv
+
+
+#: Largest parameter magnitude (thresholds, levels, slopes): beyond it exact
+#: conversions and the jump formula's Gaussian tails leave float64.
+MAX_PARAMETER = 1e15
 
 
 REGISTRY: dict[str, ActivationFamily] = {}
@@ -639,6 +646,7 @@ def from_expr(expr: sp.Expr | str) -> Activation:
         e = e.subs({s: X for s in e.free_symbols if isinstance(s, sp.Symbol) and s.name == "x"})
         if isinstance(e, sp.Basic):
             check_supported(e)
+            e = real_rewrites(e)
     # (a Symbol is also a SymPy Boolean, so test for Expr only: relations are not Expr)
     if not isinstance(e, sp.Expr):
         raise ParseError(f"'{expr}' is not a real-valued expression in x")
