@@ -187,13 +187,32 @@ def _tracer(frame, event, arg):  # noqa: ARG001 - sys.settrace signature
     # called for each new Python frame ("call" events); returning None skips line events
     st = _WORK
     st.count += 1
-    if st.limits and st.count > min(st.limits):
+    if st.limits and st.count > min(st.limits) and not (
+            frame.f_code.co_flags & _RESUMABLE or frame.f_code.co_name == "__del__"):
+        # (never inside a generator being resumed or closed, or a finalizer: Python would
+        # print the exception as "Exception ignored" and drop it; the next call raises)
         # Python drops an exception raised inside a gc callback or a finalizer (and unsets
         # the tracer): the timer repeats the interrupt every 20 ms until it lands
         st.exceeded = True
         _rearm(0.02)
         raise BudgetExceeded()
     return None
+
+
+#: Code flags of generators and coroutines (CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR).
+_RESUMABLE = 0x20 | 0x80 | 0x200
+
+
+def _quiet_unraisable(unraisable) -> None:
+    """``sys.unraisablehook`` while a budget is active: a :class:`BudgetExceeded` or
+    :class:`KeyboardInterrupt` dropped inside a finalizer or gc callback is not printed
+    (the timer re-delivers it); anything else goes to the previous hook."""
+    if isinstance(unraisable.exc_value, (BudgetExceeded, KeyboardInterrupt)):
+        return
+    _PREV_UNRAISABLE[-1](unraisable)
+
+
+_PREV_UNRAISABLE: list = []
 
 
 def _rearm(seconds: float) -> None:
@@ -260,6 +279,9 @@ def time_budget(seconds: float) -> Iterator[bool]:
         st.safety_end = time.process_time() + safety
         st.armed = True
         signal.setitimer(_TIMER, safety, 0.05)
+    if not outer:
+        _PREV_UNRAISABLE.append(sys.unraisablehook)
+        sys.unraisablehook = _quiet_unraisable
     sys.settrace(_tracer)
     try:
         yield True
@@ -271,6 +293,8 @@ def time_budget(seconds: float) -> Iterator[bool]:
         st.limits.pop()
         # an inner budget's BudgetExceeded unset the tracer: the outer one needs it back
         sys.settrace(_tracer if st.limits else (prev_trace if prev_trace is not _tracer else None))
+        if not outer and _PREV_UNRAISABLE:
+            sys.unraisablehook = _PREV_UNRAISABLE.pop()
         if main and not outer:
             signal.setitimer(_TIMER, 0)
             st.armed = False
