@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the counts as JSON")
     ap.add_argument("--texts", action="store_true", help="hostile expression texts (issue 11)")
     ap.add_argument("--canary", default=None, help="file a code-execution payload would create")
+    ap.add_argument("--checkpoint", default=None, help="write the counts so far to this file every 25 examples")
     ap.add_argument("--keep-gc-callback", action="store_true",
                     help="keep Hypothesis' gc callback (exposes the lost-budget engine bug)")
     args = ap.parse_args(argv)
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             out = check_expectation(f, tau, order, digits=args.digits, budget=args.budget,
                                     nonnegative=nonneg, timeout=args.timeout)
         cpu_times.append(time.process_time() - cpu)
+        if args.checkpoint and len(cpu_times) % 25 == 0:  # partial counts survive an interrupted run
+            Path(args.checkpoint).write_text(json.dumps(summary(), indent=2))
         kinds[out.kind] += 1
         times.append(out.seconds)
         if out.kind == "typed error":
@@ -162,42 +165,47 @@ def main(argv: list[str] | None = None) -> int:
         gc_cumulative_time()
         gc.callbacks[:] = [cb for cb in gc.callbacks
                            if "gc_cumulative_time" not in getattr(cb, "__qualname__", "")]
+    def summary() -> dict:
+        wall = time.perf_counter() - t0
+        total = sum(kinds.values())
+        ts = sorted(times)
+        return {
+            "commit": _commit(),
+            "python": platform.python_version(),
+            "sympy": sp.__version__,
+            "examples": total,
+            "seed": args.seed,
+            "max_depth": args.max_depth,
+            "digits": args.digits,
+            "budget_s": args.budget,
+            "watchdog_s": args.timeout,
+            "closed_forms": kinds["closed form"],
+            "numeric_fallbacks": kinds["numeric"],
+            "infinite": kinds["infinite"],
+            "typed_errors": dict(sorted(errors.items())),
+            "nan": kinds["nan"],
+            "bad_inf": kinds["bad inf"],
+            "untyped_errors": kinds["untyped error"],
+            "hangs": kinds["hang"],
+            "code_executions": code_executions if args.texts else None,
+            "outcomes_by_class": ({f"{c} / {k}": n for (c, k), n in sorted(classes.items())}
+                                  if args.texts else None),
+            "checked_against_quadpack": checked if args.check else None,
+            "value_mismatches": len(mismatches) if args.check else None,
+            "seconds_median": statistics.median(ts) if ts else math.nan,
+            "seconds_p99": ts[min(len(ts) - 1, int(0.99 * len(ts)))] if ts else math.nan,
+            "seconds_max": ts[-1] if ts else math.nan,
+            "cpu_seconds_p99": sorted(cpu_times)[min(len(ts) - 1, int(0.99 * len(ts)))] if ts else math.nan,
+            "cpu_seconds_max": max(cpu_times) if cpu_times else math.nan,
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "wall_seconds": wall,
+            "violations": bad[:20],
+            "mismatch_examples": mismatches[:20],
+        }
+
     t0 = time.perf_counter()
     run()
-    wall = time.perf_counter() - t0
-    total = sum(kinds.values())
-    ts = sorted(times)
-    res = {
-        "commit": _commit(),
-        "python": platform.python_version(),
-        "sympy": sp.__version__,
-        "examples": total,
-        "seed": args.seed,
-        "max_depth": args.max_depth,
-        "digits": args.digits,
-        "budget_s": args.budget,
-        "watchdog_s": args.timeout,
-        "closed_forms": kinds["closed form"],
-        "numeric_fallbacks": kinds["numeric"],
-        "infinite": kinds["infinite"],
-        "typed_errors": dict(sorted(errors.items())),
-        "nan": kinds["nan"],
-        "bad_inf": kinds["bad inf"],
-        "untyped_errors": kinds["untyped error"],
-        "hangs": kinds["hang"],
-        "code_executions": code_executions if args.texts else None,
-        "outcomes_by_class": ({f"{c} / {k}": n for (c, k), n in sorted(classes.items())}
-                              if args.texts else None),
-        "checked_against_quadpack": checked if args.check else None,
-        "value_mismatches": len(mismatches) if args.check else None,
-        "seconds_median": statistics.median(ts) if ts else math.nan,
-        "seconds_p99": ts[min(len(ts) - 1, int(0.99 * len(ts)))] if ts else math.nan,
-        "seconds_max": ts[-1] if ts else math.nan,
-        "cpu_seconds_p99": sorted(cpu_times)[min(len(ts) - 1, int(0.99 * len(ts)))] if ts else math.nan,
-        "cpu_seconds_max": max(cpu_times) if cpu_times else math.nan,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "wall_seconds": wall,
-    }
+    res = summary()
     if args.json:
         print(json.dumps(res, indent=2))
     else:
