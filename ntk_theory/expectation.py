@@ -36,9 +36,10 @@ near the budget; a call count does not depend on load.  Derivations are cached
 together with the work they counted, and a cache hit is charged that work, so the
 budget shared by the six moments of one activation runs out at the same place whether
 or not earlier derivations were cached.  (SymPy's internal set orderings depend on
-``PYTHONHASHSEED``; the counts can differ by a few calls between processes, which
-matters only for a derivation whose cost is within a fraction of a percent of the
-budget.)  A CPU-time timer at :data:`SAFETY_FACTOR` times the budget remains as a
+``PYTHONHASHSEED``, and SymPy's own cache saves calls when an earlier computation in
+the same process built the same subexpressions: the count is exactly reproducible for
+a fresh process such as one CLI call, and within a long session it can only be lower,
+never higher, than in a fresh process.)  A CPU-time timer at :data:`SAFETY_FACTOR` times the budget remains as a
 safety net only.  No garbage-collector callback is used, and Ctrl-C always
 propagates (see :func:`time_budget`).  Quadrature is not budgeted in time either:
 its work is bounded up front (:data:`_MAX_QUAD_WORK`) and refused when too large.
