@@ -1231,10 +1231,11 @@ def _numeric_branches(f: sp.Expr) -> tuple[tuple[Callable[[mp.mpf], mp.mpf], sp.
 
 
 #: Cap on quadrature work, in units of one subinterval at 25 digits (the cost of an
-#: mpmath evaluation grows roughly like the square of the precision).  Beyond it a
+#: mpmath evaluation grows roughly like the square of the precision); 400 units are
+#: about 10 CPU seconds (two rules, ~10–25 ms per subinterval each).  Beyond it a
 #: request is refused up front instead of running for minutes (``floor(100*x)`` with
 #: ``digits=200``).
-_MAX_QUAD_WORK = 12000
+_MAX_QUAD_WORK = 400
 #: Most extra digits the cancellation loop of :func:`_numeric` may add.
 _MAX_EXTRA_DIGITS = 60
 
@@ -1290,9 +1291,11 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
             raise NumericalError(f"cannot locate the discontinuities of {f} (conditions that "
                                  "are not intervals in x); quadrature would be unreliable")
         branches = ((fn, -sp.oo, sp.oo),)
-    jumps = _step_function_jumps(f, tau, 40.0) if f.has(*_STEP_FUNCTIONS) else []
     extra = 10 + (order * max(0, int(math.ceil(-math.log10(tau)))) if tau < 1 else 0)
     dps = digits + extra
+    # jumps beyond |ξ| = w, where φ(w) < 10^−(dps+20), do not change the value at this precision
+    window = min(40.0, math.sqrt(2 * math.log(10) * (dps + 20)))
+    jumps = _step_function_jumps(f, tau, window) if f.has(*_STEP_FUNCTIONS) else []
     work = (len(jumps) + len(sing) + 2 * len(branches)) * max(1.0, dps / 25) ** 2
     if work > _MAX_QUAD_WORK:
         raise ResourceError(f"quadrature of {_clip(f)} at {digits} digits would need "
@@ -1384,6 +1387,9 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
             # rounding of the working precision at the integrand's size, it bounds it
             err = 2 * max(abs(e1), abs(v2 - v1)) + size * mp.mpf(10) ** (1 - used)
             value = v1
+            if not (mp.isfinite(value) and mp.isfinite(err) and mp.isfinite(size)):
+                raise NumericalError(f"quadrature of {_clip(f)} at tau={tau:g} met a non-finite value "
+                                     "(an unresolved singularity); no certified result")
             target = mp.mpf(10) ** (-digits)
             if abs(value) > err and err <= target * abs(value):
                 break
