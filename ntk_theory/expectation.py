@@ -1347,11 +1347,13 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
             sing_z = {z_of(s): s for s in sing}
             zs = sorted(set(sing_z) | {mp.mpf(j) / t for j in jumps} | {mp.mpf(0)})
             size = mp.mpf(0)
-            for v in (-2, -1, -0.5, 0.5, 1, 2):
+            for v in (-2, -1, -0.5, 0.5, 1, 2, "-1.37", "0.73"):
                 try:
-                    size = max(size, abs(integrand(mp.mpf(v))))
+                    a = abs(integrand(mp.mpf(v)))
                 except (ZeroDivisionError, ValueError):
-                    pass
+                    continue
+                if mp.isfinite(a):  # a sample point may sit on a singularity
+                    size = max(size, a)
             size = size or mp.mpf(1)
             tiny = size * mp.mpf(10) ** (-(dps + 8))
             lo_edge, hi_edge = -mp.inf, mp.inf
