@@ -73,7 +73,14 @@ import mpmath as mp
 import sympy as sp
 
 from .activations import X, to_piecewise
-from .errors import DivergenceError, DomainError, NumericalError, ParseError, ResourceError
+from .errors import (
+    DivergenceError,
+    DomainError,
+    NTKTheoryError,
+    NumericalError,
+    ParseError,
+    ResourceError,
+)
 from .jump import interval_probability_expr
 from .safe_parse import check_supported, real_rewrites
 
@@ -1621,6 +1628,14 @@ def gaussian_expectation(
         raise DomainError(f"order must be 0, 1 or 2, got {order}")
     try:
         return _gaussian_expectation(f, tau, order, digits, budget, nonnegative, symbolic)
+    except NTKTheoryError:
+        raise
+    except (KeyError, NameError, AttributeError, ValueError, ZeroDivisionError, OverflowError,
+            mp.libmp.libhyper.NoConvergence) as exc:
+        # a subexpression with no numerical value (gamma at a pole: SymPy's zoo has no mpmath
+        # name), or mpmath giving up: no certified number
+        raise NumericalError(f"{_clip(f)} cannot be evaluated numerically on the real line "
+                             f"({type(exc).__name__}: {str(exc)[:80]})") from None
     except TypeError as exc:
         # mpmath refuses to order complex numbers: a lambdified branch condition or a
         # Heaviside argument went complex (log(x) at x < 0, say)
