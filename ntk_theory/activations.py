@@ -658,7 +658,13 @@ def from_expr(expr: sp.Expr | str) -> Activation:
     if e.has(sp.Integral, sp.Derivative, sp.Sum):
         raise ParseError(f"expression '{expr}' contains an unevaluated integral, derivative or sum")
     e = sp.nsimplify(e, rational=True) if e.has(sp.Float) else e
-    return Activation(name="expr", params=(), expr=e, func=_lambdify(e))
+    try:
+        func = _lambdify(e)
+    except (KeyError, NameError, TypeError, ValueError, AttributeError) as exc:
+        # e.g. gamma(sign(x)): SymPy folds a pole to zoo, which has no NumPy/SciPy name
+        raise ParseError(f"expression '{expr}' cannot be evaluated numerically "
+                         f"({type(exc).__name__}: {str(exc)[:60]})") from None
+    return Activation(name="expr", params=(), expr=e, func=func)
 
 
 def _parse_string(text: str) -> sp.Expr:
