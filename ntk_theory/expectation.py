@@ -1062,6 +1062,8 @@ def _evaluate_closed(expr: sp.Expr, tau: float, digits: int) -> tuple[mp.mpf, fl
     while dps <= 1200:
         with mp.workdps(dps):
             v = _to_real(fn(mp.mpf(t)))
+        if not mp.isfinite(v):  # erfinv(±1) inside a closed form, inf − inf: no number
+            raise NumericalError(f"the closed form does not evaluate to a finite number at tau={tau:g}")
         if prev is not None:
             diff = abs(v - prev)
             if diff <= abs(v) * mp.mpf(10) ** (-(digits + 3)) or v == prev:
