@@ -1240,7 +1240,8 @@ def _numeric_branches(f: sp.Expr) -> tuple[tuple[Callable[[mp.mpf], mp.mpf], sp.
 
 
 #: Cap on quadrature work, in units of one subinterval at 25 digits (the cost of an
-#: mpmath evaluation grows roughly like the square of the precision); 400 units are
+#: mpmath evaluation grows like the square of the precision and the number of nodes
+#: the rules need grows with it too: cube); 400 units are
 #: about 10 CPU seconds (two rules, ~10–25 ms per subinterval each).  Beyond it a
 #: request is refused up front instead of running for minutes (``floor(100*x)`` with
 #: ``digits=200``).
@@ -1305,7 +1306,7 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
     # jumps beyond |ξ| = w, where φ(w) < 10^−(dps+20), do not change the value at this precision
     window = min(40.0, math.sqrt(2 * math.log(10) * (dps + 20)))
     jumps = _step_function_jumps(f, tau, window) if f.has(*_STEP_FUNCTIONS) else []
-    work = (len(jumps) + len(sing) + 2 * len(branches)) * max(1.0, dps / 25) ** 2
+    work = (len(jumps) + len(sing) + 2 * len(branches)) * max(1.0, dps / 25) ** 3
     if work > _MAX_QUAD_WORK:
         raise ResourceError(f"quadrature of {_clip(f)} at {digits} digits would need "
                             f"{len(jumps) + len(sing) + len(branches)} subintervals at {dps} digits, "
