@@ -1630,7 +1630,15 @@ def gaussian_expectation(
     if order not in (0, 1, 2):
         raise DomainError(f"order must be 0, 1 or 2, got {order}")
     try:
-        return _gaussian_expectation(f, tau, order, digits, budget, nonnegative, symbolic)
+        r = _gaussian_expectation(f, tau, order, digits, budget, nonnegative, symbolic)
+        if isinstance(r.value, mp.mpc) or (r.expr is not None and r.expr.has(sp.I)):
+            v = r.value
+            if isinstance(v, mp.mpc) and abs(v.imag) > mp.mpf(10) ** (-digits) * max(abs(v.real), 1):
+                raise DomainError(f"{_clip(f)} is not real-valued on the real line (complex expectation "
+                                  f"{mp.nstr(v, 6)})")
+            if isinstance(v, mp.mpc):
+                r = Expectation(v.real, r.abs_error, r.expr, r.method)
+        return r
     except NTKTheoryError:
         raise
     except (KeyError, NameError, AttributeError, ValueError, ZeroDivisionError, OverflowError,

@@ -1195,6 +1195,8 @@ def check_expectation(
         return EngineOutcome("untyped error", math.nan, math.nan, f"{type(exc).__name__}: {exc}",
                              time.perf_counter() - start)
     seconds = time.perf_counter() - start
+    if isinstance(r.value, mp.mpc):  # a complex "expectation" is a contract violation, not a crash
+        return EngineOutcome("nan", math.nan, math.nan, f"complex value {r.value} ({r.method})", seconds)
     value = float(r.value) if not mp.isinf(r.value) else (math.inf if r.value > 0 else -math.inf)
     err = float(r.abs_error)
     if math.isnan(value) or math.isnan(err) or (math.isinf(err) and not math.isinf(value)):
