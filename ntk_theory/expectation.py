@@ -1396,8 +1396,8 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
         v1, e1, v2 = _quadrature_pair(spans, used, tau, expo)
         with mp.workdps(used + 5):
             # the two rules' difference estimates the error of either; doubled, plus the
-            # rounding of the working precision at the integrand's size, it bounds it
-            err = 2 * max(abs(e1), abs(v2 - v1)) + size * mp.mpf(10) ** (1 - used)
+            # rounding of ~1000 nodes at the working precision (1000 ulps of the integrand), it bounds it
+            err = 2 * max(abs(e1), abs(v2 - v1)) + size * mp.mpf(10) ** (3 - used)
             value = v1
             if not (mp.isfinite(value) and mp.isfinite(err) and mp.isfinite(size)):
                 raise NumericalError(f"quadrature of {_clip(f)} at tau={tau:g} met a non-finite value "
