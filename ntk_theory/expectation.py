@@ -1390,7 +1390,6 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
                 raise DivergenceError(
                     "the expectation diverges: the activation grows too fast for a Gaussian at this scale"
                 )
-    scale = mp.mpf(tau) ** order
     used = dps
     for attempt in range(3):
         v1, e1, v2 = _quadrature_pair(spans, used, tau, expo)
@@ -1420,6 +1419,7 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
     else:  # pragma: no cover - the loop always breaks or raises
         raise NumericalError("quadrature did not converge")
     with mp.workdps(used + 5):
+        scale = mp.mpf(tau) ** order  # at the working precision: τ² rounded to double cost 1e-17
         value = value / scale  # keep the working precision: no rounding to double here
         err_f = float(err / scale)
     if nonneg and value < 0 and abs(value) <= err_f:
