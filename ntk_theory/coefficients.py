@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import mpmath as mp
 import sympy as sp
 
 from .activations import Activation, parse_activation
@@ -177,6 +178,10 @@ def coefficients(acts: Sequence[Activation | str] | Activation | str, tau0: floa
     for ell, act in enumerate(_as_acts(acts), start=1):
         g = gaussian_moments(act, tau_in, digits=digits, budget=budget)
         var = g.variance
+        if math.isinf(var) or (var > 0 and not math.isfinite(var)):
+            raise DomainError(f"layer {ell} ({act.spec}) has a variance beyond float64 at tau={tau_in:g} "
+                              f"({mp.nstr(g.centered_moments['E[s^2]'].value, 6)}): later layers cannot be "
+                              "computed in double precision")
         if not (var > 0 and math.isfinite(var)):
             raise DomainError(f"layer {ell} ({act.spec}) has zero variance at tau={tau_in:g}: "
                               "every later layer would be constant")

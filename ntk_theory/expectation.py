@@ -26,19 +26,42 @@ The engine tries, in order:
 5. **mpmath quadrature** (tanh-sinh) split at the breakpoints, cross-checked by
    Gauss–Legendre at higher precision; the error estimate is reported.
 
-Every symbolic step runs under a hard time budget (a ``SIGPROF`` CPU-time timer in the main
-thread; elsewhere the unbounded steps 4 and simplification are skipped), so no
-call hangs and no unevaluated ``Integral`` ever leaks out.  Closed forms are
-evaluated with mpmath at increasing precision until two evaluations agree, which
-certifies the digits even where terms cancel (small τ) or overflow float64
-(``e^{τ²/2}`` at τ = 10⁴).
+Every symbolic step runs under a **deterministic work budget**: the budget in
+"seconds" is converted to a number of Python function calls
+(:data:`CALLS_PER_SECOND` per second) and counted by a :func:`sys.settrace` hook
+that raises :class:`BudgetExceeded` when the count passes the limit.  A time-based
+budget (the CPU timer used before) gave different ``closed_form``/``latex``/``method``
+fields for the same call depending on machine load whenever the derivation time was
+near the budget; a call count does not depend on load.  Derivations are cached
+together with the work they counted, and a cache hit is charged that work, so the
+budget shared by the six moments of one activation runs out at the same place whether
+or not earlier derivations were cached.  (SymPy's internal set orderings depend on
+``PYTHONHASHSEED``, and SymPy's own cache saves calls when an earlier computation in
+the same process built the same subexpressions: the count is exactly reproducible for
+a fresh process such as one CLI call, and within a long session it can only be lower,
+never higher, than in a fresh process.)  A CPU-time timer at :data:`SAFETY_FACTOR` times the budget remains as a
+safety net only.  No garbage-collector callback is used, and Ctrl-C always
+propagates (see :func:`time_budget`).  Quadrature is not budgeted in time either:
+its work is bounded up front (:data:`_MAX_QUAD_WORK`) and refused when too large.
+
+Numbers are certified or refused: closed forms are evaluated with mpmath at
+increasing precision until two evaluations agree (which certifies the digits even
+where terms cancel, at small τ, or beyond float64, ``e^{τ²/2}`` at τ = 10⁴);
+quadratures are certified by two independent rules (tanh-sinh and Gauss–Legendre on a
+different subdivision, with a singularity-removing substitution next to singular
+points), with precision raised when the integrand's size exceeds the value
+(cancellation), and refused with :class:`~ntk_theory.errors.NumericalError` when the
+rules disagree.  Singular points are located exactly (any rational or algebraic
+root of a denominator, ``log`` argument or Bessel-K argument) and classified by
+their local exponent: ``|x|^(−0.9)`` and ``log|x|`` are integrable, poles are not.
+τ must lie in [:data:`TAU_MIN`, :data:`TAU_MAX`].
 """
 
 from __future__ import annotations
 
-import gc
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -50,8 +73,16 @@ import mpmath as mp
 import sympy as sp
 
 from .activations import X, to_piecewise
-from .errors import DivergenceError, DomainError, NumericalError, ParseError
+from .errors import (
+    DivergenceError,
+    DomainError,
+    NTKTheoryError,
+    NumericalError,
+    ParseError,
+    ResourceError,
+)
 from .jump import interval_probability_expr
+from .safe_parse import check_supported, real_rewrites
 
 __all__ = [
     "TAU",
@@ -120,92 +151,189 @@ class _NotCovered(Exception):
 
 
 # --------------------------------------------------------------------------- #
-# Time budget
+# Work budget (deterministic)
 # --------------------------------------------------------------------------- #
+#: Python function calls per budget second.  A budget of ``b`` seconds allows
+#: ``b * CALLS_PER_SECOND`` calls (about ``b`` CPU seconds of SymPy on an idle
+#: 2020s core: 2–6·10⁵ calls/s were measured for the derivations of x·erf(x), GELU
+#: and Piecewise activations).
+CALLS_PER_SECOND = 500_000
+
+#: The CPU-time safety net: ``SAFETY_FACTOR × budget + SAFETY_SECONDS`` CPU seconds.
+#: It only fires if the call counter is defeated (a C extension looping without Python
+#: calls, or library code swallowing :class:`BudgetExceeded`).
+SAFETY_FACTOR = 10.0
+SAFETY_SECONDS = 5.0
+
+
+class _WorkState(threading.local):
+    def __init__(self) -> None:
+        self.count = 0            # calls counted in this thread (monotone)
+        self.limits: list[int] = []  # active budgets' limits on ``count`` (innermost last)
+        self.interrupted = False  # Ctrl-C seen while a budget was active
+        self.derived = 0          # work charged by symbolic derivations (cache hits included)
+        self.exceeded = False     # a budget ran out and its BudgetExceeded may be repeated
+        self.armed = False        # the SIGPROF timer and SIGINT handler are ours
+        self.safety_end = 0.0     # process time at which the safety net fires
+
+
+_WORK = _WorkState()
+
+
+def work_done() -> int:
+    """Python calls counted so far in this thread inside work budgets (monotone)."""
+    return _WORK.count
+
+
+def derivation_work() -> int:
+    """Work (calls) charged so far in this thread by closed-form derivations; a cached
+    derivation is charged what it cost when it was computed."""
+    return _WORK.derived
+
+
+def _tracer(frame, event, arg):  # noqa: ARG001 - sys.settrace signature
+    # called for each new Python frame ("call" events); returning None skips line events
+    st = _WORK
+    st.count += 1
+    if st.limits and st.count > min(st.limits) and not (
+            frame.f_code.co_flags & _RESUMABLE or frame.f_code.co_name == "__del__"):
+        # (never inside a generator being resumed or closed, or a finalizer: Python would
+        # print the exception as "Exception ignored" and drop it; the next call raises)
+        # Python drops an exception raised inside a gc callback or a finalizer (and unsets
+        # the tracer): the timer repeats the interrupt every 20 ms until it lands
+        st.exceeded = True
+        _rearm(0.02)
+        raise BudgetExceeded()
+    return None
+
+
+#: Code flags of generators and coroutines (CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR).
+_RESUMABLE = 0x20 | 0x80 | 0x200
+
+
+def _quiet_unraisable(unraisable) -> None:
+    """``sys.unraisablehook`` while a budget is active: a :class:`BudgetExceeded` or
+    :class:`KeyboardInterrupt` dropped inside a finalizer or gc callback is not printed
+    (the timer re-delivers it); anything else goes to the previous hook."""
+    if isinstance(unraisable.exc_value, (BudgetExceeded, KeyboardInterrupt)):
+        return
+    _PREV_UNRAISABLE[-1](unraisable)
+
+
+_PREV_UNRAISABLE: list = []
+
+
+def _rearm(seconds: float) -> None:
+    if _WORK.armed and threading.current_thread() is threading.main_thread():
+        signal.setitimer(_TIMER, seconds, 0.02)
+
+
 def _can_alarm() -> bool:
     return (hasattr(signal, "setitimer") and hasattr(signal, "ITIMER_PROF")
             and threading.current_thread() is threading.main_thread())
 
 
-# The budget counts this process's CPU time (ITIMER_PROF), not wall time: on a shared,
-# loaded machine the same derivation then succeeds or fails the same way every run.
 _TIMER = getattr(signal, "ITIMER_PROF", None)
 _SIGNAL = getattr(signal, "SIGPROF", None)
 
 
 @contextmanager
 def time_budget(seconds: float) -> Iterator[bool]:
-    """Raise :class:`BudgetExceeded` inside the block after ``seconds`` of CPU time.
+    """Raise :class:`BudgetExceeded` inside the block after ``seconds`` of *counted work*.
 
-    Yields True when the budget is enforced (main thread on POSIX).  Elsewhere it
-    yields False and callers must restrict themselves to bounded work.
-    Nested budgets keep the tighter deadline.
+    The budget is counted in Python function calls (``seconds × CALLS_PER_SECOND``,
+    through :func:`sys.settrace`), not in time: the same computation gets the same
+    verdict on an idle and on a loaded machine, so results (closed form or quadrature)
+    do not depend on the load.  A CPU-time timer at ``SAFETY_FACTOR`` times the budget
+    is kept as a safety net in the main thread (it re-fires every 50 ms, so an
+    interrupt dropped inside a finalizer is repeated).
+
+    Ctrl-C: while a budget is active in the main thread, SIGINT sets a flag before
+    raising :class:`KeyboardInterrupt`; if library code or a garbage-collector callback
+    swallows that exception, the call counter raises it again at the next Python call,
+    and leaving the block raises it at the latest.  No gc callback is installed.
+
+    Yields True (the budget is enforced in every thread).  Nested budgets keep the
+    tighter limit.
     """
-    if not _can_alarm() or seconds <= 0:
-        yield False
-        return
-    old_handler = signal.getsignal(_SIGNAL)
-    old_delay, _ = signal.getitimer(_TIMER)
-    if 0 < old_delay < seconds:  # an outer, tighter budget is running: keep it
-        yield True
-        return
+    if seconds <= 0:
+        seconds = 0.0
+    st = _WORK
+    limit = st.count + int(seconds * CALLS_PER_SECOND)
+    outer = bool(st.limits)
+    prev_trace = sys.gettrace()
+    st.limits.append(limit)
+    main = _can_alarm()
+    if main and not outer:
+        old_int = signal.getsignal(signal.SIGINT)
 
-    # An exception raised inside a gc callback or a finalizer is dropped by Python
-    # ("Exception ignored"), so a budget that fires during a collection would be lost.
-    # A watcher placed first in gc.callbacks defers the interrupt while a collection
-    # runs and re-arms the timer to fire as soon as it ends.
-    state = {"in_gc": False, "pending": False}
+        def _on_sigint(signum, frame):
+            st.interrupted = True
+            _rearm(0.02)  # repeat it until it lands outside a gc callback or a finalizer
+            if callable(old_int) and old_int not in (signal.default_int_handler, _on_sigint):
+                old_int(signum, frame)
+            raise KeyboardInterrupt
 
-    def _gc_watch(phase: str, info: dict) -> None:  # noqa: ARG001
-        if phase == "start":
-            state["in_gc"] = True
-        else:
-            state["in_gc"] = False
-            if state["pending"]:
-                signal.setitimer(_TIMER, 0.001, 0.05)
+        def _fire(signum, frame):  # noqa: ARG001
+            if st.interrupted:
+                raise KeyboardInterrupt
+            st.exceeded = True
+            raise BudgetExceeded()
 
-    def _fire(signum, frame):  # noqa: ARG001
-        if state["in_gc"]:
-            state["pending"] = True
-            return
-        raise BudgetExceeded()
-
-    gc.callbacks.insert(0, _gc_watch)
-    start = time.process_time()
-    signal.signal(_SIGNAL, _fire)
-    # keep firing every 50 ms after the deadline: Python drops an exception raised
-    # inside a gc callback or a finalizer ("Exception ignored"), so one shot could be
-    # lost and leave SymPy running unbounded
-    signal.setitimer(_TIMER, seconds, 0.05)
+        old_prof = signal.getsignal(_SIGNAL)
+        signal.signal(signal.SIGINT, _on_sigint)
+        signal.signal(_SIGNAL, _fire)
+        safety = SAFETY_FACTOR * seconds + SAFETY_SECONDS
+        st.safety_end = time.process_time() + safety
+        st.armed = True
+        signal.setitimer(_TIMER, safety, 0.05)
+    if not outer:
+        _PREV_UNRAISABLE.append(sys.unraisablehook)
+        sys.unraisablehook = _quiet_unraisable
+    sys.settrace(_tracer)
     try:
         yield True
+    except KeyboardInterrupt:
+        if not outer:
+            st.interrupted = False
+        raise
     finally:
-        signal.setitimer(_TIMER, 0)
-        signal.signal(_SIGNAL, old_handler)
-        if _gc_watch in gc.callbacks:
-            gc.callbacks.remove(_gc_watch)
-        if old_delay > 0:  # restore the outer timer (and its re-firing), less the time we used
-            signal.setitimer(_TIMER, max(old_delay - (time.process_time() - start), 1e-3), 0.05)
+        st.limits.pop()
+        # an inner budget's BudgetExceeded unset the tracer: the outer one needs it back
+        sys.settrace(_tracer if st.limits else (prev_trace if prev_trace is not _tracer else None))
+        if not outer and _PREV_UNRAISABLE:
+            sys.unraisablehook = _PREV_UNRAISABLE.pop()
+        if main and not outer:
+            signal.setitimer(_TIMER, 0)
+            st.armed = False
+            st.exceeded = False
+            signal.signal(_SIGNAL, old_prof)
+            signal.signal(signal.SIGINT, old_int)
+        elif st.exceeded and not st.interrupted:
+            # our (inner) budget ran out and was handled: back to the outer safety net
+            st.exceeded = False
+            if st.armed and main:
+                signal.setitimer(_TIMER, max(st.safety_end - time.process_time(), 1e-3), 0.05)
+    if st.interrupted and not outer:  # a Ctrl-C that something swallowed: deliver it now
+        st.interrupted = False
+        raise KeyboardInterrupt
 
 
 def _bounded(seconds: float, fn: Callable[..., object], *args: object,
-             unbounded_ok: bool = False) -> tuple[bool, object]:
-    """``(True, fn(*args))``, or ``(False, None)`` when ``fn`` ran out of its own CPU budget.
+             unbounded_ok: bool = False) -> tuple[bool, object]:  # noqa: ARG001 - kept for callers
+    """``(True, fn(*args))``, or ``(False, None)`` when ``fn`` ran out of its own work budget.
 
-    Where no budget can be enforced (not the main thread) ``fn`` runs unbounded if
-    ``unbounded_ok``, else the answer is ``(False, None)`` at once.  A tighter budget
-    that was already running when we started is not ours: its :class:`BudgetExceeded`
-    propagates.
+    A tighter budget that was already running when we started is not ours: its
+    :class:`BudgetExceeded` propagates.
     """
-    if not _can_alarm():
-        return (True, fn(*args)) if unbounded_ok else (False, None)
-    old_delay, _ = signal.getitimer(_TIMER)
-    outer_first = 0 < old_delay <= seconds
+    st = _WORK
+    mine = st.count + int(seconds * CALLS_PER_SECOND)
+    outer_first = bool(st.limits) and min(st.limits) <= mine
     try:
         with time_budget(seconds):
             return True, fn(*args)
     except BudgetExceeded:
-        if outer_first:
+        if outer_first and st.count > min(st.limits):  # an outer budget ran out, not ours
             raise
         return False, None
 
@@ -659,6 +787,7 @@ class _Derivation:
     expr: sp.Expr | None           # closed form in TAU, or None
     conditions: tuple[sp.Expr, ...] = ()  # must be > 0 at the numeric τ
     note: str = ""
+    calls: int = 0                 # work counted by the derivation (Python calls)
 
 
 _DERIVATIONS: dict[tuple[str, int, bool], _Derivation] = {}
@@ -675,9 +804,25 @@ def clear_caches() -> None:
     _singularity_verdict.cache_clear()
 
 
+#: Odd functions whose ``f(−u) = −f(u)`` SymPy does not always apply by itself.
+_ODD_FUNCTIONS = (sp.erf, sp.erfinv, sp.sin, sp.tan, sp.sinh, sp.tanh, sp.atan, sp.asin, sp.asinh,
+                  sp.atanh, sp.sign)
+
+
+def _pull_signs(e: sp.Expr) -> sp.Expr:
+    """``erfinv(−tanh(x)) → −erfinv(tanh(x))`` and the like, innermost first."""
+    return e.replace(lambda a: isinstance(a, _ODD_FUNCTIONS) and len(a.args) == 1
+                     and a.args[0].could_extract_minus_sign(),
+                     lambda a: -type(a)(-a.args[0]))
+
+
 def _is_zero(e: sp.Expr, may_simplify: bool) -> bool:
     if e == 0:
         return True
+    if e.has(*_ODD_FUNCTIONS):
+        e = _pull_signs(e)
+        if e == 0:
+            return True
     e2 = sp.expand(e)
     if e2 == 0:
         return True
@@ -751,15 +896,34 @@ def _piecewise_parity(ps: Sequence[Piece]) -> int:
 
 
 def _derive(f: sp.Expr, order: int, budget: float, allow_integrate: bool) -> _Derivation:
+    """The closed form of ``E[f^{(order)}(τξ)]`` within ``budget`` (work-counted seconds).
+
+    Cached; a cache hit charges the work the derivation originally counted (so that a
+    caller sharing one budget among several derivations, like
+    :func:`~ntk_theory.moments.gaussian_moments`, sees the same remaining budget whether
+    or not the derivation was cached), and a derivation that ran out of budget is
+    retried when a larger budget is offered.  Deterministic: the same call always gives
+    the same answer, whatever the machine load.
+    """
     key = (sp.srepr(f), order, allow_integrate)
+    limit = int(max(budget, 0.0) * CALLS_PER_SECOND)
     hit = _DERIVATIONS.get(key)
-    if hit is not None:
+    if hit is not None and not (hit.note == "time budget exceeded" and limit > hit.calls):
+        if hit.note == "time budget exceeded" or hit.calls > limit:
+            # the cached answer needed more work than is offered now: a fresh run would
+            # have run out, so answer that way and charge the whole budget
+            _WORK.derived += limit
+            return _Derivation(None, (), "time budget exceeded", limit)
+        _WORK.derived += hit.calls
         return hit
+    start = _WORK.count
     try:
         with time_budget(budget) as enforced:
             res = _derive_uncached(f, order, allow_integrate and enforced, enforced)
+        res = _Derivation(res.expr, res.conditions, res.note, _WORK.count - start)
     except BudgetExceeded:
-        res = _Derivation(None, (), "time budget exceeded")
+        res = _Derivation(None, (), "time budget exceeded", limit)
+    _WORK.derived += res.calls
     _DERIVATIONS[key] = res
     return res
 
@@ -898,10 +1062,13 @@ def _evaluate_closed(expr: sp.Expr, tau: float, digits: int) -> tuple[mp.mpf, fl
     while dps <= 1200:
         with mp.workdps(dps):
             v = _to_real(fn(mp.mpf(t)))
+        if not mp.isfinite(v):  # erfinv(±1) inside a closed form, inf − inf: no number
+            raise NumericalError(f"the closed form does not evaluate to a finite number at tau={tau:g}")
         if prev is not None:
             diff = abs(v - prev)
             if diff <= abs(v) * mp.mpf(10) ** (-(digits + 3)) or v == prev:
-                return v, float(diff)
+                # beyond float64 the error stays an mpf (a float would say "inf")
+                return v, (float(diff) if math.isfinite(float(diff)) else diff)
         prev = v
         dps *= 2
     raise NumericalError(f"closed form did not stabilise at τ={tau} (cancellation beyond 1200 digits)")
@@ -922,51 +1089,115 @@ def _is_real_valued(fn: Callable, pts: Sequence[mp.mpf]) -> None:
             raise DomainError(f"the activation is not real-valued at x = {mp.nstr(t, 6)}")
 
 
-def _singular_points(f: sp.Expr) -> list[float]:
-    """Real points where ``f`` may be singular: zeros of denominators and of log/pow arguments."""
-    pts: set[float] = set()
+def _singular_points(f: sp.Expr) -> list[sp.Expr]:
+    """Real points where ``f`` may be singular, exact and sorted.
+
+    Zeros of denominators (at any location: ``1/(x − 1/3)``, ``1/(x² − 2)``), of
+    logarithm arguments and of Bessel-K arguments.  The points are kept exact
+    (rationals, radicals, ``CRootOf``) so that they can be evaluated at any
+    precision: a pole rounded to float64 is 1e−17 away from the true one, where
+    the integrand is bounded and a pole looks integrable.
+    """
+    return list(_singular_points_cached(f))
+
+
+@lru_cache(maxsize=512)
+def _singular_points_cached(f: sp.Expr) -> tuple[sp.Expr, ...]:
+    pts: dict[str, sp.Expr] = {}
     cands: list[sp.Expr] = []
     for sub in sp.preorder_traversal(to_piecewise(f)):
         if isinstance(sub, sp.Pow) and sub.exp.is_negative:
             cands.append(sub.base)
         elif isinstance(sub, sp.log):
             cands.append(sub.args[0])
-        elif isinstance(sub, (sp.tan, sp.cot, sp.sec, sp.csc)):
+        elif isinstance(sub, sp.besselk) and sub.args[1].has(X):
+            cands.append(sub.args[1])
+        elif isinstance(sub, (sp.tan, sp.cot, sp.sec, sp.csc)) and sub.args[0].has(X):
             raise DivergenceError(f"{sub} has poles on the real line")
+        elif isinstance(sub, sp.gamma) and sub.args[0].has(X):
+            _check_gamma_argument(sub.args[0])
     for c in cands:
         if not c.has(X):
             continue
         try:
             done, sol = _bounded(_SPLIT_BUDGET, sp.solveset, c, X, sp.Reals, unbounded_ok=True)
         except Exception:  # noqa: BLE001
-            continue
-        if not done or isinstance(sol, sp.ConditionSet):
+            done, sol = False, None
+        if not done or sol is None or isinstance(sol, sp.ConditionSet):
             # a pole or a branch point may or may not be there: neither a value nor
             # "divergent" can be certified
             raise NumericalError(f"cannot locate the real zeros of {c}, where the activation may "
                                  "be singular; quadrature would be unreliable")
         if isinstance(sol, sp.FiniteSet):
-            pts.update(float(s) for s in sol if s.is_real)
+            for r in sol:
+                if r.is_real is False:
+                    continue
+                v = sp.N(r, 40)
+                if v.is_real:
+                    pts.setdefault(sp.sstr(v), r)
         elif sol is not sp.S.EmptySet:
             raise DivergenceError(f"{c} vanishes at infinitely many points of the real line, where "
                                   "the activation is singular")
-    return sorted(pts)
+    return tuple(sorted(pts.values(), key=lambda r: float(sp.N(r, 30))))
 
 
-def _check_singularity(fn: Callable, s: float, tau: float, order: int, squared: bool) -> None:
-    """Non-integrable if |f(s±h)|·h does not vanish as h → 0 (a pole of order ≥ 1)."""
-    for side in (-1, 1):
-        vals = []
-        for h in (mp.mpf("1e-8"), mp.mpf("1e-16"), mp.mpf("1e-32")):
-            try:
-                v = abs(fn(mp.mpf(s) + side * h * max(1, abs(s))))
-            except (ZeroDivisionError, ValueError):
-                v = mp.inf
-            vals.append(v * h)
-        if not (vals[-1] < vals[0] * mp.mpf("1e-4") or vals[-1] == 0):  # 0: bounded (a step of log|x|)
-            raise DivergenceError(
-                f"the expectation diverges: the activation has a non-integrable singularity at x = {s:g}"
-            )
+def _check_gamma_argument(u: sp.Expr) -> None:
+    """``gamma(u)`` has poles at u = 0, −1, −2, …: refuse unless ``u`` provably avoids them."""
+    if u.is_positive:
+        return
+    if u.is_polynomial(X):
+        p = sp.Poly(u, X)
+        if p.degree() % 2 == 1 or p.LC().is_negative:
+            raise DivergenceError(f"gamma({u}) has poles on the real line (gamma is infinite at "
+                                  "0, -1, -2, ..., which the argument reaches)")
+    raise NumericalError(f"cannot certify that gamma({u}) has no poles on the real line")
+
+
+#: Local exponent ``a`` of a singularity ``|f| ~ |x − s|^(−a)``: integrable below
+#: :data:`_INTEGRABLE_BELOW`, not integrable from :data:`_DIVERGENT_FROM` on, refused
+#: in between (``1/(x log|x|)`` has ``a → 1`` from below and is not integrable).
+_INTEGRABLE_BELOW = 0.95
+_DIVERGENT_FROM = 0.999
+
+
+def _local_exponent(fn: Callable, s: sp.Expr) -> float:
+    """The exponent ``a`` with ``|fn(s ± h)| ≈ h^(−a)`` as h → 0 (worse side), from the
+    values at h = 1e−40 and 1e−80 at 140 digits around the exact point ``s``."""
+    worst = -math.inf
+    with mp.workdps(140):
+        sv = mp.mpf(sp.N(s, 140).__str__()) if not s.is_Rational else mp.mpf(s.p) / s.q
+        for side in (-1, 1):
+            vals = []
+            for k in (40, 80):
+                h = mp.mpf(10) ** (-k)
+                try:
+                    v = fn(sv + side * h)
+                    v = abs(v.real if isinstance(v, mp.mpc) else v)
+                except (ZeroDivisionError, ValueError, OverflowError):
+                    v = mp.inf
+                vals.append(v)
+            if vals[1] == mp.inf or mp.isnan(vals[1]):
+                return math.inf
+            if vals[0] == 0 or vals[1] == 0:
+                continue
+            worst = max(worst, float(mp.log(vals[1] / vals[0]) / mp.log(mp.mpf(10) ** 40)))
+    return worst
+
+
+def _check_singularity(fn: Callable, s: sp.Expr, tau: float, order: int, squared: bool) -> float:
+    """Raise :class:`DivergenceError` at a non-integrable singularity (a pole of order ≥ 1,
+    ``exp(1/x)``), :class:`NumericalError` when the local exponent is too close to 1 to
+    tell; integrable singularities (``|x|^(−0.9)``, ``log|x|``) pass."""
+    a = _local_exponent(fn, s)
+    where = sp.sstr(s) if len(sp.sstr(s)) < 30 else f"{float(sp.N(s, 20)):.10g}"
+    if a >= _DIVERGENT_FROM:
+        raise DivergenceError(
+            f"the expectation diverges: the activation has a non-integrable singularity at x = {where}"
+        )
+    if a >= _INTEGRABLE_BELOW:
+        raise NumericalError(f"the singularity at x = {where} behaves like |x - s|^(-{a:.4f}): too close "
+                             "to non-integrable to certify a value")
+    return a
 
 
 _STEP_FUNCTIONS = (sp.floor, sp.ceiling, sp.frac)
@@ -1008,14 +1239,59 @@ def _numeric_branches(f: sp.Expr) -> tuple[tuple[Callable[[mp.mpf], mp.mpf], sp.
     return tuple((sp.lambdify(X, g, modules="mpmath"), a, b) for g, a, b in ps)
 
 
+#: Cap on quadrature work, in units of one subinterval at 25 digits (the cost of an
+#: mpmath evaluation grows like the square of the precision and the number of nodes
+#: the rules need grows with it too: cube); 400 units are
+#: about 10 CPU seconds (two rules, ~10–25 ms per subinterval each).  Beyond it a
+#: request is refused up front instead of running for minutes (``floor(100*x)`` with
+#: ``digits=200``).
+_MAX_QUAD_WORK = 400
+#: Most extra digits the cancellation loop of :func:`_numeric` may add.
+_MAX_EXTRA_DIGITS = 60
+
+
+def _tail_magnitude(integrand: Callable[[mp.mpf], mp.mpf], z: mp.mpf) -> mp.mpf:
+    """``|integrand(z)|`` far in a tail, raising the precision when the value is not
+    representable at the working one (``erfinv(tanh(x))`` at x = 640: ``tanh`` rounds
+    to 1 below ~560 digits and ``erfinv(1) = inf``)."""
+    dps = mp.mp.dps
+    while True:
+        try:
+            with mp.workdps(dps):
+                v = abs(integrand(z))
+        except (OverflowError, ZeroDivisionError, ValueError, mp.libmp.libhyper.NoConvergence):
+            v = mp.inf
+        if mp.isfinite(v) or dps >= 1200:
+            return v if not mp.isnan(v) else mp.inf
+        dps = min(1200, max(2 * dps, int(abs(z) * abs(z) / 2.3) + 30))
+
+
+def _plain_magnitude(integrand: Callable[[mp.mpf], mp.mpf], z: mp.mpf) -> mp.mpf:
+    try:
+        v = abs(integrand(z))
+    except (OverflowError, ZeroDivisionError, ValueError, mp.libmp.libhyper.NoConvergence):
+        return mp.inf
+    return mp.inf if mp.isnan(v) else v
+
+
 def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> tuple[mp.mpf, float]:
-    """mpmath quadrature of ``E[f(τξ) He_k(ξ)]/τ^k``, piece by piece.
+    """mpmath quadrature of ``E[f(τξ) He_k(ξ)]/τ^k``, piece by piece, certified or refused.
 
     Each piece ``(g, a, b)`` is integrated with its own analytic expression ``g`` over
     ``(a/τ, b/τ)``, the ends taken at working precision from their exact values:
     no branch condition is evaluated inside the quadrature, so a jump can never sit
-    between a node and the true breakpoint (such a mismatch used to cost tanh-sinh
-    its convergence: seconds of work and a wrong last digit or two).
+    between a node and the true breakpoint.  Singular points (exact, any algebraic
+    location) and jumps of ``floor``/``ceiling`` are nodes.
+
+    Certification: two independent rules — tanh-sinh (with its own error estimate) and
+    Gauss–Legendre on a finer subdivision — must agree.  The error reported is the
+    larger of tanh-sinh's estimate and the difference of the two rules, and it must be
+    below ``10^−digits`` relative to the value; otherwise, when the integrand's size
+    exceeds the value by many orders (cancellation: ``(σ²)''`` of softplus with
+    β = 1e−20), the precision is raised by that many digits and the pair is repeated.
+    A value below its own error is reported as 0 ± error when the error is below
+    ``10^−digits`` of the integrand's size.  Anything else is a :class:`NumericalError`
+    (``sin(1/x)``: infinitely many oscillations that neither rule resolves).
     """
     fn = _numeric_integrand(f, order)
     sing = _singular_points(f)
@@ -1025,98 +1301,240 @@ def _numeric(f: sp.Expr, tau: float, order: int, digits: int, nonneg: bool) -> t
             raise NumericalError(f"cannot locate the discontinuities of {f} (conditions that "
                                  "are not intervals in x); quadrature would be unreliable")
         branches = ((fn, -sp.oo, sp.oo),)
-    bps = sorted(set(sing) | (set(_step_function_jumps(f, tau, 40.0)) if f.has(*_STEP_FUNCTIONS) else set()))
     extra = 10 + (order * max(0, int(math.ceil(-math.log10(tau)))) if tau < 1 else 0)
     dps = digits + extra
+    # jumps beyond |ξ| = w, where φ(w) < 10^−(dps+20), do not change the value at this precision
+    window = min(40.0, math.sqrt(2 * math.log(10) * (dps + 20)))
+    jumps = _step_function_jumps(f, tau, window) if f.has(*_STEP_FUNCTIONS) else []
+    work = (len(jumps) + len(sing) + 2 * len(branches)) * max(1.0, dps / 25) ** 3
+    if work > _MAX_QUAD_WORK:
+        raise ResourceError(f"quadrature of {_clip(f)} at {digits} digits would need "
+                            f"{len(jumps) + len(sing) + len(branches)} subintervals at {dps} digits, "
+                            "beyond the work limit; ask for fewer digits")
     with mp.workdps(dps + 10):
         t = mp.mpf(tau)
         _is_real_valued(fn, [t * z for z in (-3, -1, -0.5, 0.5, 1, 3)])
-        for s in sing:
-            try:
-                _check_singularity(fn, s, tau, order, nonneg)
-            except DivergenceError:
-                if nonneg:
-                    return mp.inf, 0.0
-                raise
-        He = {0: lambda z: 1, 1: lambda z: z, 2: lambda z: z * z - 1}[order]
-        inv_sqrt_2pi = 1 / mp.sqrt(2 * mp.pi)  # at dps + 10: finer than either quadrature
+    expo: dict[sp.Expr, float] = {}
+    for s in sing:
+        try:
+            expo[s] = _check_singularity(fn, s, tau, order, nonneg)
+        except DivergenceError:
+            if nonneg:
+                return mp.inf, 0.0
+            raise
+    He = {0: lambda z: 1, 1: lambda z: z, 2: lambda z: z * z - 1}[order]
 
-        def weighted(g: Callable[[mp.mpf], mp.mpf]) -> Callable[[mp.mpf], mp.mpf]:
+    def setup(dps: int):
+        """Pieces with their ends in z = x/τ at ``dps`` digits, and the integrand's size."""
+        with mp.workdps(dps + 10):
+            t = mp.mpf(tau)
+            inv_sqrt_2pi = 1 / mp.sqrt(2 * mp.pi)
+
+            def weighted(g: Callable[[mp.mpf], mp.mpf]) -> Callable[[mp.mpf], mp.mpf]:
+                def integrand(z: mp.mpf) -> mp.mpf:
+                    try:
+                        v = g(t * z)
+                    except ZeroDivisionError:
+                        return mp.mpf(0)
+                    if isinstance(v, mp.mpc):
+                        v = v.real
+                    return v * He(z) * mp.exp(-z * z / 2) * inv_sqrt_2pi
+                return integrand
+
+            def z_of(v: sp.Expr) -> mp.mpf:
+                if v in (sp.oo, -sp.oo):
+                    return mp.inf if v == sp.oo else -mp.inf
+                return mp.mpf(str(sp.N(v, dps + 15))) / t
+
+            parts = [(weighted(g), z_of(a), z_of(b)) for g, a, b in branches]
+
             def integrand(z: mp.mpf) -> mp.mpf:
+                for h, _za, zb in parts:
+                    if z < zb:
+                        return h(z)
+                return parts[-1][0](z)
+
+            sing_z = {z_of(s): s for s in sing}
+            zs = sorted(set(sing_z) | {mp.mpf(j) / t for j in jumps} | {mp.mpf(0)})
+            size = mp.mpf(0)
+            for v in (-2, -1, -0.5, 0.5, 1, 2, "-1.37", "0.73"):
                 try:
-                    v = g(t * z)
-                except ZeroDivisionError:
-                    return mp.mpf(0)
-                if isinstance(v, mp.mpc):
-                    v = v.real
-                # φ(z) written out: mp.npdf's generic (μ, σ) handling was a third of the time
-                return v * He(z) * mp.exp(-z * z / 2) * inv_sqrt_2pi
-            return integrand
+                    a = abs(integrand(mp.mpf(v)))
+                except (ZeroDivisionError, ValueError):
+                    continue
+                if mp.isfinite(a):  # a sample point may sit on a singularity
+                    size = max(size, a)
+            size = size or mp.mpf(1)
+            tiny = size * mp.mpf(10) ** (-(dps + 8))
+            lo_edge, hi_edge = -mp.inf, mp.inf
+            for cut in (8, 12, 16, 24, 32, 48, 64, 96):
+                c = mp.mpf(cut)
+                if all(_plain_magnitude(integrand, side * c * k) < tiny for side in (-1, 1) for k in (1, 1.5, 2)):
+                    lo_edge, hi_edge = -c, c
+                    break
+            spans = []
+            for h, za, zb in parts:
+                lo, hi = max(za, lo_edge), min(zb, hi_edge)
+                if lo < hi:
+                    spans.append((h, lo, hi, [z for z in zs if lo < z < hi], sing_z))
+            return integrand, spans, size
 
-        def z_of(v: sp.Expr) -> mp.mpf:
-            if v in (sp.oo, -sp.oo):
-                return mp.inf if v == sp.oo else -mp.inf
-            return mp.mpf(str(sp.N(v, dps + 15))) / t
-
-        parts = [(weighted(g), z_of(a), z_of(b)) for g, a, b in branches]
-
-        def integrand(z: mp.mpf) -> mp.mpf:  # the whole integrand, for the tail and size checks
-            for h, _za, zb in parts:
-                if z < zb:
-                    return h(z)
-            return parts[-1][0](z)
-
-        # divergence: the integrand must decay in both tails
+    integrand, spans, size = setup(dps)
+    # divergence: the integrand must decay in both tails
+    with mp.workdps(dps + 10):
         for side in (-1, 1):
-            mags = []
-            for z in (10, 40, 160, 640):
-                try:
-                    mags.append(abs(integrand(mp.mpf(side * z))))
-                except (OverflowError, mp.libmp.libhyper.NoConvergence):
-                    mags.append(mp.inf)
+            mags = [_tail_magnitude(integrand, mp.mpf(side * z)) for z in (10, 40, 160, 640)]
             if not (mags[-1] < mp.mpf("1e-40") * max(mags[0], mp.mpf("1e-300")) or mags[-1] == 0):
                 if nonneg:
                     return mp.inf, 0.0
                 raise DivergenceError(
                     "the expectation diverges: the activation grows too fast for a Gaussian at this scale"
                 )
-        zs = sorted({mp.mpf(b) / t for b in bps} | {mp.mpf(0)})
-        # truncate to a finite window once the integrand is negligible (relative to its
-        # size near the origin) at the working precision on both sides, beyond the window too
-        scale = max(abs(integrand(mp.mpf(v))) for v in (-2, -1, -0.5, 0.5, 1, 2)) or mp.mpf(1)
-        tiny = scale * mp.mpf(10) ** (-(dps + 8))
-        lo_edge, hi_edge = -mp.inf, mp.inf
-        for cut in (8, 12, 16, 24, 32, 48, 64, 96):
-            c = mp.mpf(cut)
-            if all(abs(integrand(side * c * k)) < tiny for side in (-1, 1) for k in (1, 1.5, 2)):
-                lo_edge, hi_edge = -c, c
+    used = dps
+    for attempt in range(3):
+        v1, e1, v2 = _quadrature_pair(spans, used, tau, expo)
+        with mp.workdps(used + 5):
+            # the two rules' difference estimates the error of either; doubled, plus the
+            # rounding of ~1000 nodes at the working precision (1000 ulps of the integrand), it bounds it
+            err = 2 * max(abs(e1), abs(v2 - v1)) + size * mp.mpf(10) ** (3 - used)
+            value = v1
+            if not (mp.isfinite(value) and mp.isfinite(err) and mp.isfinite(size)):
+                raise NumericalError(f"quadrature of {_clip(f)} at tau={tau:g} met a non-finite value "
+                                     "(an unresolved singularity); no certified result")
+            target = mp.mpf(10) ** (-digits)
+            if abs(value) > err and err <= target * abs(value):
                 break
-        spans = []
-        for h, za, zb in parts:
-            lo, hi = max(za, lo_edge), min(zb, hi_edge)
-            if lo < hi:
-                spans.append((h, lo, hi, [z for z in zs if lo < z < hi]))
-    v1 = v2 = mp.mpf(0)
-    e1 = mp.mpf(0)
-    for h, lo, hi, inner in spans:
-        with mp.workdps(dps):
-            v, e = mp.quad(h, [lo, *inner, hi], error=True, maxdegree=10)
-            v1 += v
-            e1 += abs(e)
-        # independent second estimate: a different subdivision at higher precision
-        extra_nodes = sorted(set(inner) | {mp.mpf(v) for v in (-4, -1.5, 1.5, 4) if lo < v < hi})
-        with mp.workdps(dps + 5):
-            v2 += mp.quad(h, [lo, *extra_nodes, hi], maxdegree=10)
-    with mp.workdps(dps + 5):  # v2's precision: rounding to dps digits would cost ~1e-dps
-        err = max(float(e1), float(abs(v2 - v1)))
-        scale = mp.mpf(tau) ** order
-        # report the finer estimate (more nodes, 5 more digits); the difference of the two
-        # bounds the coarser one's error and so, with margin, the finer one's
-        value = v2 / scale  # keep the working precision: no rounding to double here
-        err = float(mp.mpf(err) / scale)
-    if nonneg and value < 0 and abs(value) <= err:
+            # digits eaten by cancellation (the integrand ≫ the value): raise the precision
+            lost = int(mp.ceil(mp.log10(size / max(abs(value), err, size * mp.mpf(10) ** (-used - 10)))))
+            if lost > 3 and attempt < 2 and used - dps < _MAX_EXTRA_DIGITS:
+                used = min(dps + _MAX_EXTRA_DIGITS, used + lost + 10)
+                integrand, spans, size = setup(used)
+                continue
+            if abs(value) <= err and err <= target * size * mp.mpf(10) ** (-(used - dps)):
+                value = mp.mpf(0)  # zero to the working precision: 0 ± err
+                break
+        raise NumericalError(
+            f"quadrature could not certify {digits} digits for {_clip(f)} at tau={tau:g}: two "
+            f"independent rules differ by {mp.nstr(err, 3)} (value {mp.nstr(value, 6)})")
+    else:  # pragma: no cover - the loop always breaks or raises
+        raise NumericalError("quadrature did not converge")
+    with mp.workdps(used + 5):
+        scale = mp.mpf(tau) ** order  # at the working precision: τ² rounded to double cost 1e-17
+        value = value / scale  # keep the working precision: no rounding to double here
+        err_f = float(err / scale)
+    if nonneg and value < 0 and abs(value) <= err_f:
         value = mp.mpf(0)
-    return value, err
+    return value, err_f
+
+
+#: Power of the substitution ``z = s ± u^m`` next to a singular point ``s``: it turns
+#: ``|z − s|^(−a)`` into ``m·u^(m(1−a)−1)``, bounded for every a ≤ 0.95 (the refusal limit).
+_SING_POWER = 20
+
+
+def _near_singularity(h: Callable, s: sp.Expr, side: int, tau: float, dps: int, a: float) -> Callable:
+    """``u ↦ h(s/τ + side·u^m)·m·u^(m−1)``, evaluated at the precision that resolves
+    ``s + side·u^m`` (``s`` exact, taken to as many digits as the offset needs)."""
+    m = _SING_POWER
+    cache: dict[int, mp.mpf] = {}
+
+    def point(prec: int) -> mp.mpf:
+        if prec not in cache:
+            with mp.workdps(prec):
+                cache[prec] = mp.mpf(str(sp.N(s, prec + 5))) / mp.mpf(tau)
+        return cache[prec]
+
+    with mp.workdps(30):
+        mag = max(0, int(mp.ceil(mp.log10(abs(point(30)))))) if s != 0 else 0
+    # |h| ≲ |z − s|^(−a): the part within δ of s is ≲ δ^(1−a)/(1−a); drop it below 10^−(dps+5)
+    cutoff = mp.mpf(10) ** (-min(dps + 690, int((dps + 5) / (1 - min(max(a, 0.0), _INTEGRABLE_BELOW))) + 1))
+
+    def g(u: mp.mpf) -> mp.mpf:
+        if u == 0:
+            return mp.mpf(0)
+        off = u ** m
+        if off < cutoff:  # ∫ over |z − s| < cutoff is below 10^−(dps+5) for this exponent
+            return mp.mpf(0)
+        if s == 0:  # s + u^m is exact in floating point: no extra digits needed
+            with mp.workdps(dps):
+                return +(h(side * off) * m * u ** (m - 1))
+        need = dps + 10 + mag + max(0, int(-mp.log10(off)))
+        if need > dps + 700:  # ∫ over |z − s| < 10^−690 is below 10^−30 for a ≤ 0.95
+            return mp.mpf(0)
+        with mp.workdps(need):
+            z = point(need) + side * off
+            v = h(z) * m * u ** (m - 1)
+        return +v
+
+    return g
+
+
+def _quadrature_pair(spans, dps: int, tau: float,
+                     expo: dict | None = None) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
+    """``(tanh-sinh value, its error estimate, Gauss–Legendre value)`` over ``spans``.
+
+    The Gauss–Legendre pass splits every subinterval once more (at its midpoint, or at
+    ±1.5, ±4 on an infinite one) so that the two rules share no nodes.  A subinterval
+    that ends at a singular point is integrated, by both rules, after the substitution
+    ``z = s ± u^m`` (:func:`_near_singularity`).
+    """
+    expo = expo or {}
+    v1 = e1 = v2 = mp.mpf(0)
+    for h, lo, hi, inner, sing_z in spans:
+        pts = [lo, *inner, hi]
+        plain: list[list[mp.mpf]] = [[pts[0]]]
+        singular: list[tuple[Callable, mp.mpf]] = []
+        for a, b in zip(pts, pts[1:]):
+            sa, sb = a in sing_z, b in sing_z
+            if not (sa or sb):
+                plain[-1].append(b)
+                continue
+            plain.append([b])
+            if sa and sb:
+                mids = [(a + b) / 2]
+            elif not (mp.isfinite(a) and mp.isfinite(b)):
+                mids = [a + 1 if sa else b - 1]
+            else:
+                mids = []
+            cuts = [a, *mids, b]
+            for c, d in zip(cuts, cuts[1:]):
+                if c in sing_z:
+                    if mp.isfinite(d):
+                        singular.append((_near_singularity(h, sing_z[c], 1, tau, dps, expo.get(sing_z[c], 0.95)), (d - c) ** (mp.mpf(1) / _SING_POWER)))
+                    else:
+                        plain.append([c, d])
+                elif d in sing_z:
+                    if mp.isfinite(c):
+                        singular.append((_near_singularity(h, sing_z[d], -1, tau, dps, expo.get(sing_z[d], 0.95)), (d - c) ** (mp.mpf(1) / _SING_POWER)))
+                    else:
+                        plain.append([c, d])
+                else:
+                    plain.append([c, d])
+        plain = [p for p in plain if len(p) > 1]
+        with mp.workdps(dps):
+            for p in plain:
+                v, e = mp.quad(h, p, error=True, maxdegree=10 if dps <= 60 else 8)
+                v1 += v
+                e1 += abs(e)
+            for g, top in singular:
+                v, e = mp.quad(g, [0, top], error=True, maxdegree=10 if dps <= 60 else 8)
+                v1 += v
+                e1 += abs(e)
+        with mp.workdps(dps + 5):
+            for p in plain:
+                finer = set(p) | {mp.mpf(c) for c in (-4, -1.5, 1.5, 4) if p[0] < c < p[-1]}
+                for a, b in zip(p, p[1:]):
+                    if mp.isfinite(a) and mp.isfinite(b):
+                        finer.add((a + b) / 2)
+                v2 += mp.quad(h, sorted(finer), method="gauss-legendre", maxdegree=7 if dps <= 60 else 6)
+            for g, top in singular:
+                v2 += mp.quad(g, [0, top / 2, top], method="gauss-legendre", maxdegree=7 if dps <= 60 else 6)
+    return v1, e1, v2
+
+
+def _clip(e: sp.Expr, n: int = 60) -> str:
+    s = sp.sstr(e)
+    return s if len(s) <= n else s[: n - 3] + "..."
 
 
 @lru_cache(maxsize=512)
@@ -1151,6 +1569,13 @@ def _check_integrable_singularities(f: sp.Expr, nonnegative: bool) -> None:
 # --------------------------------------------------------------------------- #
 # Public entry point
 # --------------------------------------------------------------------------- #
+#: The range of τ the engine accepts (and its tests cover); outside it a typed
+#: :class:`~ntk_theory.errors.DomainError` is raised rather than a value computed with
+#: tolerances never checked there.
+TAU_MIN = 1e-4
+TAU_MAX = 1e4
+
+
 def _validate_tau(tau: float) -> float:
     try:
         t = float(tau)
@@ -1158,6 +1583,9 @@ def _validate_tau(tau: float) -> float:
         raise DomainError(f"tau must be a number, got {tau!r}") from None
     if not math.isfinite(t) or t <= 0:
         raise DomainError(f"tau must be finite and > 0, got {tau!r}")
+    if not TAU_MIN <= t <= TAU_MAX:
+        raise DomainError(f"tau={t:g} is outside the supported range [{TAU_MIN:g}, {TAU_MAX:g}] "
+                          "where moments are tested and certified")
     return t
 
 
@@ -1202,7 +1630,23 @@ def gaussian_expectation(
     if order not in (0, 1, 2):
         raise DomainError(f"order must be 0, 1 or 2, got {order}")
     try:
-        return _gaussian_expectation(f, tau, order, digits, budget, nonnegative, symbolic)
+        r = _gaussian_expectation(f, tau, order, digits, budget, nonnegative, symbolic)
+        if isinstance(r.value, mp.mpc) or (r.expr is not None and r.expr.has(sp.I)):
+            v = r.value
+            if isinstance(v, mp.mpc) and abs(v.imag) > mp.mpf(10) ** (-digits) * max(abs(v.real), 1):
+                raise DomainError(f"{_clip(f)} is not real-valued on the real line (complex expectation "
+                                  f"{mp.nstr(v, 6)})")
+            if isinstance(v, mp.mpc):
+                r = Expectation(v.real, r.abs_error, r.expr, r.method)
+        return r
+    except NTKTheoryError:
+        raise
+    except (KeyError, NameError, AttributeError, ValueError, ZeroDivisionError, OverflowError,
+            mp.libmp.libhyper.NoConvergence) as exc:
+        # a subexpression with no numerical value (gamma at a pole: SymPy's zoo has no mpmath
+        # name), or mpmath giving up: no certified number
+        raise NumericalError(f"{_clip(f)} cannot be evaluated numerically on the real line "
+                             f"({type(exc).__name__}: {str(exc)[:80]})") from None
     except TypeError as exc:
         # mpmath refuses to order complex numbers: a lambdified branch condition or a
         # Heaviside argument went complex (log(x) at x < 0, say)
@@ -1215,6 +1659,8 @@ def _gaussian_expectation(f: sp.Expr, tau: float, order: int, digits: int, budge
     if not isinstance(f, sp.Expr) or f.free_symbols - {X}:
         raise ParseError(f"{f} is not an expression in x alone")
     f = sp.sympify(f)
+    check_supported(f)  # no function without an mpmath path, no oo/nan/I
+    f = real_rewrites(f)
     if not f.has(X):
         if not f.is_real:
             raise DomainError(f"the constant {f} is not real")

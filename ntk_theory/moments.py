@@ -31,6 +31,7 @@ import sympy as sp
 from .activations import Activation, X, derivative_expr, parse_activation, to_piecewise
 from .errors import DivergenceError, NTKTheoryError, NumericalError, ParameterError
 from .expectation import (
+    CALLS_PER_SECOND,
     TAU,
     Expectation,
     _check_integrable_singularities,
@@ -40,6 +41,7 @@ from .expectation import (
     _NotCovered,
     _to_real,
     _validate_tau,
+    derivation_work,
     gaussian_expectation,
     pieces,
 )
@@ -149,15 +151,19 @@ class GaussianMoments:
 
     # -- output --------------------------------------------------------------- #
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description (``inf`` stays a float; the CLI writes it as ``"inf"``)."""
+        """JSON-ready description (``inf`` stays a float; the CLI writes it as ``"inf"``; a
+        finite value beyond float64 is a string such as ``"1.2345678901234567e+400"``)."""
+        from .cli._common import huge_number
+
         d: dict[str, Any] = {
             "activation": self.activation.spec,
             "tau": self.tau,
             "centered": self.centered,
             "closed_form": self.closed_form,
-            "moments": self.values,
+            # float64, or a decimal string for a finite value beyond float64's range
+            "moments": {m.key: huge_number(m.value) for m in self.moments},
             "latex": self.latex,
-            "abs_error": {m.key: m.abs_error for m in self.moments},
+            "abs_error": {m.key: huge_number(m.abs_error) for m in self.moments},
             "method": {m.key: m.method for m in self.moments},
         }
         if self.digits > 15:
@@ -217,6 +223,11 @@ def has_jump(f: sp.Expr) -> bool:
     return False
 
 
+#: Largest symbolic budget accepted (one day): far beyond any derivation, and inside
+#: what the work counter and the safety timer can represent.
+MAX_BUDGET = 86400.0
+
+
 def _validate_digits(digits: int) -> int:
     if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 200:
         raise ParameterError(f"digits must be an integer between 1 and 200, got {digits!r}")
@@ -250,8 +261,10 @@ def gaussian_moments(
     digits : int
         Significant digits to certify (1–200).
     budget : float
-        Seconds of symbolic work allowed for this activation (shared by the six
-        moments) before falling back to quadrature.
+        Symbolic work allowed for this activation (shared by the six moments) before
+        falling back to quadrature, in work-counted seconds (Python calls divided by
+        :data:`~ntk_theory.expectation.CALLS_PER_SECOND`: deterministic, independent
+        of the machine's load); at most :data:`MAX_BUDGET`.
     symbolic : bool
         False skips closed forms (quadrature only).
 
@@ -271,8 +284,8 @@ def gaussian_moments(
     a = parse_activation(act)
     tau = _validate_tau(tau)
     digits = _validate_digits(digits)
-    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget >= 0):
-        raise ParameterError(f"budget must be a finite number of seconds >= 0, got {budget!r}")
+    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and 0 <= budget <= MAX_BUDGET):
+        raise ParameterError(f"budget must be a number of seconds in [0, {MAX_BUDGET:g}], got {budget!r}")
     start = time.perf_counter()
     if a.staircase is not None:
         exprs = staircase_moment_exprs(a.staircase, TAU)
@@ -285,11 +298,11 @@ def gaussian_moments(
                 v, err = _evaluate_closed(e, tau, digits) if e.has(TAU) else (mp.mpf(sp.N(e, digits + 10)), 0.0)
                 ms.append(Moment(v, err, e, "jump formula", key=key))
     else:
-        cpu_start = time.process_time()
-        deadline = cpu_start + budget  # CPU seconds, as the engine's timer counts them
+        # the budget is work counted by the derivations (deterministic, load-independent)
+        work_start = derivation_work()
 
         def E(key: str, g: sp.Expr, order: int, nonneg: bool = False) -> Moment:
-            remaining = deadline - time.process_time()
+            remaining = budget - (derivation_work() - work_start) / CALLS_PER_SECOND
             try:
                 e = gaussian_expectation(g, tau, order, digits=digits, budget=max(remaining, 0.0),
                                          nonnegative=nonneg, symbolic=symbolic and remaining > 0)
@@ -332,7 +345,7 @@ def moment_closed_forms(act: Activation | str | sp.Expr, *, budget: float = 2.0)
     a = parse_activation(act)
     if a.staircase is not None:
         return dict(staircase_moment_exprs(a.staircase, TAU))
-    deadline = time.process_time() + budget
+    work_start = derivation_work()
     out: dict[str, sp.Expr] = {}
     try:
         for key, g, order, nonneg in _moment_integrands(a.expr):
@@ -342,7 +355,7 @@ def moment_closed_forms(act: Activation | str | sp.Expr, *, budget: float = 2.0)
             if not g.has(sp.Symbol):
                 out[key] = g if order == 0 else sp.S.Zero
                 continue
-            remaining = deadline - time.process_time()
+            remaining = budget - (derivation_work() - work_start) / CALLS_PER_SECOND
             if remaining <= 0:
                 return None
             _check_integrable_singularities(g, nonneg)

@@ -67,6 +67,10 @@ __all__ = [
     "activations",
     "staircases",
     "expressions",
+    "hostile_texts",
+    "check_text",
+    "TextOutcome",
+    "HOSTILE_TEXT_CLASSES",
     "taus",
     "gmm_specs",
     "network_specs",
@@ -1191,6 +1195,8 @@ def check_expectation(
         return EngineOutcome("untyped error", math.nan, math.nan, f"{type(exc).__name__}: {exc}",
                              time.perf_counter() - start)
     seconds = time.perf_counter() - start
+    if isinstance(r.value, mp.mpc):  # a complex "expectation" is a contract violation, not a crash
+        return EngineOutcome("nan", math.nan, math.nan, f"complex value {r.value} ({r.method})", seconds)
     value = float(r.value) if not mp.isinf(r.value) else (math.inf if r.value > 0 else -math.inf)
     err = float(r.abs_error)
     if math.isnan(value) or math.isnan(err) or (math.isinf(err) and not math.isinf(value)):
@@ -1201,6 +1207,179 @@ def check_expectation(
     if r.closed_form != (r.expr is not None):  # pragma: no cover - dataclass invariant
         return EngineOutcome("untyped error", value, err, "closed_form flag inconsistent", seconds)
     return EngineOutcome("closed form" if r.closed_form else "numeric", value, err, "", seconds)
+
+
+# --------------------------------------------------------------------------- #
+# Hostile expression texts (issue 11): parsing, size limits, certification
+# --------------------------------------------------------------------------- #
+#: The classes of :func:`hostile_texts`.
+HOSTILE_TEXT_CLASSES = ("huge literal", "nested special", "non-dyadic pole", "incomplete piecewise",
+                        "step high frequency", "big digits", "code execution")
+
+_SPECIAL_1 = ("erf", "tanh", "sin", "cos", "exp", "atan", "asinh", "erfinv", "log", "sqrt", "abs",
+              "LambertW", "gamma", "floor", "sign", "erfc", "sech", "cosh")
+
+
+def _chr_text(code: str) -> str:
+    return "+".join(f"chr({ord(c)})" for c in code)
+
+
+def hostile_texts(canary: str = "/tmp/ntk_theory_fuzz_canary") -> st.SearchStrategy[tuple[str, str, int]]:
+    """``(class, expression text, digits)`` drawn from :data:`HOSTILE_TEXT_CLASSES`.
+
+    The expressions are *text*, so that the whole path — parser, size limits, engine —
+    is exercised.  ``"code execution"`` payloads would create the file ``canary`` if any
+    of them were evaluated as Python (the fuzz test and benchmark check that it never
+    appears).  Digits are 8, except for the ``"big digits"`` class (50–200).
+    """
+    ints = st.integers
+    p_q = st.tuples(ints(-9, 9), ints(3, 97).filter(lambda q: q & (q - 1) != 0))
+
+    huge = st.one_of(
+        ints(31, 400).map(lambda n: f"x*{'9' * n}"),
+        ints(2, 12).map(lambda k: f"x*10**10**{k}"),
+        ints(300, 100000).map(lambda e: f"x*1e{e}"),
+        ints(20, 5000).map(lambda e: f"x*10**{e} + 1"),
+        ints(2, 9).map(lambda k: f"x*factorial(10**{k})"),
+        ints(2, 9).map(lambda k: f"x*N(pi, 10**{k})"),
+        ints(2, 9).map(lambda k: f"x*gamma(10**{k})"),
+        ints(10, 300).map(lambda n: "Max(" + ",".join(f"x-{i}" for i in range(n)) + ")"),
+        ints(20, 300).map(lambda n: "+".join(f"{i + 1}*x**{i}" for i in range(n))),
+        ints(10, 80).map(lambda n: "(" * n + "x" + ")" * n),
+        ints(10, 80).map(lambda n: "sin(" * n + "x" + ")" * n),
+        ints(41, 10**9).map(lambda n: f"x**{n}"),
+        ints(2, 30).map(lambda n: "exp(" * n + "x" + ")" * n),
+    )
+
+    def nest(fs: list[str], a: int, b: int) -> str:
+        e = f"({a}*x/4 + {b}/3)"
+        for name in fs:
+            e = f"besselj(0, {e})" if name == "besselj" else f"{name}({e})"
+        return e
+
+    special = st.builds(nest, st.lists(st.sampled_from(_SPECIAL_1 + ("besselj",)), min_size=2, max_size=4),
+                        ints(-8, 8), ints(-3, 3))
+
+    pole = st.one_of(
+        p_q.map(lambda t: f"1/(x - {t[0]}/{t[1]})"),
+        p_q.map(lambda t: f"x/(x**2 - {abs(t[0]) + 1}/{t[1]})"),
+        p_q.map(lambda t: f"1/(x**3 - {t[0]}/{t[1]})"),
+        st.tuples(p_q, st.sampled_from(("0.3", "0.5", "0.9", "1", "1.2", "2"))).map(
+            lambda t: f"abs(x - {t[0][0]}/{t[0][1]})**(-{t[1]})"),
+        p_q.map(lambda t: f"log(abs(x - {t[0]}/{t[1]}))"),
+        p_q.map(lambda t: f"sin(1/(x - {t[0]}/{t[1]}))"),
+        p_q.map(lambda t: f"exp(-1/(x - {t[0]}/{t[1]})**2)"),
+    )
+
+    cond = st.sampled_from(("x < 0", "x > 1/3", "(x > -1) & (x < 2/7)", "x**2 < 2", "erf(x) > 1/5"))
+    val = st.sampled_from(("x", "x**2", "1", "sin(x)", "exp(x)", "erf(x)"))
+    piecewise = st.lists(st.tuples(val, cond), min_size=1, max_size=3).map(
+        lambda prs: "Piecewise(" + ", ".join(f"({v}, {c})" for v, c in prs) + ")")
+
+    steps = st.tuples(st.sampled_from(("floor", "ceiling", "frac")), ints(1, 10**7), ints(-5, 5)).map(
+        lambda t: f"{t[0]}({t[1]}*x + {t[2]}/7)")
+
+    big = st.sampled_from(("sin(x)", "tanh(x)", "x*erf(x)", "sin(1/x)", "floor(3*x)", "sin(20*x)",
+                           "log(1 + exp(x))", "abs(x)**(-0.5)", "cos(x**2)", "x/(1+x**2)"))
+
+    target = canary
+    code = st.sampled_from((
+        f"x*eval({_chr_text(f'open({target!r}, chr(119))')})",
+        f"eval({_chr_text(f'open({target!r}, chr(119))')})",
+        f"exec({_chr_text(f'open({target!r}, chr(119))')})",
+        f"__import__('os').system('touch {target}')",
+        f"open('{target}', 'w')",
+        "x.__class__.__mro__[1].__subclasses__()",
+        f"(lambda: open('{target}', 'w'))()",
+        f"getattr(__builtins__, 'open')('{target}', 'w')",
+        "x*len(input())",
+        f"x + 0*sympify({_chr_text(f'open({target!r}, chr(119))')})",
+        f"S({_chr_text(f'open({target!r}, chr(119))')})",
+        "x.func(x)",
+        "Lambda(x, x)(x)",
+        f"f'{{open({target!r})}}'",
+        "x if x else x",
+        "[x for x in x]",
+        f"x; open('{target}', 'w')",
+        f"Symbol('{target}')",
+        "x\\nimport os",
+        "x.evalf(10**9)",
+    ))
+
+    def tag(name: str, strat: st.SearchStrategy[str], digits: st.SearchStrategy[int] = st.just(8)):
+        return st.tuples(st.just(name), strat, digits)
+
+    return st.one_of(
+        tag("huge literal", huge),
+        tag("nested special", special),
+        tag("non-dyadic pole", pole),
+        tag("incomplete piecewise", piecewise),
+        tag("step high frequency", steps),
+        tag("big digits", big, st.sampled_from((50, 100, 200))),
+        tag("code execution", code),
+    )
+
+
+@dataclass(frozen=True)
+class TextOutcome:
+    """What parsing a hostile text and computing one moment did (:func:`check_text`).
+
+    ``kind`` is an :data:`OK_KINDS` outcome, or ``"code execution"`` (the canary file
+    appeared), ``"nan"``, ``"bad inf"``, ``"untyped error"``, ``"hang"``.
+    """
+
+    kind: str
+    value: float
+    abs_error: float
+    error: str
+    seconds: float
+    expr: sp.Expr | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind in OK_KINDS
+
+
+def check_text(text: str, tau: float = 1.0, order: int = 0, *, square: bool = False, digits: int = 8,
+               budget: float = 0.2, timeout: float = 60.0,
+               canary: str = "/tmp/ntk_theory_fuzz_canary") -> TextOutcome:
+    """Parse ``text`` (:func:`ntk_theory.activations.parse_activation`) and compute one
+    moment, ``E[σ^{(order)}(τξ)]`` or (``square``) ``E[σ(τξ)²]``, classifying the outcome.
+
+    Parsing counts against the same wall-clock ``timeout``; a ``canary`` file created
+    during the call is a ``"code execution"``.
+    """
+    import os
+
+    from .activations import parse_activation
+
+    start = time.perf_counter()
+    existed = os.path.exists(canary)
+    expr = None
+    try:
+        with watchdog(timeout):
+            expr = parse_activation(text).expr
+    except Hang:
+        return TextOutcome("hang", math.nan, math.nan, f"parsing took more than {timeout:g} s",
+                           time.perf_counter() - start)
+    except NTKTheoryError as exc:
+        kind = "typed error"
+        if not existed and os.path.exists(canary):
+            kind = "code execution"
+        return TextOutcome(kind, math.nan, math.nan, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001
+        return TextOutcome("untyped error", math.nan, math.nan, f"{type(exc).__name__}: {exc}",
+                           time.perf_counter() - start)
+    if not existed and os.path.exists(canary):
+        return TextOutcome("code execution", math.nan, math.nan, text, time.perf_counter() - start)
+    f, nonneg = (sp.piecewise_fold(expr**2), True) if square else (expr, False)
+    left = max(timeout - (time.perf_counter() - start), 0.1)
+    out = check_expectation(f, tau, 0 if square else order, digits=digits, budget=budget,
+                            nonnegative=nonneg, timeout=left)
+    kind = out.kind
+    if not existed and os.path.exists(canary):
+        kind = "code execution"
+    return TextOutcome(kind, out.value, out.abs_error, out.error, time.perf_counter() - start, f)
 
 
 # --------------------------------------------------------------------------- #

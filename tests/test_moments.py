@@ -309,3 +309,146 @@ def test_notebook_html_of_moments_and_coefficients():
     assert html.startswith("<table") and html.count("<tr>") >= 2
     html = coefficients(["relu", "relu"], 1.0)._repr_html_()
     assert html.startswith("<table") and html.count("<tr>") >= 3  # header + 2 layers
+
+
+# --------------------------------------------------------------------------- #
+# Issue 11: numbers certified or refused, deterministic budget
+# --------------------------------------------------------------------------- #
+def test_pole_at_a_non_dyadic_point_is_found():
+    # 1/3 is not a double: a pole rounded to float64 looked integrable (E[s^2] ≈ 6e18, exit 0)
+    with pytest.raises(DivergenceError, match="1/3"):
+        gaussian_moments("1/(x-1/3)", 1.0)
+    with pytest.raises(DivergenceError):
+        gaussian_moments("x/(x**2 - 2)", 1.0)  # poles at ±√2
+
+
+def test_integrable_singularities_have_values():
+    from ntk_theory.expectation import gaussian_expectation
+    from ntk_theory.activations import X
+    import sympy as sp
+
+    # E|ξ|^(-0.9) = 2^(-0.45) Γ(0.05)/Γ(1/2) (Gaussian absolute moment of order -0.9)
+    r = gaussian_expectation(sp.Abs(X) ** sp.Rational(-9, 10), 1.0, 0, digits=12)
+    with mp.workdps(30):
+        exact = mp.mpf(2) ** mp.mpf("-0.45") * mp.gamma(mp.mpf("0.05")) / mp.gamma(mp.mpf("0.5"))
+    assert abs(r.value - exact) <= r.abs_error and r.abs_error < 1e-11 * exact
+    # E log|ξ| = -(γ + log 2)/2
+    r = gaussian_expectation(sp.log(sp.Abs(X)), 1.0, 0, digits=12)
+    with mp.workdps(30):
+        exact = -(mp.euler + mp.log(2)) / 2
+    assert abs(r.value - exact) <= r.abs_error and r.abs_error < 1e-11
+    # E[σ²] of |x|^(-0.9) diverges (|x|^(-1.8)): a true "does not exist"
+    with pytest.raises(DivergenceError, match=r"E\[s\^2\]"):
+        gaussian_moments("abs(x)**(-0.9)", 1.0)
+
+
+def test_slowly_growing_tail_is_not_divergent():
+    # erfinv(tanh(x)) ~ √(2x): tanh rounds to 1 at x = 640 unless the precision is raised
+    g = gaussian_moments("erfinv(tanh(x))", 1.0, digits=10)
+    with mp.workdps(30):
+        # on [-14, 14]: beyond, |erfinv(tanh(z)) z φ(z)| < 5 z φ(z) integrates to < 1e-40
+        ref = mp.quad(lambda z: mp.erfinv(mp.tanh(z)) * z * mp.npdf(z), [-14, 0, 14])
+    assert abs(g["E[s']"].value - ref) <= max(g["E[s']"].abs_error, 1e-12)
+    assert g.m0 == 0 and g.m2 == 0  # odd: proved by parity
+
+
+def test_softplus_tiny_beta_cancellation():
+    # σ = log(1+e^{βx})/β ≈ log2/β + x/2 + βx²/8: σ² is 4.8e39 while E[(σ²)''] ≈ 1/2 + log2/2
+    g = gaussian_moments("softplus:beta=1e-20", 1.0, digits=12)
+    w2 = g["E[(s^2)'']"]
+    with mp.workdps(80):  # independent: (σ²)'' = 2σ'² + 2σσ'' written out, direct quadrature
+        b = mp.mpf("1e-20")
+        sig = lambda x: mp.log1p(mp.exp(b * x)) / b
+        s1 = lambda x: 1 / (1 + mp.exp(-b * x))
+        s2 = lambda x: b * s1(x) * (1 - s1(x))
+        ref = mp.quad(lambda z: (2 * s1(z) ** 2 + 2 * sig(z) * s2(z)) * mp.npdf(z), [-mp.inf, 0, mp.inf])
+    assert abs(w2.value - ref) <= w2.abs_error and w2.abs_error < 1e-11, (w2, ref)
+    assert abs(float(ref) - 0.8465735902799727) < 1e-12
+
+
+def test_oscillation_without_a_certificate_is_refused():
+    from ntk_theory.errors import NumericalError
+
+    with pytest.raises(NumericalError, match="could not certify"):
+        gaussian_moments("sin(1/x)", 1.0, digits=12)
+
+
+def test_arg_is_a_step():
+    g = gaussian_moments("arg(x)", 1.0)
+    assert math.isinf(g.v1) and abs(g.m0 - math.pi / 2) < 1e-14
+
+
+@pytest.mark.parametrize("tau", [1e-5, 2e4, 1e16])
+def test_tau_outside_the_certified_range_is_refused(tau):
+    with pytest.raises(DomainError, match="outside the supported range"):
+        gaussian_moments("relu", tau)
+
+
+@pytest.mark.parametrize("spec,exc", [
+    ("gamma(x)", DivergenceError), ("DiracDelta(x)", ParseError), ("airyai(x)", ParseError),
+    ("factorial(x)", ParseError), ("oo", ParseError), ("step:threshold=1e200", ParameterError),
+])
+def test_special_functions_and_huge_parameters_are_typed(spec, exc):
+    with pytest.raises(exc):
+        gaussian_moments(spec, 1.0)
+
+
+def test_budget_limits_are_typed():
+    with pytest.raises(ParameterError):
+        gaussian_moments("relu", 1.0, budget=9.3e9)
+
+
+def test_finite_values_beyond_float64_are_numbers_in_json():
+    import json
+
+    from ntk_theory.cli._common import to_jsonable
+
+    d = gaussian_moments("x*1e400", 1.0).to_dict()
+    out = json.loads(json.dumps(to_jsonable(d), allow_nan=False))
+    assert out["moments"]["E[s']"] == "1e+400" or out["moments"]["E[s']"].startswith("9.99999999999999")
+    assert out["moments"]["E[s^2]"] == "1e+800" and out["moments"]["E[s'^2]"] != "inf"
+    assert all(v != "inf" for v in out["abs_error"].values())
+
+
+def test_budget_is_deterministic_under_load():
+    """The symbolic budget counts Python calls: a busy thread (which inflates this process's
+    CPU time, what the old timer measured) changes nothing, and a budget just above or just
+    below a derivation's cost gives the same verdict every time."""
+    import threading
+
+    from ntk_theory.expectation import CALLS_PER_SECOND, clear_caches
+    from ntk_theory.moments import moment_closed_forms
+    from ntk_theory.expectation import derivation_work
+
+    from sympy.core.cache import clear_cache as clear_sympy_cache
+
+    def cold():  # SymPy's own cache also saves calls: start each run cold, like a fresh process
+        clear_caches()
+        clear_sympy_cache()
+
+    cold()
+    w0 = derivation_work()
+    forms = moment_closed_forms("gelu", budget=10.0)
+    cost = (derivation_work() - w0) / CALLS_PER_SECOND
+    assert forms is not None and cost > 0
+    stop = threading.Event()
+
+    def burn():
+        while not stop.is_set():
+            sum(i * i for i in range(1000))
+
+    results = []
+    th = threading.Thread(target=burn, daemon=True)
+    for loaded in (False, True, False, True):
+        if loaded and not th.is_alive():
+            th.start()
+        for b in (cost * 1.02, cost * 0.98):
+            cold()
+            g = gaussian_moments("gelu", 1.0, budget=b)
+            results.append((loaded, b > cost, g.closed_form, tuple(m.method for m in g.moments),
+                            tuple(g.latex.items())))
+    stop.set()
+    above = {r[2:] for r in results if r[1]}
+    below = {r[2:] for r in results if not r[1]}
+    assert len(above) == 1 and len(below) == 1, results
+    assert next(iter(above))[0] is True and next(iter(below))[0] is False

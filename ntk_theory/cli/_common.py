@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any
 
-__all__ = ["dump_json", "to_jsonable", "positive_float", "positive_int", "finite_float",
+__all__ = ["dump_json", "to_jsonable", "huge_number", "positive_float", "positive_int", "finite_float",
            "probability", "nonnegative_int"]
 
 
@@ -38,6 +38,8 @@ def to_jsonable(obj: Any) -> Any:
         return to_jsonable(obj.tolist())
     if isinstance(obj, (np.integer,)):
         return int(obj)
+    if type(obj).__name__ == "mpf":  # mpmath value: float64, or a string beyond its range
+        return to_jsonable(huge_number(obj))
     if isinstance(obj, (float, np.floating)):
         f = float(obj)
         if math.isinf(f):
@@ -46,6 +48,23 @@ def to_jsonable(obj: Any) -> Any:
             return "nan"
         return f
     return obj
+
+
+def huge_number(v: Any) -> float | str:
+    """A finite high-precision value as float64 when it fits, else as a decimal string
+    ``"1.2345678901234567e+400"`` (never ``"inf"``, which means infinite)."""
+    import mpmath as mp
+
+    v = mp.mpf(v)
+    if not mp.isfinite(v):
+        return float(v)
+    f = float(v)
+    if v != 0 and (math.isinf(f) or f == 0 or abs(f) < 2.2250738585072014e-308):
+        s = mp.nstr(v, 17, min_fixed=1, max_fixed=0).replace("e+", "e+").lower()
+        mant, _, exp = s.partition("e")
+        mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
+        return f"{mant}e{'+' if not exp.startswith('-') else '-'}{exp.lstrip('+-')}"
+    return f
 
 
 def dump_json(obj: Any) -> None:
