@@ -119,7 +119,20 @@ def derivative_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
         return act.derivative
     from .activations import _lambdify, derivative_expr
 
-    fn = _lambdify(derivative_expr(act.expr))
+    d_expr = derivative_expr(act.expr)
+    if d_expr.has(sp.Derivative):
+        # e.g. floor(x): SymPy leaves the derivative unevaluated (a train of Dirac deltas).
+        # Refused when it is *used* (K̇, the NTK, back-propagation), so that the conjugate
+        # kernel, which needs no derivative, still works.
+        message = (f"the derivative of {act.spec} is not a function (SymPy leaves "
+                   f"{sp.sstr(d_expr)[:60]} unevaluated): its K̇ and NTK do not exist as "
+                   f"finite kernels; use the conjugate kernel (--kernel ck)")
+
+        def refuse(t: np.ndarray) -> np.ndarray:
+            raise DomainError(message)
+
+        return refuse
+    fn = _lambdify(d_expr)
 
     def dfn(t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=float)
@@ -745,7 +758,7 @@ def layer_map(
         M = mehler_order(rho_max, tol)
         f = lambda t: act(t) - center  # noqa: E731  (centred before integrating: no cancellation)
         A = hermite_coefficients(f, d, M, rule.coef_nodes, breaks=rule.breaks)
-        dfn = derivative_function(act)
+        dfn = derivative_function(act) if derivative else None
         Ad = hermite_coefficients(dfn, d, M, rule.coef_nodes, breaks=rule.breaks) if derivative else None
     B = _block_rows(n, block_bytes, 12 if closed is not None else 6)
     for i0 in range(0, n, B):

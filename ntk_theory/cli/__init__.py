@@ -2,8 +2,8 @@
 
 Every module ``cmd_<name>.py`` in this package is a subcommand ``<name>``; it defines
 ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.  Errors of the
-:class:`~ntk_theory.errors.NTKTheoryError` hierarchy, argparse usage errors and
-interrupts become one line on stderr and exit status 2 — never a traceback.
+:class:`~ntk_theory.errors.NTKTheoryError` hierarchy and argparse usage errors become one line on stderr and exit status 2; Ctrl-C (at any moment,
+start-up included) one line and exit status 130 — never a traceback.
 """
 
 from __future__ import annotations
@@ -50,8 +50,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(argv: Sequence[str] | None) -> str:
+    """``"ntk-theory <cmd>"`` for messages before the arguments are parsed (first non-option)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    cmd = next((a for a in args if a and not a.startswith("-")), None)
+    return f"ntk-theory {cmd}" if cmd else "ntk-theory"
+
+
+def _interrupted(prog: str) -> int:
+    """One line on stderr and exit status 130 (128 + SIGINT), as shells report Ctrl-C."""
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 — a closed or broken stdout must not hide the message
+        pass
+    sys.stderr.write(f"{prog}: interrupted\n")
+    sys.stderr.flush()
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``ntk-theory`` and ``python -m ntk_theory``."""
+    """Entry point of ``ntk-theory`` and ``python -m ntk_theory``.
+
+    Exit status: 0 on success, 2 on bad input (one line on stderr), 130 on Ctrl-C at any
+    moment — including the imports done while the parser is built — with the single line
+    ``ntk-theory <cmd>: interrupted`` and no traceback.
+    """
+    prog = _command_name(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # start-up (imports in build_parser), parsing, or the run
+        return _interrupted(prog)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
@@ -64,8 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"ntk-theory {args.command}: error: {msg}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"ntk-theory {args.command}: interrupted\n")
-        return 2
+        return _interrupted(f"ntk-theory {args.command}")
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, not bad input: still one line, no traceback
