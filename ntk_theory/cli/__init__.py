@@ -82,14 +82,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _interrupted(prog)
 
 
+def _report_warnings(prog: str, caught: list) -> None:
+    """One line on stderr for the warnings of a successful run (none: nothing)."""
+    if not caught:
+        return
+    first = caught[0]
+    msg = " ".join(f"{first.category.__name__}: {first.message}".split())
+    more = f" (and {len(caught) - 1} more)" if len(caught) > 1 else ""
+    sys.stderr.write(f"{prog}: warning: {msg}{more}\n")
+
+
 def _main(argv: Sequence[str] | None) -> int:
+    import warnings  # (already loaded by the interpreter: costs nothing)
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         sys.stderr.write("ntk-theory: error: a COMMAND is required (see ntk-theory --help)\n")
         return 2
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings(record=True) as caught:
+            # library warnings (NumPy RuntimeWarnings …) are not printed as they come: an
+            # error supersedes them (one line), a success reports them in one line below;
+            # the filters in force (DeprecationWarning ignored …) still apply
+            rc = int(args._run(args) or 0)
+        _report_warnings(f"ntk-theory {args.command}", caught)
+        return rc
     except NTKTheoryError as exc:
         msg = " ".join(str(exc).split())
         sys.stderr.write(f"ntk-theory {args.command}: error: {msg}\n")
