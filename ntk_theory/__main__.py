@@ -9,4 +9,8 @@ except KeyboardInterrupt:  # Ctrl-C while the (light) CLI module itself is impor
     sys.stderr.write(f"ntk-theory{' ' + _cmd if _cmd else ''}: interrupted\n")
     sys.exit(130)
 
-sys.exit(main())
+try:
+    _rc = main()
+except KeyboardInterrupt:  # a Ctrl-C landing after main() has handled one
+    _rc = 130
+sys.exit(_rc)

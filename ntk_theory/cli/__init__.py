@@ -59,6 +59,13 @@ def _command_name(argv: Sequence[str] | None) -> str:
 
 def _interrupted(prog: str) -> int:
     """One line on stderr and exit status 130 (128 + SIGINT), as shells report Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # the run is over: a further Ctrl-C (or a still pending one) must not raise a
+        # second KeyboardInterrupt while the process exits; restored by main()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         sys.stdout.flush()
     except Exception:  # noqa: BLE001 — a closed or broken stdout must not hide the message
@@ -75,11 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     moment — including the imports done while the parser is built — with the single line
     ``ntk-theory <cmd>: interrupted`` and no traceback.
     """
+    import signal
+
     prog = _command_name(argv)
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        return _main(argv)
-    except KeyboardInterrupt:  # start-up (imports in build_parser), parsing, or the run
-        return _interrupted(prog)
+        try:
+            rc = _main(argv)
+        except KeyboardInterrupt:  # start-up (imports in build_parser), parsing, or the run
+            rc = _interrupted(prog)
+        if rc == 130 and argv is None:
+            # the process entry point after Ctrl-C: leave now.  A normal interpreter exit
+            # can still turn into death by SIGINT (status −2 instead of 130) when the
+            # interrupt passed through C extension code that records an "unhandled"
+            # KeyboardInterrupt; the message is written and flushed already.
+            os._exit(130)
+        return rc
+    finally:
+        if argv is not None and previous is not None:  # called as a function (tests): restore
+            signal.signal(signal.SIGINT, previous)
 
 
 def _report_warnings(prog: str, caught: list) -> None:
