@@ -33,23 +33,28 @@ covariance ``c``):
   probabilities ``P(u > t_j, v > t_k)`` evaluated with Owen's T function
   (:func:`bivariate_normal_cdf`).
 
-Any other activation uses quadrature (:func:`layer_map`): Mehler's expansion with
-per-point Hermite coefficients for ``|ρ| ≤ 0.8`` (rigorous truncation bound
-``0.8^{M+1} ≤ 1e-10`` relative), and a vectorized 2-D Gauss–Hermite rule with
-``quad_nodes²`` points (:func:`gauss_hermite_expectation`) on the strongly correlated
-pairs, and a 200-point 1-D rule on the diagonal.  Accuracy (measured against the erf
-closed form, tested in ``tests/test_exact.py``): the Mehler part is within its bound
-(≤ 1e-10 relative); the 2-D rule with 64 nodes is within 1e-11 for input variances
-``≤ 1.3`` but only ~1e-7 (CK) / 3e-6 (K̇) at variance 3 and ρ → 1, because erf(√a t)
-approaches a step as ``a`` grows.  Kinks converge only algebraically in any
-Gauss–Hermite rule, so (i) every activation that is piecewise linear with its kink at
-0 — registry entries and expressions such as ``Abs(x)/2`` or ``Max(x, x/4)``, detected
-symbolically by :func:`piecewise_linear_slopes` — uses the arc-cosine closed form, and
-(ii) for other kinked expressions (``Min(x, 1)``, ``Max(x, x²)``) the Hermite
-coefficients and the diagonal use a rule split at the kinks (:func:`split_rule`;
-exact to rounding, tested against adaptive quadrature), while the strongly correlated
-off-diagonal pairs (``0.8 < |ρ| < 1``) still use the tensor Gauss–Hermite rule, whose
-error there is ~2e−3 (measured for ``Min(x, 1)`` and ``Max(x, x²)`` at ρ = 0.95).
+* GELU ``t Φ(t)``: closed form of :func:`_gelu_pair` (derived in its docstring, checked
+  against mpmath); ``sin``/``cos``: ``e^{−(a+b)/2} sinh c`` / ``cosh c``; the Gaussian bump
+  ``e^{−t²/2}``: ``1/√((1+a)(1+b) − c²)``.
+
+Any other activation (tanh, swish, softplus, ELU, expressions) uses certified
+quadrature (:func:`layer_map`): Mehler's expansion ``Σ_k ρ^k A_k(a) A_k(b)`` for
+``|ρ| ≤ 0.8``, truncated where ``0.8^{M+1} ≤ tol = 1e−12`` (relative to
+``√(E f(u)² E f(v)²)``, a rigorous bound), with per-point Hermite coefficients and the
+diagonal from :func:`certified_coefficients`; the strongly correlated off-diagonal pairs
+(``0.8 < |ρ| < 1``) from :func:`certified_pairs`.  Both are composite Gauss–Legendre
+rules with panels at most 1 wide in the activation's argument and 2 in the Gaussian
+variable (split at kinks), each result computed with 12 and with 20 nodes per panel and
+the panels halved until the two agree to 1e−14 relative; disagreement beyond 4096 panels
+or a non-finite value is a :class:`~ntk_theory.errors.NumericalError`, never a silent
+number.  Tested (``tests/test_exact.py``): K, K̇ and Θ of tanh, swish and the closed
+forms within 1e−10 of independent adaptive quadrature (and mpmath) at squared input
+norms up to 50, ``ρ`` up to ±0.999, and norms down to 0.01.  (Before issue 11 the
+fixed 200-node Gauss–Hermite diagonal was 11 % low for tanh's NTK at squared norm 39.)
+Cost: the Mehler part is ``O(M n²)`` with ``M = 123``; a strongly correlated pair costs
+``10⁴–10⁶`` activation calls (growing with the input variance), so data with very many
+near-duplicate inputs at large norms are slow.
+
 The scales and centering constants (:func:`layer_scales`) use adaptive quadrature
 split at the kinks.
 
@@ -92,6 +97,8 @@ __all__ = [
     "closed_form_name",
     "derivative_function",
     "hermite_coefficients",
+    "certified_coefficients",
+    "certified_pairs",
     "mehler_order",
     "split_rule",
     "piecewise_linear_slopes",
@@ -1001,11 +1008,11 @@ def layer_map(
 
     Closed forms where available.  Otherwise (THEORY.md §3 "otherwise 2-D quadrature"):
     Mehler's formula ``E[f(u)f(v)] = Σ_k ρ^k A_k(a) A_k(b)`` with per-point Hermite
-    coefficients (:func:`hermite_coefficients`) for pairs with ``|ρ| ≤ rho_max``,
+    coefficients (:func:`certified_coefficients`) for pairs with ``|ρ| ≤ rho_max``,
     truncated at ``M = mehler_order(rho_max, tol)`` so that the truncation error is at
-    most ``tol·√(E f(u)² E f(v)²)``; pairs with ``|ρ| > rho_max`` (the diagonal and
-    near-duplicates) use the 2-D Gauss–Hermite rule with ``quad_nodes²`` points.  Cost:
-    ``O(M n²)`` instead of ``O(quad_nodes² n²)`` activation calls.
+    most ``tol·√(E f(u)² E f(v)²)``; the diagonal from the same certified 1-D rule, and
+    the pairs with ``|ρ| > rho_max`` (near-duplicates) from :func:`certified_pairs`.
+    Cost: ``O(M n²)`` for the Mehler part.
 
     Works on row blocks of the upper triangle and mirrors them, so the work space is
     about ``block_bytes`` whatever ``n``.
@@ -1082,8 +1089,8 @@ def exact_kernels(
         Also compute ``K̇_ℓ`` and ``Θ_ℓ`` (default).
     staircase_derivative : {"dirac", "ae"}
         See the module docstring.
-    quad_nodes, rho_max, tol :
-        Quadrature settings for activations without closed form (see :func:`layer_map`).
+    rho_max, tol :
+        Mehler settings for activations without closed form (see :func:`layer_map`).
     block_bytes : int
         Work space per row block.
 

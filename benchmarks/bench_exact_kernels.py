@@ -1,0 +1,125 @@
+"""Exact limiting kernels of smooth activations (issue 11): accuracy and time, before/after.
+
+Compares the current ``ntk_theory.exact`` with the version before issue 11 (the file at a
+git commit, loaded as a module; default ``34ea0b0``):
+
+* **accuracy** — one layer of tanh, swish, GELU and sin on four inputs with squared norms
+  50, 40, 50, 0.01 and correlations 0.95, −0.999, 0 and 0.31: the largest error of K, K̇ and Θ
+  entries against nested adaptive QUADPACK (``scipy.integrate.quad``, tolerance 1e-14),
+  whose agreement with mpmath is tested in ``tests/test_exact.py``;
+* **time** — CPU seconds of ``exact_kernels(X, acts)`` (NTK) for GMM-like data with
+  ``p = n/2`` and unit mean squared norm, n = 1000 and n = 4000, 1 and 2 layers of tanh and
+  one of GELU, plus a run with squared norms 10 (``--scale``).
+
+Usage::
+
+    python benchmarks/bench_exact_kernels.py [--baseline COMMIT] [--sizes 1000,4000] [--skip-accuracy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from ntk_theory import exact as current  # noqa: E402
+
+
+def load_baseline(commit: str):
+    src = subprocess.run(["git", "-C", ROOT, "show", f"{commit}:ntk_theory/exact.py"], check=True,
+                         capture_output=True, text=True).stdout
+    spec = importlib.util.spec_from_loader("ntk_theory._exact_baseline", loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = "ntk_theory"
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    exec(compile(src, f"{commit}:ntk_theory/exact.py", "exec"), mod.__dict__)
+    return mod
+
+
+def accuracy(mod, name):
+    from test_exact import _norm_grid, _phi, _quadpack_pair  # the tests' independent reference
+
+    Phi = lambda t: 0.5 * math.erfc(-t / math.sqrt(2))  # noqa: E731
+    sig = lambda t: 0.5 * (1.0 + math.tanh(0.5 * t))  # noqa: E731
+    f, df = {"tanh": (math.tanh, lambda t: 0.0 if abs(t) > 350 else 1 / math.cosh(t) ** 2),
+             "swish": (lambda t: t * sig(t), lambda t: sig(t) + t * sig(t) * (1 - sig(t))),
+             "gelu": (lambda t: t * Phi(t), lambda t: Phi(t) + t * _phi(t)),
+             "sin": (math.sin, math.cos)}[name]
+    X = _norm_grid()
+    ek = mod.exact_kernels(X, [name], centering="none")
+    K0 = X.T @ X
+    worst = {"K": 0.0, "Kdot": 0.0, "Theta": 0.0, "diag Theta rel": 0.0}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(4):
+            for j in range(i, 4):
+                a, b, c = K0[i, i], K0[j, j], K0[i, j]
+                k = _quadpack_pair(f, f, a, b, c)
+                kd = _quadpack_pair(df, df, a, b, c)
+                worst["K"] = max(worst["K"], abs(ek.K[1][i, j] - k))
+                worst["Kdot"] = max(worst["Kdot"], abs(ek.Kdot[0][i, j] - kd))
+                worst["Theta"] = max(worst["Theta"], abs(ek.Theta[1][i, j] - (k + c * kd)))
+                if i == j:
+                    worst["diag Theta rel"] = max(worst["diag Theta rel"],
+                                                  abs(ek.Theta[1][i, i] / (k + c * kd) - 1))
+    return worst
+
+
+def data(n, scale, seed=0):
+    rng = np.random.default_rng(seed)
+    p = n // 2
+    mu = rng.standard_normal((p, 2)) * 2 / math.sqrt(p)
+    lab = rng.integers(0, 2, n)
+    X = mu[:, lab] + rng.standard_normal((p, n)) / math.sqrt(p)
+    return X * math.sqrt(scale / np.mean(np.sum(X * X, axis=0)))
+
+
+def timing(mod, X, acts):
+    t0 = time.process_time()
+    mod.exact_kernels(X, acts)
+    return time.process_time() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", default="34ea0b0")
+    ap.add_argument("--sizes", default="1000,4000")
+    ap.add_argument("--skip-accuracy", action="store_true")
+    args = ap.parse_args()
+    base = load_baseline(args.baseline)
+    print(f"command: python benchmarks/bench_exact_kernels.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; numpy {np.__version__}; "
+          f"cores {os.cpu_count()}; load average at start {os.getloadavg()[0]:.2f}")
+    if not args.skip_accuracy:
+        print("\n| activation | version | max err K | max err K̇ | max err Θ | max rel err diag Θ |")
+        print("|---|---|---|---|---|---|")
+        for name in ("tanh", "swish", "gelu", "sin"):
+            for label, mod in (("before", base), ("after", current)):
+                w = accuracy(mod, name)
+                print(f"| {name} | {label} | {w['K']:.1e} | {w['Kdot']:.1e} | {w['Theta']:.1e} | "
+                      f"{w['diag Theta rel']:.1e} |", flush=True)
+    print("\n| n | scale ‖x‖² | activations | before CPU s | after CPU s | after/before |")
+    print("|---|---|---|---|---|---|")
+    for n in (int(v) for v in args.sizes.split(",")):
+        for scale, acts in ((1.0, ["tanh"]), (1.0, ["tanh", "tanh"]), (1.0, ["gelu"]), (10.0, ["tanh"])):
+            X = data(n, scale)
+            tb = timing(base, X, acts)
+            ta = timing(current, X, acts)
+            print(f"| {n} | {scale:g} | {','.join(acts)} | {tb:.2f} | {ta:.2f} | {ta / tb:.2f} |", flush=True)
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
