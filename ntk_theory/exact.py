@@ -209,6 +209,41 @@ def activation_breakpoints(act: Activation) -> tuple[float, ...]:
     return _breakpoints_of(act.expr)
 
 
+#: at most this many jumps of floor/ceiling inside the integration range are split at
+_MAX_JUMPS = 60
+
+
+def _jump_points(act: Activation, t_max: float) -> tuple[float, ...]:
+    """The jumps of ``floor``/``ceiling`` of a linear argument ``a·t + b`` in ``|t| ≤ t_max``
+    (``t = (k − b)/a`` for integers ``k``), which SymPy does not report as breakpoints.
+
+    A quadrature across a jump converges only like the panel width, so the certified
+    rules split there.  Refused (:class:`~ntk_theory.errors.NumericalError`) when there
+    are more than 60 such jumps in range, or when the argument is not linear.
+    """
+    if act.staircase is not None or act.expr is None:
+        return ()
+    atoms = act.expr.atoms(sp.floor, sp.ceiling, sp.frac)
+    out: set[float] = set()
+    for atom in atoms:
+        arg = sp.expand(atom.args[0])
+        try:
+            poly = sp.Poly(arg, X)
+        except sp.PolynomialError:
+            poly = None
+        if poly is None or poly.degree() != 1 or poly.free_symbols - {X}:
+            raise NumericalError(f"{act.spec}: {atom} jumps at points that are not evenly spaced; "
+                                 f"its exact kernel is not supported")
+        a, b = (float(v) for v in poly.all_coeffs())
+        lo, hi = sorted((b - abs(a) * t_max, b + abs(a) * t_max))
+        count = math.floor(hi) - math.ceil(lo) + 1
+        if count > _MAX_JUMPS:
+            raise NumericalError(f"{act.spec}: {atom} has {count} jumps where the inputs' Gaussians "
+                                 f"live (more than {_MAX_JUMPS}); its exact kernel is not supported")
+        out.update((k - b) / a for k in range(math.ceil(lo), math.floor(hi) + 1))
+    return tuple(sorted(out))
+
+
 def _slopes(act: Activation, name: str) -> tuple[float, float]:
     if name == "relu":
         return 1.0, 0.0
@@ -1027,8 +1062,11 @@ def layer_map(
     K = np.empty((n, n))
     Kd = np.empty((n, n)) if derivative else None
     closed = closed_form_name(act)
-    rule = _LayerRule(rho_max=rho_max, tol=tol,
-                      breaks=activation_breakpoints(act) if closed is None else ())
+    breaks: tuple[float, ...] = ()
+    if closed is None:
+        smax = float(np.sqrt(d.max()))
+        breaks = activation_breakpoints(act) + _jump_points(act, smax * (10.0 + 2.0 * smax))
+    rule = _LayerRule(rho_max=rho_max, tol=tol, breaks=breaks)
     if closed is None:
         M = mehler_order(rho_max, tol)
         f = lambda t: act(t) - center  # noqa: E731  (centred before integrating: no cancellation)
