@@ -797,11 +797,11 @@ def certified_pairs(
     """``E[fn(u) fn(v)]`` for ``(u, v) ~ N(0, [[a, c], [c, b]])`` (1-D arrays of pairs) with an
     error estimate; meant for strongly correlated pairs, where Mehler's series is slow.
 
-    Tensor composite Gauss–Legendre rule of :func:`_pair_rule` (panels ≤ 1 wide in ξ and in
+    Tensor composite Gauss–Legendre rule of :func:`_pair_rule` (panels ≤ 2 wide in ξ and ≤ 1 in
     t per direction), computed with 12 and 20 nodes per panel; the panels of the pairs whose
     two values differ by more than ``1e−14 (1 + scale)`` are halved until they agree
-    (``scale`` defaults to ``√(E fn(u)² E fn(v)²)``-like magnitudes ``1``).  Returns the
-    20-node values and the estimates ``|coarse − fine|``.
+    (``scale``: per pair, e.g. ``√(E fn(u)² E fn(v)²)``; default 0).  Returns the 20-node
+    values and the estimates ``|coarse − fine|``.
 
     Raises
     ------
