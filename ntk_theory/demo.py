@@ -44,6 +44,7 @@ from .coefficients import coefficients
 from .compress import CompressionResult, bit_accounting, compress_network, ternary_weights
 from .data import gmm, population_statistics, sample
 from .errors import ParameterError
+from .io import check_output_path
 from .plotting import save_figure, spectra_figure
 from .readout import accuracy, kernel_ridge_accuracy, kernel_ridge_cv, softmax_fit
 from .spectral import relative_errors
@@ -56,6 +57,9 @@ from .verify import (
 )
 
 __all__ = ["DemoSettings", "DemoResult", "run_demo"]
+
+#: the figures :func:`run_demo` writes into its output directory
+FIGURE_NAMES = ("demo_spectra.png", "demo_readouts.png")
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ def _run_demo(outdir: str | Path, settings: DemoSettings) -> DemoResult:
     out = Path(outdir)
     if not out.is_dir():
         raise ParameterError(f"output directory '{out}' does not exist")
+    for name in FIGURE_NAMES:  # writable? checked before the (long) computation
+        check_output_path(out / name, (".png",), what="demo figure")
     s = settings
     if not s.families:
         raise ParameterError("the demo needs at least one compression family")
@@ -209,8 +215,8 @@ def _run_demo(outdir: str | Path, settings: DemoSettings) -> DemoResult:
         curves[f"{f} (ε={s.sparsity:g}) − δI"] = spectra[f]
     figs = [str(save_figure(spectra_figure(
         curves, title=f"CK spectra (NTK-LC − δI), widths {list(s.widths)}"),
-        out / "demo_spectra.png"))]
-    figs.append(str(save_figure(_accuracy_figure(readouts, s.families, bits), out / "demo_readouts.png")))
+        out / FIGURE_NAMES[0]))]
+    figs.append(str(save_figure(_accuracy_figure(readouts, s.families, bits), out / FIGURE_NAMES[1])))
 
     lines = [
         f"NTK-LC demo: GMM data n={s.n}, p={s.p}, {s.classes} classes, tau0={st.tau0:.4f}; "

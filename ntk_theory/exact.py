@@ -33,23 +33,28 @@ covariance ``c``):
   probabilities ``P(u > t_j, v > t_k)`` evaluated with Owen's T function
   (:func:`bivariate_normal_cdf`).
 
-Any other activation uses quadrature (:func:`layer_map`): Mehler's expansion with
-per-point Hermite coefficients for ``|ρ| ≤ 0.8`` (rigorous truncation bound
-``0.8^{M+1} ≤ 1e-10`` relative), and a vectorized 2-D Gauss–Hermite rule with
-``quad_nodes²`` points (:func:`gauss_hermite_expectation`) on the strongly correlated
-pairs, and a 200-point 1-D rule on the diagonal.  Accuracy (measured against the erf
-closed form, tested in ``tests/test_exact.py``): the Mehler part is within its bound
-(≤ 1e-10 relative); the 2-D rule with 64 nodes is within 1e-11 for input variances
-``≤ 1.3`` but only ~1e-7 (CK) / 3e-6 (K̇) at variance 3 and ρ → 1, because erf(√a t)
-approaches a step as ``a`` grows.  Kinks converge only algebraically in any
-Gauss–Hermite rule, so (i) every activation that is piecewise linear with its kink at
-0 — registry entries and expressions such as ``Abs(x)/2`` or ``Max(x, x/4)``, detected
-symbolically by :func:`piecewise_linear_slopes` — uses the arc-cosine closed form, and
-(ii) for other kinked expressions (``Min(x, 1)``, ``Max(x, x²)``) the Hermite
-coefficients and the diagonal use a rule split at the kinks (:func:`split_rule`;
-exact to rounding, tested against adaptive quadrature), while the strongly correlated
-off-diagonal pairs (``0.8 < |ρ| < 1``) still use the tensor Gauss–Hermite rule, whose
-error there is ~2e−3 (measured for ``Min(x, 1)`` and ``Max(x, x²)`` at ρ = 0.95).
+* GELU ``t Φ(t)``: closed form of :func:`_gelu_pair` (derived in its docstring, checked
+  against mpmath); ``sin``/``cos``: ``e^{−(a+b)/2} sinh c`` / ``cosh c``; the Gaussian bump
+  ``e^{−t²/2}``: ``1/√((1+a)(1+b) − c²)``.
+
+Any other activation (tanh, swish, softplus, ELU, expressions) uses certified
+quadrature (:func:`layer_map`): Mehler's expansion ``Σ_k ρ^k A_k(a) A_k(b)`` for
+``|ρ| ≤ 0.8``, truncated where ``0.8^{M+1} ≤ tol = 1e−12`` (relative to
+``√(E f(u)² E f(v)²)``, a rigorous bound), with per-point Hermite coefficients and the
+diagonal from :func:`certified_coefficients`; the strongly correlated off-diagonal pairs
+(``0.8 < |ρ| < 1``) from :func:`certified_pairs`.  Both are composite Gauss–Legendre
+rules with panels at most 1 wide in the activation's argument and 2 in the Gaussian
+variable (split at kinks), each result computed with 12 and with 20 nodes per panel and
+the panels halved until the two agree to 1e−14 relative; disagreement beyond 4096 panels
+or a non-finite value is a :class:`~ntk_theory.errors.NumericalError`, never a silent
+number.  Tested (``tests/test_exact.py``): K, K̇ and Θ of tanh, swish and the closed
+forms within 1e−10 of independent adaptive quadrature (and mpmath) at squared input
+norms up to 50, ``ρ`` up to ±0.999, and norms down to 0.01.  (Before issue 11 the
+fixed 200-node Gauss–Hermite diagonal was 11 % low for tanh's NTK at squared norm 39.)
+Cost: the Mehler part is ``O(M n²)`` with ``M = 123``; a strongly correlated pair costs
+``10⁴–10⁶`` activation calls (growing with the input variance), so data with very many
+near-duplicate inputs at large norms are slow.
+
 The scales and centering constants (:func:`layer_scales`) use adaptive quadrature
 split at the kinks.
 
@@ -93,6 +98,8 @@ __all__ = [
     "closed_form_name",
     "derivative_function",
     "hermite_coefficients",
+    "certified_coefficients",
+    "certified_pairs",
     "mehler_order",
     "split_rule",
     "piecewise_linear_slopes",
@@ -104,7 +111,7 @@ __all__ = [
 MEMORY_LIMIT_BYTES = 22 * 2**30
 
 _TWO_PI = 2.0 * math.pi
-_CLOSED = ("relu", "leaky_relu", "abs", "linear", "quadratic", "erf")
+_CLOSED = ("relu", "leaky_relu", "abs", "linear", "quadratic", "erf", "gelu", "sin", "cos", "gaussian")
 #: closed forms of the piecewise-linear-through-0 family ``p t⁺ − q t⁻``
 _PWL = ("relu", "leaky_relu", "abs", "linear", "piecewise_linear")
 
@@ -120,7 +127,20 @@ def derivative_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
         return act.derivative
     from .activations import _lambdify, derivative_expr
 
-    fn = _lambdify(derivative_expr(act.expr))
+    d_expr = derivative_expr(act.expr)
+    if d_expr.has(sp.Derivative):
+        # e.g. floor(x): SymPy leaves the derivative unevaluated (a train of Dirac deltas).
+        # Refused when it is *used* (K̇, the NTK, back-propagation), so that the conjugate
+        # kernel, which needs no derivative, still works.
+        message = (f"the derivative of {act.spec} is not a function (SymPy leaves "
+                   f"{sp.sstr(d_expr)[:60]} unevaluated): its K̇ and NTK do not exist as "
+                   f"finite kernels; use the conjugate kernel (--kernel ck)")
+
+        def refuse(t: np.ndarray) -> np.ndarray:
+            raise DomainError(message)
+
+        return refuse
+    fn = _lambdify(d_expr)
 
     def dfn(t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=float)
@@ -188,6 +208,41 @@ def activation_breakpoints(act: Activation) -> tuple[float, ...]:
     if act.staircase is not None:
         return tuple(float(t) for t in act.staircase.thresholds)
     return _breakpoints_of(act.expr)
+
+
+#: at most this many jumps of floor/ceiling inside the integration range are split at
+_MAX_JUMPS = 60
+
+
+def _jump_points(act: Activation, t_max: float) -> tuple[float, ...]:
+    """The jumps of ``floor``/``ceiling`` of a linear argument ``a·t + b`` in ``|t| ≤ t_max``
+    (``t = (k − b)/a`` for integers ``k``), which SymPy does not report as breakpoints.
+
+    A quadrature across a jump converges only like the panel width, so the certified
+    rules split there.  Refused (:class:`~ntk_theory.errors.NumericalError`) when there
+    are more than 60 such jumps in range, or when the argument is not linear.
+    """
+    if act.staircase is not None or act.expr is None:
+        return ()
+    atoms = act.expr.atoms(sp.floor, sp.ceiling, sp.frac)
+    out: set[float] = set()
+    for atom in atoms:
+        arg = sp.expand(atom.args[0])
+        try:
+            poly = sp.Poly(arg, X)
+        except sp.PolynomialError:
+            poly = None
+        if poly is None or poly.degree() != 1 or poly.free_symbols - {X}:
+            raise NumericalError(f"{act.spec}: {atom} jumps at points that are not evenly spaced; "
+                                 f"its exact kernel is not supported")
+        a, b = (float(v) for v in poly.all_coeffs())
+        lo, hi = sorted((b - abs(a) * t_max, b + abs(a) * t_max))
+        count = math.floor(hi) - math.ceil(lo) + 1
+        if count > _MAX_JUMPS:
+            raise NumericalError(f"{act.spec}: {atom} has {count} jumps where the inputs' Gaussians "
+                                 f"live (more than {_MAX_JUMPS}); its exact kernel is not supported")
+        out.update((k - b) / a for k in range(math.ceil(lo), math.floor(hi) + 1))
+    return tuple(sorted(out))
 
 
 def _slopes(act: Activation, name: str) -> tuple[float, float]:
@@ -318,10 +373,16 @@ def gaussian_mean(act: Activation, s: np.ndarray | float, *, quad_nodes: int = 2
     if name in _PWL:
         p, q = _slopes(act, name)
         return (p - q) * np.sqrt(s / _TWO_PI)  # E[p u⁺ − q u⁻] = (p − q) E[u⁺]
-    if name == "erf":
+    if name in ("erf", "sin"):
         return np.zeros_like(s)
     if name == "quadratic":
         return s.copy()
+    if name == "gelu":  # Stein: E[u Φ(u)] = s E[φ(u)] = s / √(2π(1+s))
+        return s / np.sqrt(_TWO_PI * (1.0 + s))
+    if name == "cos":
+        return np.exp(-0.5 * s)
+    if name == "gaussian":
+        return 1.0 / np.sqrt(1.0 + s)
     x, w = split_rule(s, activation_breakpoints(act), quad_nodes)
     return np.sum(act(x) * w, axis=-1)
 
@@ -339,6 +400,39 @@ def _rho(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 def _relu_kernel(a: np.ndarray, b: np.ndarray, rho: np.ndarray) -> np.ndarray:
     th = np.arccos(rho)
     return np.sqrt(a * b) * (np.sqrt((1.0 - rho) * (1.0 + rho)) + (math.pi - th) * rho) / _TWO_PI
+
+
+def _gelu_pair(a: np.ndarray, b: np.ndarray, c: np.ndarray, derivative: bool) -> np.ndarray:
+    """GELU ``σ(t) = t Φ(t)``: ``E[σ(u)σ(v)]`` or ``E[σ'(u)σ'(v)]`` in closed form.
+
+    With ``A = 1+a``, ``B = 1+b``, ``q = √(AB − c²)`` (≥ √(1+a+b) > 0) and
+    ``r = c/√(AB)``::
+
+        E[σ(u)σ(v)]   = c/4 + c·arcsin(r)/(2π) + (ab q² + c²)/(2π A B q),
+        E[σ'(u)σ'(v)] = 1/4 + arcsin(r)/(2π) + c (3 + a + b + c²/q²)/(2π A B q).
+
+    Derivation: ``Φ(u) = P(z₁ ≤ u)`` with independent ``z₁, z₂ ~ N(0,1)``, so
+    ``E[σσ] = E[u v 1{p ≥ 0, q' ≥ 0}]`` with ``(p, q') = (u − z₁, v − z₂) ~ N(0, [[A, c], [c, B]])``;
+    regressing ``(u, v)`` on ``(p, q')`` reduces it to the orthant probability and the
+    truncated second moments of a bivariate normal.  The second line is ``∂/∂c`` of the
+    first (Price's theorem).  Both are checked against mpmath 2-D quadrature in
+    ``tests/test_exact.py``.
+    """
+    A, B = 1.0 + a, 1.0 + b
+    AB = A * B
+    q2 = AB - c * c
+    q = np.sqrt(q2)
+    asin = np.arcsin(np.clip(c / np.sqrt(AB), -1.0, 1.0))
+    if derivative:
+        return 0.25 + asin / _TWO_PI + c * (3.0 + a + b + c * c / q2) / (_TWO_PI * AB * q)
+    return 0.25 * c + c * asin / _TWO_PI + (a * b * q2 + c * c) / (_TWO_PI * AB * q)
+
+
+def _trig_pair(a: np.ndarray, b: np.ndarray, c: np.ndarray, hyperbolic_sine: bool) -> np.ndarray:
+    """``e^{−(a+b)/2} sinh c`` (or ``cosh c``) without overflow: ``½(e^{c−m} ∓ e^{−c−m})``, ``m = (a+b)/2``."""
+    m = 0.5 * (a + b)
+    plus, minus = np.exp(c - m), np.exp(-c - m)
+    return 0.5 * (plus - minus) if hyperbolic_sine else 0.5 * (plus + minus)
 
 
 def gauss_hermite_expectation(
@@ -454,6 +548,17 @@ def pair_expectation(
             if derivative:
                 return (4.0 / math.pi) / np.sqrt(q - 4.0 * c * c)
             return (2.0 / math.pi) * np.arcsin(np.clip(2.0 * c / np.sqrt(q), -1.0, 1.0))
+        if name == "gelu":
+            return _gelu_pair(a, b, c, derivative)
+        if name in ("sin", "cos"):
+            # E[e^{i(u±v)}] = e^{−(a+b±2c)/2}: E[sin u sin v] = e^{−(a+b)/2} sinh c and
+            # E[cos u cos v] = e^{−(a+b)/2} cosh c; sin' = cos, cos' = −sin
+            return _trig_pair(a, b, c, hyperbolic_sine=(name == "sin") != derivative)
+        if name == "gaussian":
+            # E[e^{−u²/2} e^{−v²/2}] = det(I + Σ)^{−1/2} = 1/q, q² = (1+a)(1+b) − c²;
+            # Price's theorem (d/dc E[σ(u)σ(v)] = E[σ'(u)σ'(v)]) gives K̇ = c/q³
+            q = np.sqrt((1.0 + a) * (1.0 + b) - c * c)
+            return c / q**3 if derivative else 1.0 / q
     fn = derivative_function(act) if derivative else act
     return gauss_hermite_expectation(fn, fn, a, b, c, quad_nodes)
 
@@ -520,37 +625,256 @@ def _mehler_block(Ai: np.ndarray, Aj: np.ndarray, rho: np.ndarray) -> np.ndarray
 class _LayerRule:
     """How one layer's expectations are evaluated for activations without a closed form."""
 
-    quad_nodes: int = 64
     rho_max: float = 0.8
-    tol: float = 1e-10
-    coef_nodes: int = 200
+    tol: float = 1e-12
     breaks: tuple[float, ...] = ()
+
+
+# --------------------------------------------------------------------------- #
+# Certified quadrature (activations without a closed form)
+# --------------------------------------------------------------------------- #
+#: Panel widths of the composite Gauss–Legendre rules: at most ``_H_T`` in the
+#: activation's argument t (tanh's poles lie π/2 off the real axis, so a width-1 panel
+#: with 12 nodes is already exact to ~1e−19) and at most ``_H_XI`` = 2 in the standard normal
+#: variable ξ (the Gaussian weight).  Both are only starting points: every result is
+#: recomputed with a higher-order rule and the panels are halved until the two agree.
+_H_T = 1.0
+_H_XI = 2.0
+#: Gauss–Legendre orders per panel of the two rules that are compared.
+_M_COARSE, _M_FINE = 12, 20
+#: Absolute accuracy asked of every quadrature, relative to ``1 + √(E f²)`` (1-D) or
+#: ``1 + √(E f(u)² E f(v)²)`` (pairs); far below the Mehler truncation ``tol``.
+_QUAD_TOL = 1e-14
+#: Refinement stops (NumericalError) beyond this many panels per direction.
+_MAX_PANELS = 4096
+#: Elements per work array of the vectorized rules (about 32 MB of float64).
+_WORK = 4_000_000
+
+
+@lru_cache(maxsize=8)
+def _gl(m: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(m)
+
+
+def _panel_count(scale: float, half_range: float) -> int:
+    """Uniform panels on ``[−half_range, half_range]`` in ξ so that a panel is at most
+    ``_H_XI`` wide in ξ and ``_H_T`` wide in ``t = scale·ξ``."""
+    width = min(_H_XI, _H_T / scale) if scale > 0 else _H_XI
+    return max(2, int(math.ceil(2.0 * half_range / width)))
+
+
+def _gl_nodes(edges: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights (Gaussian density included) of ``m``-point Gauss–Legendre on every
+    panel between consecutive ``edges`` (last axis); shapes ``edges.shape[:-1] + (P·m,)``."""
+    g, gw = _gl(m)
+    lo, hi = edges[..., :-1, None], edges[..., 1:, None]
+    half = 0.5 * (hi - lo)
+    xi = 0.5 * (lo + hi) + half * g
+    w = half * gw * np.exp(-0.5 * xi * xi) / math.sqrt(_TWO_PI)
+    shape = edges.shape[:-1] + (-1,)
+    return xi.reshape(shape), w.reshape(shape)
+
+
+def _xi_edges(sd: np.ndarray, breaks: Sequence[float], panels: int) -> np.ndarray:
+    """Panel edges in ξ per row: ``panels`` uniform panels on ``[−L, L]``, ``L = 10 + 2√s``
+    (the weight ``f(√s ξ)² φ(ξ)`` of an activation growing like ``e^t`` peaks at ``ξ = 2√s``;
+    ``φ(10) ≈ 8e−23``), split at the activation's kinks ``b/√s``."""
+    L = 10.0 + 2.0 * sd
+    edges = L * np.linspace(-1.0, 1.0, panels + 1)
+    if breaks:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bx = np.where(sd > 0, np.asarray(breaks, float) / sd, 0.0)
+        edges = np.sort(np.concatenate([edges, np.clip(bx, -L, L)], axis=-1), axis=-1)
+    return edges
+
+
+def _one_dim(fn, sd: np.ndarray, breaks: Sequence[float], panels: int, m: int, order: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Hermite coefficients ``A_k = E[fn(√s ξ) h_k(ξ)]`` (k ≤ order) and ``E[fn(√s ξ)²]``
+    with one composite rule; rows of ``sd`` (shape (r, 1)) are the points."""
+    xi, w = _gl_nodes(_xi_edges(sd, breaks, panels), m)
+    F = np.asarray(fn(sd * xi), dtype=float)
+    F = np.broadcast_to(F, xi.shape)
+    diag = np.einsum("ij,ij->i", F * F, w)
+    Fw = F * w
+    out = np.empty((order + 1, xi.shape[0]))
+    h_prev, h = np.zeros_like(xi), np.ones_like(xi)
+    out[0] = Fw.sum(axis=1)
+    for k in range(order):
+        h_prev, h = h, (xi * h - math.sqrt(k) * h_prev) / math.sqrt(k + 1)
+        out[k + 1] = np.einsum("ij,ij->i", Fw, h)
+    return out, diag
+
+
+def certified_coefficients(
+    fn: Callable[[np.ndarray], np.ndarray], s: np.ndarray, order: int, *,
+    breaks: Sequence[float] = (), rho_max: float = 0.8, spec: str = "activation",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hermite coefficients and second moments with a certified error, for every variance in ``s``.
+
+    Returns ``A`` (shape ``(order+1, len(s))``, ``A_k(s) = E[fn(√s ξ) h_k(ξ)]``),
+    ``second = E[fn(√s ξ)²]`` and ``err``: per point, the estimated error
+    ``Σ_k rho_max^k |δA_k| + |δ second|`` — what enters the Mehler sums of :func:`layer_map`.
+
+    Method: composite Gauss–Legendre on ``ξ ∈ [−(10 + 2√s), 10 + 2√s]``, panels at most 1
+    wide in ξ and in ``t = √s ξ``, split at the activation's kinks.  Each result is
+    computed with 12 and with 20 nodes per panel; the panels are halved until the two
+    agree to ``1e−14 (1 + √second)`` (the 20-node values, returned, are then far more
+    accurate still).  Work is in row chunks of bounded memory.
+
+    Raises
+    ------
+    NumericalError
+        No agreement with up to 4096 panels (e.g. an activation oscillating too fast), or
+        non-finite values (the activation overflows at these variances).
+    """
+    s = np.atleast_1d(np.asarray(s, dtype=float))
+    n = s.size
+    A = np.empty((order + 1, n))
+    second = np.empty(n)
+    err = np.empty(n)
+    weights = rho_max ** np.arange(order + 1)
+    sd_all = np.sqrt(s)
+    order_idx = np.argsort(s)  # chunks of similar variance share a panel count
+    per_row = (_panel_count(float(sd_all.max()), 10.0 + 2.0 * float(sd_all.max())) + len(breaks)) * _M_FINE
+    rows_per_chunk = max(1, _WORK // per_row)
+    for i in range(0, n, rows_per_chunk):
+        idx = order_idx[i:i + rows_per_chunk]
+        smax = float(sd_all[idx].max())
+        panels = _panel_count(smax, 10.0 + 2.0 * smax)
+        sd = sd_all[idx, None]
+        while True:
+            with np.errstate(all="ignore"):
+                Ac, dc = _one_dim(fn, sd, breaks, panels, _M_COARSE, order)
+                Af, df = _one_dim(fn, sd, breaks, panels, _M_FINE, order)
+            if not (np.all(np.isfinite(Af)) and np.all(np.isfinite(df))):
+                raise NumericalError(f"E[f(√s ξ)²] of {spec} is not finite in float64 for variances "
+                                     f"up to {smax**2:.4g}: the activation overflows")
+            e = weights @ np.abs(Af - Ac) + np.abs(df - dc)
+            if np.all(e <= _QUAD_TOL * (1.0 + np.sqrt(df))):
+                break
+            panels *= 2
+            if panels > _MAX_PANELS:
+                raise NumericalError(f"Gaussian expectations of {spec} at variances up to {smax**2:.4g}: "
+                                     f"quadrature did not converge with {_MAX_PANELS} panels "
+                                     f"(error estimate {float(e.max()):.2g})")
+        A[:, idx], second[idx], err[idx] = Af, df, e
+    return A, second, err
+
+
+def _pair_rule(f, a, b, rho, breaks, panels_s, panels_d, m):
+    """``E[f(u) f(v)]`` for pairs (1-D arrays) with ``|ρ| < 1`` by a tensor rule in the
+    symmetric coordinates ``ξ₁ = αS + βD``, ``ξ₂ = ±(αS − βD)``, ``α = √((1+|ρ|)/2)``,
+    ``β = √((1−|ρ|)/2)`` (S, D independent standard normals): for ``|ρ| → 1`` the integrand
+    varies slowly in D (scale β) and like a 1-D expectation in S.  Composite
+    Gauss–Legendre in both, with the D-panels split where ``u`` or ``v`` crosses a kink."""
+    sgn = np.where(rho < 0, -1.0, 1.0)[:, None, None]
+    r = np.abs(rho)
+    al = np.sqrt(0.5 * (1.0 + r))[:, None, None]
+    be = np.sqrt(0.5 * (1.0 - r))[:, None, None]
+    sa, sb = np.sqrt(a)[:, None, None], np.sqrt(b)[:, None, None]
+    Ls = 10.0 + 2.0 * float(max(sa.max(), sb.max()))
+    S, wS = _gl_nodes(Ls * np.linspace(-1.0, 1.0, panels_s + 1), m)      # (nS,)
+    d_edges = np.broadcast_to(10.0 * np.linspace(-1.0, 1.0, panels_d + 1), (r.size, S.size, panels_d + 1))
+    if breaks:
+        Sx = S[None, :, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kinks = [(t / sa - al * Sx) / be for t in breaks] + [(al * Sx - sgn * t / sb) / be for t in breaks]
+        kinks = np.concatenate([np.broadcast_to(np.nan_to_num(k, nan=0.0, posinf=10.0, neginf=-10.0),
+                                                (r.size, S.size, 1)) for k in kinks], axis=-1)
+        d_edges = np.sort(np.concatenate([d_edges, np.clip(kinks, -10.0, 10.0)], axis=-1), axis=-1)
+    D, wD = _gl_nodes(np.ascontiguousarray(d_edges), m)                    # (P, nS, nD)
+    Sx = S[None, :, None]
+    u = sa * (al * Sx + be * D)
+    v = sgn * sb * (al * Sx - be * D)
+    inner = np.sum(np.asarray(f(u), float) * np.asarray(f(v), float) * wD, axis=-1)  # (P, nS)
+    return inner @ wS
+
+
+def certified_pairs(
+    fn: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray, c: np.ndarray, *,
+    breaks: Sequence[float] = (), scale: np.ndarray | None = None, spec: str = "activation",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``E[fn(u) fn(v)]`` for ``(u, v) ~ N(0, [[a, c], [c, b]])`` (1-D arrays of pairs) with an
+    error estimate; meant for strongly correlated pairs, where Mehler's series is slow.
+
+    Tensor composite Gauss–Legendre rule of :func:`_pair_rule` (panels ≤ 2 wide in ξ and ≤ 1 in
+    t per direction), computed with 12 and 20 nodes per panel; the panels of the pairs whose
+    two values differ by more than ``1e−14 (1 + scale)`` are halved until they agree
+    (``scale``: per pair, e.g. ``√(E fn(u)² E fn(v)²)``; default 0).  Returns the 20-node
+    values and the estimates ``|coarse − fine|``.
+
+    Raises
+    ------
+    NumericalError
+        No agreement with up to 4096 panels per direction, or non-finite values.
+    """
+    a, b, c = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (a, b, c))
+    rho = _rho(a, b, c)
+    scale = np.zeros(a.size) if scale is None else np.asarray(scale, float)
+    out = np.empty(a.size)
+    err = np.empty(a.size)
+    todo = np.arange(a.size)
+    refine = 1
+    while todo.size:
+        sa = np.sqrt(np.maximum(a[todo], b[todo]))
+        r = np.abs(rho[todo])
+        # group pairs by their panel counts (similar variances / correlations)
+        ps = np.array([_panel_count(float(x) * math.sqrt(0.5 * (1 + y)), 10.0 + 2.0 * float(x))
+                       for x, y in zip(sa, r)]) * refine
+        pd = np.array([_panel_count(float(x) * math.sqrt(0.5 * (1 - y)), 10.0) for x, y in zip(sa, r)]) * refine
+        failed = []
+        for key in sorted(set(zip(ps.tolist(), pd.tolist()))):
+            sel = todo[(ps == key[0]) & (pd == key[1])]
+            if max(key) > _MAX_PANELS:
+                raise NumericalError(f"E[f(u)f(v)] of {spec}: quadrature did not converge with "
+                                     f"{_MAX_PANELS} panels (variances up to {float(max(a[sel].max(), b[sel].max())):.4g})")
+            nS = (key[0]) * _M_FINE
+            nD = (key[1] + 2 * len(breaks)) * _M_FINE
+            chunk = max(1, _WORK // (nS * nD))
+            for j0 in range(0, sel.size, chunk):
+                p = sel[j0:j0 + chunk]
+                with np.errstate(all="ignore"):
+                    vc = _pair_rule(fn, a[p], b[p], rho[p], breaks, key[0], key[1], _M_COARSE)
+                    vf = _pair_rule(fn, a[p], b[p], rho[p], breaks, key[0], key[1], _M_FINE)
+                if not np.all(np.isfinite(vf)):
+                    raise NumericalError(f"E[f(u)f(v)] of {spec} is not finite in float64: the activation "
+                                         f"overflows at variances up to {float(max(a[p].max(), b[p].max())):.4g}")
+                e = np.abs(vf - vc)
+                ok = e <= _QUAD_TOL * (1.0 + scale[p])
+                out[p], err[p] = vf, e
+                failed.append(p[~ok])
+        todo = np.concatenate(failed) if failed else np.array([], dtype=int)
+        refine *= 2
+    return out, err
 
 
 def _quadrature_block(
     fn: Callable[[np.ndarray], np.ndarray],
     A: np.ndarray,
+    second: np.ndarray,
     i0: int,
     i1: int,
     d: np.ndarray,
     c: np.ndarray,
     rule: _LayerRule,
+    spec: str,
 ) -> np.ndarray:
-    """``E[fn(u) fn(v)]`` on rows ``i0:i1``, columns ``i0:`` (Mehler where ``|ρ| ≤ rho_max``,
-    2-D Gauss–Hermite on the remaining, strongly correlated pairs)."""
+    """``E[fn(u) fn(v)]`` on rows ``i0:i1``, columns ``i0:``: Mehler's series where
+    ``|ρ| ≤ rho_max``, the certified 1-D second moments on the diagonal, and the certified
+    tensor rule (:func:`certified_pairs`) on the remaining, strongly correlated pairs."""
     a = d[i0:i1, None]
     b = d[None, i0:]
     rho = _rho(a, b, c)
     out = _mehler_block(A[:, i0:i1], A[:, i0:], rho)
     hi = np.abs(rho) > rule.rho_max
-    # the diagonal (ρ = 1): a 1-D rule with coef_nodes points, E[fn(√a ξ)²]
     diag = np.arange(i1 - i0)
-    t, w = split_rule(d[i0:i1], rule.breaks, rule.coef_nodes)
-    out[diag, diag] = np.sum(fn(t) ** 2 * w, axis=-1)
+    out[diag, diag] = second[i0:i1]
     hi[diag, diag] = False
     if np.any(hi):
         aa, bb = np.broadcast_arrays(a, b)
-        out[hi] = gauss_hermite_expectation(fn, fn, aa[hi], bb[hi], c[hi], rule.quad_nodes)
+        sc = np.sqrt(np.multiply.outer(second[i0:i1], second[i0:]))[hi]
+        out[hi], _ = certified_pairs(fn, aa[hi], bb[hi], c[hi], breaks=rule.breaks, scale=sc, spec=spec)
     return out
 
 
@@ -756,20 +1080,19 @@ def layer_map(
     *,
     derivative: bool = True,
     staircase_derivative: str = "dirac",
-    quad_nodes: int = 64,
     rho_max: float = 0.8,
-    tol: float = 1e-10,
+    tol: float = 1e-12,
     block_bytes: int = 256 * 2**20,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One layer: ``(K_ℓ, K̇_ℓ)`` from ``K_{ℓ−1}`` with centering constant ``center``.
 
     Closed forms where available.  Otherwise (THEORY.md §3 "otherwise 2-D quadrature"):
     Mehler's formula ``E[f(u)f(v)] = Σ_k ρ^k A_k(a) A_k(b)`` with per-point Hermite
-    coefficients (:func:`hermite_coefficients`) for pairs with ``|ρ| ≤ rho_max``,
+    coefficients (:func:`certified_coefficients`) for pairs with ``|ρ| ≤ rho_max``,
     truncated at ``M = mehler_order(rho_max, tol)`` so that the truncation error is at
-    most ``tol·√(E f(u)² E f(v)²)``; pairs with ``|ρ| > rho_max`` (the diagonal and
-    near-duplicates) use the 2-D Gauss–Hermite rule with ``quad_nodes²`` points.  Cost:
-    ``O(M n²)`` instead of ``O(quad_nodes² n²)`` activation calls.
+    most ``tol·√(E f(u)² E f(v)²)``; the diagonal from the same certified 1-D rule, and
+    the pairs with ``|ρ| > rho_max`` (near-duplicates) from :func:`certified_pairs`.
+    Cost: ``O(M n²)`` for the Mehler part.
 
     Works on row blocks of the upper triangle and mirrors them, so the work space is
     about ``block_bytes`` whatever ``n``.
@@ -784,14 +1107,19 @@ def layer_map(
     K = np.empty((n, n))
     Kd = np.empty((n, n)) if derivative else None
     closed = closed_form_name(act)
-    rule = _LayerRule(quad_nodes=quad_nodes, rho_max=rho_max, tol=tol,
-                      breaks=activation_breakpoints(act) if closed is None else ())
+    breaks: tuple[float, ...] = ()
+    if closed is None:
+        smax = float(np.sqrt(d.max()))
+        breaks = activation_breakpoints(act) + _jump_points(act, smax * (10.0 + 2.0 * smax))
+    rule = _LayerRule(rho_max=rho_max, tol=tol, breaks=breaks)
     if closed is None:
         M = mehler_order(rho_max, tol)
         f = lambda t: act(t) - center  # noqa: E731  (centred before integrating: no cancellation)
-        A = hermite_coefficients(f, d, M, rule.coef_nodes, breaks=rule.breaks)
-        dfn = derivative_function(act)
-        Ad = hermite_coefficients(dfn, d, M, rule.coef_nodes, breaks=rule.breaks) if derivative else None
+        A, A2, _ = certified_coefficients(f, d, M, breaks=rule.breaks, rho_max=rho_max, spec=act.spec)
+        dfn = derivative_function(act) if derivative else None
+        if derivative:
+            Ad, Ad2, _ = certified_coefficients(dfn, d, M, breaks=rule.breaks, rho_max=rho_max,
+                                                spec=f"the derivative of {act.spec}")
     fused = None
     if closed in _PWL:
         pq = _slopes(act, closed)
@@ -813,14 +1141,14 @@ def layer_map(
                           out_kd=None if Kd is None else Kd[i0:i1, i0:])
             continue
         if closed is None:
-            blk = _quadrature_block(f, A, i0, i1, d, c, rule)
+            blk = _quadrature_block(f, A, A2, i0, i1, d, c, rule, act.spec)
         else:
             blk = _centered_closed(act, a, b, c, center)
         K[i0:i1, i0:] = blk
         K[i0:, i0:i1] = blk.T
         if Kd is not None:
             if closed is None:
-                bd = _quadrature_block(dfn, Ad, i0, i1, d, c, rule)
+                bd = _quadrature_block(dfn, Ad, Ad2, i0, i1, d, c, rule, act.spec)
             else:
                 bd = pair_expectation(act, a, b, c, derivative=True,
                                       staircase_derivative=staircase_derivative)
@@ -841,9 +1169,8 @@ def exact_kernels(
     tau0: float | None = None,
     ntk: bool = True,
     staircase_derivative: str = "dirac",
-    quad_nodes: int = 64,
     rho_max: float = 0.8,
-    tol: float = 1e-10,
+    tol: float = 1e-12,
     block_bytes: int = 256 * 2**20,
 ) -> ExactKernels:
     """Exact limiting CK and NTK of THEORY.md §3 for the data ``X`` (p×n, scaled as in §2).
@@ -863,8 +1190,8 @@ def exact_kernels(
         Also compute ``K̇_ℓ`` and ``Θ_ℓ`` (default).
     staircase_derivative : {"dirac", "ae"}
         See the module docstring.
-    quad_nodes, rho_max, tol :
-        Quadrature settings for activations without closed form (see :func:`layer_map`).
+    rho_max, tol :
+        Mehler settings for activations without closed form (see :func:`layer_map`).
     block_bytes : int
         Work space per row block.
 
@@ -904,10 +1231,10 @@ def exact_kernels(
     maybe_inf = False
     for act, c in zip(acts, cs):
         K, Kd = layer_map(act, Ks[-1], c, derivative=ntk, staircase_derivative=staircase_derivative,
-                          quad_nodes=quad_nodes, rho_max=rho_max, tol=tol, block_bytes=block_bytes)
+                          rho_max=rho_max, tol=tol, block_bytes=block_bytes)
         name = closed_form_name(act)
         methods.append(f"closed:{name}" if name else
-                       f"mehler(rho<={rho_max},tol={tol:g})+gauss-hermite({quad_nodes})")
+                       f"mehler(rho<={rho_max},tol={tol:g})+certified-gauss-legendre")
         Ks.append(K)
         if Kd is not None:
             # Θ_ℓ = K_ℓ + Θ_{ℓ−1} ⊙ K̇_ℓ with a single n×n allocation

@@ -15,8 +15,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import ParameterError
+from .io import atomic_write, check_output_path
 
 __all__ = ["spectra_figure", "eigenvector_figure", "comparison_figure", "save_figure"]
+
+#: the figure formats :func:`save_figure` writes
+FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
 
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
@@ -120,11 +124,13 @@ def comparison_figure(spectra: Mapping[str, np.ndarray], vectors: Mapping[str, n
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` (PNG/PDF/SVG by extension) and return the path."""
-    path = Path(path)
-    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ParameterError(f"plot file must end in .png, .pdf or .svg, got '{path.name}'")
-    if not path.parent.exists():
-        raise ParameterError(f"directory '{path.parent}' does not exist")
-    fig.savefig(path, dpi=dpi)
-    return path
+    """Write ``fig`` (PNG/PDF/SVG by extension) atomically and return the path.
+
+    The name is used exactly as given and must end in ``.png``, ``.pdf`` or ``.svg``;
+    the file is written through :func:`ntk_theory.io.atomic_write` (an interrupted or
+    concurrent save never leaves a partial image).
+    """
+    target = check_output_path(path, FIGURE_EXTENSIONS, what="plot file")
+    fmt = target.suffix.lower()[1:]
+    atomic_write(target, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt), what="plot file")
+    return target

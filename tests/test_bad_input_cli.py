@@ -108,6 +108,22 @@ _SEMANTIC: dict[str, list[Case]] = {
         Case(("compress", "relu", "--tau0", "1", "--widths", "40000", "40000"),
              "1.6·10^9 weights (about 13 GB of int64 indices)", subprocess=True),
         Case(("compress", "relu", "--tau0", "1", "--json", "--latex"), "exclusive output formats"),
+        Case(("compress", "relu", "--tau0", "1", "--out", "/proc/model.npz"), "unwritable --out directory"),
+        Case(("compress", "relu", "--tau0", "1", "--out", "/nonexistent-dir/model.npz"), "--out in a missing directory"),
+        Case(("compress", "relu", "--tau0", "1", "--out", "model"), "--out without .npz (never appended silently)"),
+        Case(("compress", "relu", "--tau0", "1", "--out", "/tmp"), "--out is a directory"),
+    ],
+    "spectrum": [
+        Case(("spectrum", "relu", "--seed", "-1"), "negative seed"),
+        Case(("spectrum", "floor(x)", "--kernel", "ntk", "--n", "40", "--width", "50"),
+             "NTK of floor(x) (derivative is a train of Dirac deltas)"),
+        Case(("spectrum", "relu", "--plot", "/proc/f.png"), "unwritable --plot directory"),
+        Case(("spectrum", "relu", "--plot", "f.jpg"), "--plot with an unsupported extension"),
+        Case(("spectrum", "exp(x)", "exp(x)", "--n", "40", "--width", "50"),
+             "exact kernel overflows float64 (no RuntimeWarning lines)"),
+    ],
+    "demo": [
+        Case(("demo", "--outdir", "/proc"), "unwritable --outdir"),
     ],
     "bcd": [
         Case(("bcd",), "missing --hidden"),

@@ -2,8 +2,8 @@
 
 Every module ``cmd_<name>.py`` in this package is a subcommand ``<name>``; it defines
 ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.  Errors of the
-:class:`~ntk_theory.errors.NTKTheoryError` hierarchy, argparse usage errors and
-interrupts become one line on stderr and exit status 2 — never a traceback.
+:class:`~ntk_theory.errors.NTKTheoryError` hierarchy and argparse usage errors become one line on stderr and exit status 2; Ctrl-C (at any moment,
+start-up included) one line and exit status 130 — never a traceback.
 """
 
 from __future__ import annotations
@@ -50,22 +50,91 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(argv: Sequence[str] | None) -> str:
+    """``"ntk-theory <cmd>"`` for messages before the arguments are parsed (first non-option)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    cmd = next((a for a in args if a and not a.startswith("-")), None)
+    return f"ntk-theory {cmd}" if cmd else "ntk-theory"
+
+
+def _interrupted(prog: str) -> int:
+    """One line on stderr and exit status 130 (128 + SIGINT), as shells report Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # the run is over: a further Ctrl-C (or a still pending one) must not raise a
+        # second KeyboardInterrupt while the process exits; restored by main()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 — a closed or broken stdout must not hide the message
+        pass
+    sys.stderr.write(f"{prog}: interrupted\n")
+    sys.stderr.flush()
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``ntk-theory`` and ``python -m ntk_theory``."""
+    """Entry point of ``ntk-theory`` and ``python -m ntk_theory``.
+
+    Exit status: 0 on success, 2 on bad input (one line on stderr), 130 on Ctrl-C at any
+    moment — including the imports done while the parser is built — with the single line
+    ``ntk-theory <cmd>: interrupted`` and no traceback.
+    """
+    import signal
+
+    prog = _command_name(argv)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        try:
+            rc = _main(argv)
+        except KeyboardInterrupt:  # start-up (imports in build_parser), parsing, or the run
+            rc = _interrupted(prog)
+        if rc == 130 and argv is None:
+            # the process entry point after Ctrl-C: leave now.  A normal interpreter exit
+            # can still turn into death by SIGINT (status −2 instead of 130) when the
+            # interrupt passed through C extension code that records an "unhandled"
+            # KeyboardInterrupt; the message is written and flushed already.
+            os._exit(130)
+        return rc
+    finally:
+        if argv is not None and previous is not None:  # called as a function (tests): restore
+            signal.signal(signal.SIGINT, previous)
+
+
+def _report_warnings(prog: str, caught: list) -> None:
+    """One line on stderr for the warnings of a successful run (none: nothing)."""
+    if not caught:
+        return
+    first = caught[0]
+    msg = " ".join(f"{first.category.__name__}: {first.message}".split())
+    more = f" (and {len(caught) - 1} more)" if len(caught) > 1 else ""
+    sys.stderr.write(f"{prog}: warning: {msg}{more}\n")
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    import warnings  # (already loaded by the interpreter: costs nothing)
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         sys.stderr.write("ntk-theory: error: a COMMAND is required (see ntk-theory --help)\n")
         return 2
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings(record=True) as caught:
+            # library warnings (NumPy RuntimeWarnings …) are not printed as they come: an
+            # error supersedes them (one line), a success reports them in one line below;
+            # the filters in force (DeprecationWarning ignored …) still apply
+            rc = int(args._run(args) or 0)
+        _report_warnings(f"ntk-theory {args.command}", caught)
+        return rc
     except NTKTheoryError as exc:
         msg = " ".join(str(exc).split())
         sys.stderr.write(f"ntk-theory {args.command}: error: {msg}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"ntk-theory {args.command}: interrupted\n")
-        return 2
+        return _interrupted(f"ntk-theory {args.command}")
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, not bad input: still one line, no traceback

@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--latex", action="store_true",
                      help="print a booktabs table of the plan (ntk-theory table compression has more options)")
     parser.add_argument("--out", metavar="MODEL.npz", default=None,
-                        help="save packed ternary weights and activation parameters")
+                        help="save packed ternary weights and activation parameters to this .npz file "
+                             "(name used as given; written atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     if args.digits < 15:
         raise ParameterError(f"--digits must be >= 15, got {args.digits}")
     _check_weight_memory(widths)
+    if args.out:  # an unwritable or misnamed --out is refused before the computation
+        from ..io import check_output_path
+
+        check_output_path(args.out, (".npz",), what="--out")
     t0 = time.perf_counter()
     res = compress_network(args.activations, args.tau0, family=args.family,
                            last_family=args.last_family, digits=args.digits)

@@ -22,7 +22,7 @@ from typing import Any
 # light imports only: the parser is built for every command (see ntk_theory.cli); NumPy and the
 # kernel modules are imported by run()
 from ..errors import DomainError, ParameterError, ResourceError
-from ._common import dump_json, positive_int
+from ._common import dump_json, nonnegative_int, positive_int
 
 # ntk_theory.theory.IDENTITY_CONVENTIONS, spelled out so that building the parser does not import
 # NumPy (tests/test_cli_startup.py checks they agree)
@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=positive_int, default=2, help="number of classes K (default 2)")
     p.add_argument("--width", type=_widths, default=[2000], metavar="D[,D...]",
                    help="hidden width of every layer, or one width per layer (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data and weights (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of data and weights (default 0)")
     p.add_argument("--kernel", choices=("ck", "ntk"), default="ck", help="conjugate kernel or NTK (default ck)")
     p.add_argument("--data", choices=("gmm", "digits", "mnist"), default="gmm",
                    help="two-moment GMM (population statistics) or a shipped data set (plug-in estimates)")
@@ -116,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
     if need > MEMORY_LIMIT_BYTES:
         raise ResourceError(f"n={n}, p={p}, widths={widths} need about {need / 2**30:.1f} GiB "
                             f"(limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)")
-    if args.plot is not None and not args.plot.lower().endswith((".png", ".pdf", ".svg")):
-        raise ParameterError(f"--plot must name a .png, .pdf or .svg file, got '{args.plot}'")
+    if args.plot is not None:  # refused before the computation, not after it
+        from ..io import check_output_path
+
+        check_output_path(args.plot, (".png", ".pdf", ".svg"), what="--plot")
 
     show = (not args.quiet) and sys.stderr.isatty()
     stages = ["data", "theory", "exact", "empirical", "spectra", "prediction"] + (["plot"] if args.plot else [])

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ParameterError
+from ..io import atomic_write, check_output_path
 
 __all__ = [
     "TernaryLayer",
@@ -184,7 +185,12 @@ def bit_accounting(weights: TernaryWeights, n_activation_params: int = 0) -> dic
 
 
 def save_npz(path: str | Path, weights: TernaryWeights, **extra: Any) -> None:
-    """Save packed signs, shapes, scales, ε and seed (plus ``extra`` arrays/strings) to ``.npz``."""
+    """Save packed signs, shapes, scales, ε and seed (plus ``extra`` arrays/strings) to ``.npz``.
+
+    ``path`` must end in ``.npz`` and is used exactly as given.  The save is atomic
+    (:func:`ntk_theory.io.atomic_write`): an interrupted save leaves the previous file
+    intact, concurrent saves leave one complete file.
+    """
     arrays: dict[str, Any] = {
         "epsilon": np.float64(weights.epsilon),
         "seed": np.int64(weights.seed),
@@ -195,7 +201,13 @@ def save_npz(path: str | Path, weights: TernaryWeights, **extra: Any) -> None:
         arrays[f"packed_{i}"] = pack_ternary(l.signs)
     for k, v in extra.items():
         arrays[f"extra_{k}"] = np.asarray(v)
-    np.savez_compressed(Path(path), **arrays)
+    target = check_output_path(path, (".npz",), what="model file")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: NumPy would append ".npz" to a name
+            np.savez_compressed(fh, **arrays)
+
+    atomic_write(target, write, what="model file")
 
 
 def load_npz(path: str | Path) -> tuple[TernaryWeights, dict[str, Any]]:

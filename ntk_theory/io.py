@@ -1,0 +1,134 @@
+"""Checked, atomic file output: every file ntk-theory writes goes through this module.
+
+Two steps, used by every writer (``compress --out``, ``spectrum --plot``, the ``demo``
+figures, :func:`ntk_theory.compress.save_npz`, :func:`ntk_theory.plotting.save_figure`):
+
+* :func:`check_output_path` — *before* any computation: the name has one of the allowed
+  extensions (the user's exact name is kept; a wrong extension is refused, never
+  silently completed), the path is not a directory, its directory exists and a file can
+  be created there.  Refusals are :class:`~ntk_theory.errors.ParameterError` (exit 2 in
+  the CLI).
+* :func:`atomic_write` — the writer fills a temporary file created next to the target
+  (same directory, hence same file system); the file is flushed and ``fsync``-ed, then
+  :func:`os.replace` renames it over the target and the directory is ``fsync``-ed.  A
+  rename within one file system is atomic on POSIX, so a kill at any moment (SIGKILL,
+  SIGTERM, Ctrl-C, out-of-memory) leaves either the old file or the new one, never a
+  partial file; concurrent writers each fill their own temporary file and the last
+  rename wins, so the target is always one complete file.  On any error the temporary
+  file is removed.  (After SIGKILL a stray ``.<name>.*.tmp`` may remain in the
+  directory; the target itself is intact.)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import ParameterError
+
+__all__ = ["check_output_path", "atomic_write"]
+
+
+def check_output_path(path: str | os.PathLike, extensions: Sequence[str] = (), *,
+                      what: str = "output file") -> Path:
+    """Validate an output path before any work is done; return it as a :class:`~pathlib.Path`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The name the user gave; it is used exactly as given.
+    extensions : sequence of str
+        Allowed suffixes (lower case, with the dot, e.g. ``(".npz",)``); empty: any.
+    what : str
+        How the file is named in error messages (e.g. ``"--out"``).
+
+    Raises
+    ------
+    ParameterError
+        Wrong or missing extension, a directory, a missing parent directory, or a
+        directory in which a file cannot be created.
+    """
+    text = os.fspath(path)
+    if not text or "\0" in text:
+        raise ParameterError(f"{what}: '{text}' is not a valid file name")
+    p = Path(text)
+    if extensions and p.suffix.lower() not in extensions:
+        raise ParameterError(f"{what} must end in {' or '.join(extensions)}, got '{text}' "
+                             f"(the name is used as given)")
+    if p.is_dir():
+        raise ParameterError(f"{what}: '{text}' is a directory")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise ParameterError(f"{what}: directory '{parent}' does not exist")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ParameterError(f"{what}: '{text}' exists and is not writable")
+    # can a (temporary) file be created there?  os.access misjudges read-only mounts
+    # and root, so try it: this is exactly what atomic_write will do later
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise ParameterError(f"{what}: cannot write in directory '{parent}' "
+                             f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return p
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None], *,
+                 what: str = "output file") -> Path:
+    """Run ``writer(tmp_path)`` on a fresh temporary file next to ``path``, then rename it.
+
+    ``writer`` receives the path of an empty temporary file in the target's directory
+    and must write the complete content there (by name: ``np.savez_compressed``,
+    ``Figure.savefig`` …).  The temporary file is then ``fsync``-ed and atomically
+    renamed to ``path``, and the directory is ``fsync``-ed.  Returns ``Path(path)``.
+
+    Raises
+    ------
+    ParameterError
+        The temporary file cannot be created or renamed (e.g. the directory became
+        unwritable); the target is left untouched.
+    """
+    p = Path(os.fspath(path))
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise ParameterError(f"{what}: cannot write in directory '{parent}' ({exc.strerror or exc})") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as fh:  # the writer may have closed its own handle: sync by name
+            os.fsync(fh.fileno())
+        # mkstemp creates mode 0600; give the file the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        try:
+            os.replace(tmp, p)
+        except OSError as exc:
+            raise ParameterError(f"{what}: cannot replace '{p}' ({exc.strerror or exc})") from None
+    except BaseException:  # including KeyboardInterrupt: never leave the temporary behind
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _fsync_dir(parent)
+    return p
