@@ -1,5 +1,5 @@
 """Compressed vs dense forward pass at ε = 0.9 (issue 4, "Performance"), side by side, plus the
-memory ratios of THEORY.md §6.
+memory ratios of docs/reference.rst §6.
 
 Forms timed on the same data (n samples, widths d_0 → d_1 → … → d_L), 3 layers:
 

@@ -1,6 +1,6 @@
 """Benchmark: empirical NTK by the structured formula vs a per-sample-Jacobian baseline.
 
-Network: 3-layer ReLU MLP, widths (2000, 2000, 1000), p = 784, float64 (THEORY.md §3).
+Network: 3-layer ReLU MLP, widths (2000, 2000, 1000), p = 784, float64 (docs/reference.rst §3).
 Measured in one run, side by side:
 
 * the structured NTK ``K = CK_L + Σ_ℓ (G_ℓᵀG_ℓ) ⊙ CK_{ℓ−1}`` at n = 2000, with its flops

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of the Gaussian-moment engine (issue 2, THEORY.md §1).
+"""Benchmark of the Gaussian-moment engine (issue 2, docs/reference.rst §1).
 
 For every registry activation (``ntk_theory.activations.example_activations()``)
 at τ = 1 this script measures
@@ -11,7 +11,7 @@ at τ = 1 this script measures
   **reference** computed here, independently of the engine: mpmath tanh-sinh
   quadrature at 50 significant digits of the Gaussian integral, split at the
   activation's exact breakpoints, with the derivative moments taken in their Stein
-  forms (THEORY.md §1)
+  forms (docs/reference.rst §1)
 
       E[σ'] = E[ξσ(τξ)]/τ,  E[σ''] = E[(ξ²−1)σ(τξ)]/τ²,  E[(σ²)''] = E[(ξ²−1)σ(τξ)²]/τ²,
 

@@ -1,11 +1,11 @@
-"""Benchmark: theory vs exact vs empirical CK/NTK at the paper's size (THEORY.md §7.1).
+"""Benchmark: theory vs exact vs empirical CK/NTK at the paper's size (docs/reference.rst §7.1).
 
 NTK-LC's Experiment 1 setting: 2-class Gaussian mixture, n = 8000, p = 4000, a 3-layer
 ReLU network of widths (2000, 2000, 1000).  Kernels are built in float64; every stage is
 timed (wall and CPU) and the peak resident memory recorded:
 
 1. data (:func:`ntk_theory.data.gmm`, :func:`~ntk_theory.data.sample`) and its population
-   statistics (THEORY.md §2);
+   statistics (docs/reference.rst §2);
 2. theory kernels K̃_CK,L and K̃_NTK,L (§5, :func:`ntk_theory.theory.theory_kernels`);
 3. exact limiting kernels K_L and Θ_L (§3, arc-cosine closed forms,
    :func:`ntk_theory.exact.exact_kernels`);

@@ -1,12 +1,12 @@
 """Finite-width CK against its infinite-width limit: the O(√(n/d)) gap
 ===================================================================
 
-The theorems of THEORY.md §5 approximate the *limiting* kernels (widths → ∞ first,
-THEORY.md §3).  How far is one real network's conjugate kernel CK = Σ_1ᵀΣ_1 from its
+The theorems of docs/reference.rst §5 approximate the *limiting* kernels (widths → ∞ first,
+docs/reference.rst §3).  How far is one real network's conjugate kernel CK = Σ_1ᵀΣ_1 from its
 limit K_∞ at finite width d?  This script measures ``‖CK − K_∞‖`` (operator norm)
 against ``‖K_∞‖`` for one centered ReLU layer on two-class GMM data
 (:func:`ntk_theory.data.gmm` with its defaults: ‖μ_a‖ = 2, C_a = s_a I with
-s_a = 1 + 2a/√p; n = 1200, p = 800 — the sizes of THEORY.md §3) for a sweep of widths
+s_a = 1 + 2a/√p; n = 1200, p = 800 — the sizes of docs/reference.rst §3) for a sweep of widths
 d and several weight seeds, with the exact arc-cosine kernel (:func:`ntk_theory.exact.exact_kernels`) as K_∞ and the NumPy
 network :class:`ntk_theory.network.MLP` for CK.
 
@@ -79,7 +79,7 @@ def figure(n: int, p: int, widths: list[int], norm_K: float, gaps: np.ndarray, C
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description="Finite-width CK vs its limit (THEORY.md §3)")
+    ap = argparse.ArgumentParser(description="Finite-width CK vs its limit (docs/reference.rst §3)")
     ap.add_argument("--quick", action="store_true", help="CI settings: n = 300, p = 200, 4 widths, 2 seeds")
     ap.add_argument("--out", default=".", help="directory for the PNG figure (default: current directory)")
     args = ap.parse_args()

@@ -1,7 +1,7 @@
 """Coefficients of a deep network: the flow of τ, α, β, κ with depth
 =================================================================
 
-Per-layer coefficients τ_ℓ, α_{ℓ,1..4}, β_{ℓ,1..3}, κ_ℓ of THEORY.md §4
+Per-layer coefficients τ_ℓ, α_{ℓ,1..4}, β_{ℓ,1..3}, κ_ℓ of docs/reference.rst §4
 (:func:`ntk_theory.coefficients.coefficients`) for deep networks of one activation
 each: ReLU, erf (started from two input scales) and tanh.  What the recursion does with
 depth:
@@ -88,7 +88,7 @@ def figure(nets: dict[str, NetworkCoefficients], tau_star: float, path: Path) ->
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description="Per-layer NTK coefficients of deep networks (THEORY.md §4)")
+    ap = argparse.ArgumentParser(description="Per-layer NTK coefficients of deep networks (docs/reference.rst §4)")
     ap.add_argument("--depth", type=int, default=16, help="number of layers L (default 16)")
     ap.add_argument("--quick", action="store_true", help="CI settings: depth 8 (tanh 5)")
     ap.add_argument("--out", default=".", help="directory for the PNG figure (default: current directory)")

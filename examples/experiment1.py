@@ -1,10 +1,10 @@
 """Experiment 1: spectra of theory, exact and empirical CK/NTK
 ===========================================================
 
-Reproduces the first experiment of NTK-LC (THEORY.md §7.1): for Gaussian-mixture data
+Reproduces the first experiment of NTK-LC (docs/reference.rst §7.1): for Gaussian-mixture data
 and an MNIST subset, compare the spectra and leading eigenvectors of
 
-* the **theory** kernels K̃_CK,L and K̃_NTK,L of the equivalence theorems (THEORY.md §5,
+* the **theory** kernels K̃_CK,L and K̃_NTK,L of the equivalence theorems (docs/reference.rst §5,
   :func:`ntk_theory.theory.theory_kernels`, identity convention ``"diagonal"``),
 * the **exact** limiting kernels K_L and Θ_L of the infinitely wide network (§3,
   :func:`ntk_theory.exact.exact_kernels`), and
@@ -92,7 +92,7 @@ class Settings:
         τ_0 for MNIST: ``"norm"`` (default) ``τ_0² = mean_i ‖x_i‖²``, the scale the network
         actually sees (= 1 after :func:`ntk_theory.data.load_dataset`'s normalisation);
         ``"statistics"`` the plug-in ``tr(Ĉ°)/p``, which leaves out ``‖μ̂_a‖²/p``.  The
-        two agree in THEORY.md §2's regime (``‖μ_a‖ = O(1)``); for MNIST the class means
+        two agree in docs/reference.rst §2's regime (``‖μ_a‖ = O(1)``); for MNIST the class means
         carry a sizeable share of the energy (``‖μ̂_a‖²/p = O(1)``) and the plug-in value
         (≈ 0.88) misplaces the diagonal of K̃ (see ``docs/experiment1.rst``).
     """
@@ -296,7 +296,7 @@ def markdown_table(results: Sequence[DatasetResult]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="NTK-LC Experiment 1: spectra of theory, exact and "
-                                 "empirical CK/NTK (THEORY.md §7.1)")
+                                 "empirical CK/NTK (docs/reference.rst §7.1)")
     ap.add_argument("--quick", action="store_true", help="small sizes for CI (overrides the size options)")
     ap.add_argument("--data", default="gmm,mnist", help="comma-separated: gmm, mnist (default both)")
     ap.add_argument("--acts", nargs="+", default=list(Settings.acts), metavar="ACT")

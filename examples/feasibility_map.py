@@ -1,7 +1,7 @@
 """Compression feasibility map: which family can match which activation
 ====================================================================
 
-THEORY.md §6 lists bounds that stop a quantized family from α-matching a dense
+docs/reference.rst §6 lists bounds that stop a quantized family from α-matching a dense
 layer: σ_T cannot match odd activations (E[σ''] = 0 forces E[(σ̄²)''] = 0), an odd
 ternary cannot match a non-odd one, and δ = 0 at the last layer (σ_Q) fails once
 Cauchy–Schwarz (τ'²m1² > τ_L²) or the two-term Hermite budget
@@ -168,7 +168,7 @@ def hermite_table(Ks) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Compression feasibility map (THEORY.md §6)")
+    ap = argparse.ArgumentParser(description="Compression feasibility map (docs/reference.rst §6)")
     ap.add_argument("--quick", action="store_true", help="CI settings: 6 activations, 3 scales")
     ap.add_argument("--out", default=".", help="directory for the PNG figures (default: current directory)")
     ap.add_argument("--store", default=None,

@@ -1,11 +1,11 @@
 """Finite width: why NTK-LC loses accuracy on a real network
 =========================================================
 
-Used by docs/compression.rst ("Finite width").  On the demo's data (GMM, THEORY.md §2:
+Used by docs/compression.rst ("Finite width").  On the demo's data (GMM, docs/reference.rst §2:
 n = 360, p = 240, 3 classes) and a 3-layer ReLU network compressed by α-matching
-(THEORY.md §6), this script separates the candidate causes of the finite-width gap:
+(docs/reference.rst §6), this script separates the candidate causes of the finite-width gap:
 
-1. convergence of each network's empirical CK to its **own** exact limit (THEORY.md §3),
+1. convergence of each network's empirical CK to its **own** exact limit (docs/reference.rst §3),
    ``‖CK − K_∞‖/‖K_∞‖``, for d = widths of all three layers: dense ReLU, σ_T activations
    with Gaussian weights, with ternary weights at ε = 0 and at ε = 0.9 — the weights'
    share of the error; plus ``‖CK' − δI − K‖/‖K‖`` against the dense limit, and the

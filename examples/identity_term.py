@@ -1,10 +1,10 @@
 """The identity term of the equivalence theorems, settled by measurement
 =====================================================================
 
-The identity-term question of THEORY.md §5.  For ReLU (α3, β3 > 0) and erf (odd:
+The identity-term question of docs/reference.rst §5.  For ReLU (α3, β3 > 0) and erf (odd:
 α3 = β3 = 0) networks with 1 and 3 layers, on two-class GMM data at several sizes
 (p = 2n/3), compare both identity conventions of the theory kernels against the exact
-limiting kernels (THEORY.md §3):
+limiting kernels (docs/reference.rst §3):
 
 * ``diagonal`` (the toolkit's default): ``τ_ℓ² − τ_0² α_{ℓ,1}`` (resp. κ, β);
 * ``printed`` (NTK-LC's formula): ``τ_ℓ² − τ_0² α_{ℓ,1} − τ_0⁴ α_{ℓ,3}``.
@@ -106,7 +106,7 @@ def figure(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="The identity term of the equivalence theorems (THEORY.md §5)")
+    ap = argparse.ArgumentParser(description="The identity term of the equivalence theorems (docs/reference.rst §5)")
     ap.add_argument("--sizes", default="300,600,1200", help="comma-separated n (default 300,600,1200)")
     ap.add_argument("--quick", action="store_true", help=f"CI settings: --sizes {QUICK_SIZES}")
     ap.add_argument("--seed", type=int, default=1, help="GMM seed (samples use seed+1)")

@@ -3,7 +3,7 @@
 
 Invent an activation as a SymPy expression — here a Gaussian-damped identity plus half an
 absolute value, σ(x) = x·exp(−x²/4) + abs(x)/2, which is in no registry — and derive the six
-Gaussian moments of THEORY.md §1 as closed forms in the input scale τ
+Gaussian moments of docs/reference.rst §1 as closed forms in the input scale τ
 (:func:`ntk_theory.moments.gaussian_moments`).  Then check them two independent ways at a
 few scales:
 
@@ -94,7 +94,7 @@ def figure(expr: str, rows: list[dict], path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="Moments of a new activation: closed forms vs quadrature "
-                                 "vs Monte Carlo (THEORY.md §1)")
+                                 "vs Monte Carlo (docs/reference.rst §1)")
     ap.add_argument("--expr", default=EXPR, help=f"the activation, an expression in x (default {EXPR!r})")
     ap.add_argument("--samples", type=int, default=2_000_000, help="Monte Carlo samples (default 2e6)")
     ap.add_argument("--quick", action="store_true", help="CI settings: 2e5 Monte Carlo samples")

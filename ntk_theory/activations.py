@@ -1,11 +1,11 @@
 """Activation library: a SymPy expression plus a vectorized NumPy function.
 
-This is the first stage of the data flow (THEORY.md §1): an :class:`Activation`
+This is the first stage of the data flow (docs/reference.rst §1): an :class:`Activation`
 carries the exact expression in the real symbol :data:`X` (used by the Gaussian
 expectation engine for closed forms), a vectorized NumPy implementation (used by
 Monte Carlo, networks and kernels), its almost-everywhere derivative, and — for
 piecewise-constant activations — the :class:`Staircase` description that the
-jump formula and the compression solvers work with (THEORY.md §6).
+jump formula and the compression solvers work with (docs/reference.rst §6).
 
 Activations are built from a registry name with parameters, from a SymPy
 expression, or from a textual specification::
@@ -69,7 +69,7 @@ class Staircase:
     -----
     Values at the thresholds themselves are irrelevant for Gaussian expectations.
     The jumps ``Δ_j = levels[j] - levels[j-1]`` drive the jump formula of
-    THEORY.md §1.
+    docs/reference.rst §1.
     """
 
     thresholds: tuple[float, ...]

@@ -1,4 +1,4 @@
-"""Per-layer coefficients τ_ℓ, α_ℓ, β_ℓ, κ_ℓ of the equivalence theorems (THEORY.md §4).
+"""Per-layer coefficients τ_ℓ, α_ℓ, β_ℓ, κ_ℓ of the equivalence theorems (docs/reference.rst §4).
 
 Layer ℓ's moments are taken at its own input scale τ_{ℓ−1} (:mod:`ntk_theory.moments`):
 ``m1 = E[σ_ℓ']``, ``m2 = E[σ_ℓ'']``, ``v1 = E[σ_ℓ'²]``, ``w̄2 = E[(σ̄_ℓ²)'']``, and
@@ -77,7 +77,7 @@ class LayerCoefficients:
 
     @property
     def centering(self) -> float:
-        """The constant E[σ_ℓ(τ_{ℓ−1}ξ)] subtracted by the network (THEORY.md §1)."""
+        """The constant E[σ_ℓ(τ_{ℓ−1}ξ)] subtracted by the network (docs/reference.rst §1)."""
         return self.moments.m0
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def coefficient_recursion(
     prev_alpha: Sequence[Any], prev_beta: Sequence[Any], prev_kappa2: Any,
     tau2: Any, m1: Any, m2: Any, v1: Any, w2_bar: Any,
 ) -> tuple[tuple[Any, ...], tuple[Any, ...], Any]:
-    """One step of THEORY.md §4 (works for floats, mpmath numbers and SymPy expressions).
+    """One step of docs/reference.rst §4 (works for floats, mpmath numbers and SymPy expressions).
 
     Returns ``(alpha, beta, kappa2)`` of the new layer.
     """
@@ -152,7 +152,7 @@ def _as_acts(acts: Sequence[Activation | str] | Activation | str) -> list[Activa
 
 def coefficients(acts: Sequence[Activation | str] | Activation | str, tau0: float, *,
                  digits: int = 15, budget: float = 2.0) -> NetworkCoefficients:
-    """The coefficients of every layer of a network (THEORY.md §4).
+    """The coefficients of every layer of a network (docs/reference.rst §4).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
-"""Data: the K-class Gaussian mixture of THEORY.md §2, its statistics, and real data sets.
+"""Data: the K-class Gaussian mixture of docs/reference.rst §2, its statistics, and real data sets.
 
-Model (THEORY.md §2).  For a sample ``i`` of class ``a``
+Model (docs/reference.rst §2).  For a sample ``i`` of class ``a``
 
     x_i = (μ_a + z_i) / √p,     z_i ~ N(0, C_a),
 
@@ -62,7 +62,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True, eq=False)
 class GMMSpec:
-    """A K-class Gaussian mixture in dimension ``p`` (THEORY.md §2).
+    """A K-class Gaussian mixture in dimension ``p`` (docs/reference.rst §2).
 
     Attributes
     ----------
@@ -235,7 +235,7 @@ def gmm(
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Samples as the columns of ``X`` (already divided by √p, THEORY.md §2), sorted by class.
+    """Samples as the columns of ``X`` (already divided by √p, docs/reference.rst §2), sorted by class.
 
     Attributes
     ----------
@@ -330,7 +330,7 @@ def sample(spec: GMMSpec, n: int, seed: int = 0) -> Dataset:
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True, eq=False)
 class DataStatistics:
-    """The statistics of THEORY.md §2 that enter the theory kernels of §5.
+    """The statistics of docs/reference.rst §2 that enter the theory kernels of §5.
 
     Attributes
     ----------
@@ -378,7 +378,7 @@ class DataStatistics:
 def population_statistics(data: Dataset) -> DataStatistics:
     """Exact statistics of a generated data set (population ``C_a``, realised ``ψ``).
 
-    ``c_a`` are the realised proportions ``n_a/n`` as in THEORY.md §2.
+    ``c_a`` are the realised proportions ``n_a/n`` as in docs/reference.rst §2.
     """
     if data.spec is None or data.psi is None:
         raise ParameterError("population statistics need a generated (GMM) data set; "
@@ -400,7 +400,7 @@ def population_statistics(data: Dataset) -> DataStatistics:
 
 
 def estimate_statistics(X: np.ndarray, labels: np.ndarray) -> DataStatistics:
-    """Plug-in estimates of the THEORY.md §2 statistics from class means and covariances.
+    """Plug-in estimates of the docs/reference.rst §2 statistics from class means and covariances.
 
     With ``X`` scaled as in §2 (columns ``x_i = (μ_a + z_i)/√p``), write
     ``y_i = √p x_i``, ``μ̂_a`` the class mean of the ``y_i`` and ``ẑ_i = y_i − μ̂_a``.
@@ -498,7 +498,7 @@ def load_dataset(
     classes: Sequence[int] | None = None,
     seed: int = 0,
 ) -> Dataset:
-    """A real data set shipped inside a package, preprocessed to THEORY.md §2's scaling.
+    """A real data set shipped inside a package, preprocessed to docs/reference.rst §2's scaling.
 
     Preprocessing: keep the requested digit classes; draw ``n`` samples without
     replacement, as evenly over the classes as their availability allows (seeded);

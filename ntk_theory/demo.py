@@ -1,10 +1,10 @@
 """``ntk-theory demo``: the toolkit's main job end to end on an embedded default.
 
-GMM data (THEORY.md §2, 3 classes, n = 360, p = 240, population statistics) and a
+GMM data (docs/reference.rst §2, 3 classes, n = 360, p = 240, population statistics) and a
 3-layer centered ReLU network:
 
-1. coefficients α, β, τ, κ per layer (THEORY.md §4);
-2. NTK-LC compression (THEORY.md §6) at the data's τ_0, sparse ternary weights at
+1. coefficients α, β, τ, κ per layer (docs/reference.rst §4);
+2. NTK-LC compression (docs/reference.rst §6) at the data's τ_0, sparse ternary weights at
    ε = 0.9, with two activation families side by side: the paper's ``sigma_T`` (one
    bit per activation) and a 4-level ``staircase:4`` (two bits); per layer the solved
    parameters and residuals, δ = τ'_L² − τ_L² and the ridge shift;
@@ -15,14 +15,14 @@ GMM data (THEORY.md §2, 3 classes, n = 360, p = 240, population statistics) and
    cross-validation **for each network separately** (the fair comparison), averaged over
    random train/test splits: on the exact limiting kernels (infinite width, where the
    theory is exact) and on the wide networks' features; softmax regression on one split;
-   the exact ridge-shift identity on the theory kernels (THEORY.md §5);
+   the exact ridge-shift identity on the theory kernels (docs/reference.rst §5);
 5. bit accounting of the compressed weights.
 
 **What the numbers show** (docs/compression.rst has the measurements).  α-matching
 makes the compressed kernel the dense one plus δI.  At infinite width that costs
 only a ridge floor (the compressed readout with λ is the dense one with λ + δ, so
 when the dense optimum λ* is below δ some accuracy is lost).  At finite width d the
-empirical CK fluctuates around its limit by O(‖K'‖√(n/d)) (THEORY.md §3) and
+empirical CK fluctuates around its limit by O(‖K'‖√(n/d)) (docs/reference.rst §3) and
 ‖K'‖ ≥ δ: with ``sigma_T`` δ ≈ 10 τ_L² and the informative spikes drown in the
 fluctuation, so its readouts are near chance at widths 2000, whereas ``staircase:4``
 (δ ≈ 1.3 τ_L²) stays close to the dense network.  The demo prints both.

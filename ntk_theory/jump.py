@@ -1,4 +1,4 @@
-"""The jump formula: Gaussian moments of piecewise-constant activations (THEORY.md §1, §6).
+"""The jump formula: Gaussian moments of piecewise-constant activations (docs/reference.rst §1, §6).
 
 For a staircase σ with thresholds ``t_j``, jumps ``Δ_j`` and ``z_j = t_j/τ``:
 
@@ -35,7 +35,7 @@ __all__ = [
     "staircase_moment_exprs",
 ]
 
-#: The six moment names of THEORY.md §1, in canonical order.
+#: The six moment names of docs/reference.rst §1, in canonical order.
 MOMENT_KEYS: tuple[str, ...] = ("E[s]", "E[s']", "E[s'']", "E[s^2]", "E[s'^2]", "E[(s^2)'']")
 
 

@@ -5,8 +5,8 @@ Every table of the project — ``ntk-theory table``, the ``--latex`` output of
 :mod:`ntk_theory.display` — is a :class:`Table`: named :class:`Column` objects (a
 LaTeX, a plain-text and an HTML header each), rows of raw values (numbers stay
 numbers until rendering), a caption, a label and a :class:`NumberFormat`.  The
-builders :func:`moments_table` (THEORY.md §1), :func:`coefficients_table`
-(THEORY.md §4) and :func:`compression_table` (THEORY.md §6) take a ``columns=``
+builders :func:`moments_table` (docs/reference.rst §1), :func:`coefficients_table`
+(docs/reference.rst §4) and :func:`compression_table` (docs/reference.rst §6) take a ``columns=``
 selection by key; an unknown key is a :class:`~ntk_theory.errors.ParameterError`
 listing the valid ones.
 
@@ -533,7 +533,7 @@ def _cols(*cols: Column) -> dict[str, Column]:
 
 
 # --------------------------------------------------------------------------- #
-# Moments (THEORY.md §1)
+# Moments (docs/reference.rst §1)
 # --------------------------------------------------------------------------- #
 _MOMENT_OF = {"m0": "E[s]", "m1": "E[s']", "m2": "E[s'']", "v0": "E[s^2]", "v1": "E[s'^2]",
               "w2": "E[(s^2)'']"}
@@ -558,7 +558,7 @@ MOMENTS_COLUMNS = _cols(
 
 def moments_table(results: Sequence[Any], digits: int = 6, *, columns: Sequence[str] | str | None = None,
                   style: str = "auto", caption: str | None = None, label: str | None = None) -> Table:
-    """One row per :class:`~ntk_theory.moments.GaussianMoments` (THEORY.md §1).
+    """One row per :class:`~ntk_theory.moments.GaussianMoments` (docs/reference.rst §1).
 
     Parameters
     ----------
@@ -599,7 +599,7 @@ def moments_table(results: Sequence[Any], digits: int = 6, *, columns: Sequence[
 
 
 # --------------------------------------------------------------------------- #
-# Coefficients (THEORY.md §4)
+# Coefficients (docs/reference.rst §4)
 # --------------------------------------------------------------------------- #
 #: Column keys of :func:`coefficients_table`.
 COEFFICIENTS_COLUMNS = _cols(
@@ -623,7 +623,7 @@ _COEF_DEFAULT = ("layer", "activation", "tau", "alpha1", "alpha2", "alpha3", "al
 
 def coefficients_table(res: Any, digits: int = 6, *, columns: Sequence[str] | str | None = None,
                        style: str = "auto", caption: str | None = None, label: str | None = None) -> Table:
-    """One row per layer of a :class:`~ntk_theory.coefficients.NetworkCoefficients` (THEORY.md §4).
+    """One row per layer of a :class:`~ntk_theory.coefficients.NetworkCoefficients` (docs/reference.rst §4).
 
     ``columns``: keys of :data:`COEFFICIENTS_COLUMNS` (default: layer, activation,
     τ_ℓ, α_ℓ,1..4, β_ℓ,1..3, κ_ℓ).
@@ -645,7 +645,7 @@ def coefficients_table(res: Any, digits: int = 6, *, columns: Sequence[str] | st
 
 
 # --------------------------------------------------------------------------- #
-# Compression plans (THEORY.md §6)
+# Compression plans (docs/reference.rst §6)
 # --------------------------------------------------------------------------- #
 _RESIDUAL_OF = {"res_m1sq": "m1^2", "res_m2sq": "m2^2", "res_w2bar": "w2_bar"}
 
@@ -679,7 +679,7 @@ _COMP_DEFAULT = ("layer", "dense", "family", "params", "tau_in", "max_res")
 
 def compression_table(res: Any, digits: int = 6, *, columns: Sequence[str] | str | None = None,
                       style: str = "auto", caption: str | None = None, label: str | None = None) -> Table:
-    """One row per layer of a :class:`~ntk_theory.compress.CompressionResult` (THEORY.md §6).
+    """One row per layer of a :class:`~ntk_theory.compress.CompressionResult` (docs/reference.rst §6).
 
     ``columns``: keys of :data:`COMPRESSION_COLUMNS` (default: layer, dense
     activation, family, parameters, τ'_{ℓ−1}, largest residual).  The default

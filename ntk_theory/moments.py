@@ -1,4 +1,4 @@
-"""The six Gaussian moments of an activation at input scale τ (THEORY.md §1).
+"""The six Gaussian moments of an activation at input scale τ (docs/reference.rst §1).
 
 =================  ==========================  =========
 key                definition                  attribute
@@ -137,7 +137,7 @@ class GaussianMoments:
 
     @property
     def w2_bar(self) -> float:
-        """``E[(σ̄²)''] = E[(s^2)''] − 2 E[s] E[s'']`` (THEORY.md §1, Centering)."""
+        """``E[(σ̄²)''] = E[(s^2)''] − 2 E[s] E[s'']`` (docs/reference.rst §1, Centering)."""
         return float(self.centered_moments["E[(s^2)'']"].value)
 
     @property
@@ -247,7 +247,7 @@ def gaussian_moments(
     budget: float = 2.0,
     symbolic: bool = True,
 ) -> GaussianMoments:
-    """The six Gaussian moments of ``act`` at input scale ``tau`` (THEORY.md §1).
+    """The six Gaussian moments of ``act`` at input scale ``tau`` (docs/reference.rst §1).
 
     Parameters
     ----------
@@ -374,7 +374,7 @@ def moment_closed_forms(act: Activation | str | sp.Expr, *, budget: float = 2.0)
 
 
 def _center(ms: list[Moment], tau: float, digits: int) -> list[Moment]:
-    """Moments of σ̄ = σ − E[σ(τξ)] from those of σ (THEORY.md §1, Centering).
+    """Moments of σ̄ = σ − E[σ(τξ)] from those of σ (docs/reference.rst §1, Centering).
 
     ``E[s̄^2] = Var = v0 − m0²`` and ``E[(s̄²)''] = w2 − 2 m0 m2``; ``E[s']``, ``E[s'']`` and
     ``E[s'^2]`` do not see the constant.  When every input is a closed form the

@@ -1,6 +1,6 @@
 """Monte Carlo estimates of the six Gaussian moments with confidence intervals.
 
-An independent check of the engine (THEORY.md §1): it uses only the activation's
+An independent check of the engine (docs/reference.rst §1): it uses only the activation's
 vectorized NumPy function and its a.e. derivative.  Derivative moments use the
 Stein forms ``E[σ'] = E[ξσ(τξ)]/τ``, ``E[σ''] = E[(ξ²−1)σ(τξ)]/τ²`` and
 ``E[(σ²)''] = E[(ξ²−1)σ(τξ)²]/τ²``, with the deterministic control variate

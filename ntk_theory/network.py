@@ -1,10 +1,10 @@
-"""A thin NumPy multilayer perceptron and its empirical CK and NTK (THEORY.md §3).
+"""A thin NumPy multilayer perceptron and its empirical CK and NTK (docs/reference.rst §3).
 
 Network::
 
     Σ_0 = X,   H_ℓ = W_ℓ Σ_{ℓ−1},   Σ_ℓ = σ̄_ℓ(H_ℓ)/√d_ℓ  (ℓ = 1..L),   f(x) = wᵀ Σ_L(x),
 
-with ``σ̄_ℓ = σ_ℓ − c_ℓ`` (a constant per layer, THEORY.md §1 "Centering"),
+with ``σ̄_ℓ = σ_ℓ − c_ℓ`` (a constant per layer, docs/reference.rst §1 "Centering"),
 ``W_ℓ ∈ ℝ^{d_ℓ×d_{ℓ−1}}`` with zero-mean unit-variance entries and ``w ~ N(0, I)``.
 
 Empirical kernels.  ``CK_ℓ = Σ_ℓᵀ Σ_ℓ``.  The NTK is the Gram matrix of
@@ -137,7 +137,7 @@ class EmpiricalKernels:
 
 
 class MLP:
-    """A dense (or user-weighted) fully connected network in NumPy (THEORY.md §3).
+    """A dense (or user-weighted) fully connected network in NumPy (docs/reference.rst §3).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Figures for the spectral comparison (THEORY.md §7 Experiment 1), matplotlib Agg only.
+"""Figures for the spectral comparison (docs/reference.rst §7 Experiment 1), matplotlib Agg only.
 
 Two figures: overlaid eigenvalue histograms of several kernels (theory / exact /
 empirical) and their leading eigenvectors plotted against the sample index (samples

@@ -1,5 +1,5 @@
 """Linear readouts on frozen random features: ridge in closed form, softmax regression by
-gradient descent, accuracy (THEORY.md §6 "ridge shift", §7 Experiment 2).
+gradient descent, accuracy (docs/reference.rst §6 "ridge shift", §7 Experiment 2).
 
 Features are stored as the columns of ``Φ ∈ ℝ^{d×n}`` (the network's ``Σ_L``), as
 everywhere in the toolkit.
@@ -19,7 +19,7 @@ between distinct points untouched.  So for any δ
     kernel_ridge(K + δ I, λ)  ≡  kernel_ridge(K, λ + δ)
 
 exactly (same dual coefficients, same predictions).  NTK-LC's compressed network has
-the theory kernel ``K̃ + δ I`` (THEORY.md §6), hence *the compressed readout with λ
+the theory kernel ``K̃ + δ I`` (docs/reference.rst §6), hence *the compressed readout with λ
 equals the dense readout with λ + δ*; to reproduce the dense readout with ``λ`` use
 ``λ − δ`` on the compressed features (possible when ``λ > δ``).
 :func:`kernel_ridge_fit` is the form in which this is an algebraic identity;
@@ -196,7 +196,7 @@ def kernel_ridge_fit(K: np.ndarray, Y: np.ndarray, lam: float) -> KernelRidge:
     """Kernel ridge on the training kernel ``K`` (n × n, symmetric PSD) with ``λ > 0``.
 
     ``kernel_ridge_fit(K + δI, Y, λ)`` and ``kernel_ridge_fit(K, Y, λ + δ)`` solve the
-    same linear system (module docstring): that is the "ridge shift" of THEORY.md §6.
+    same linear system (module docstring): that is the "ridge shift" of docs/reference.rst §6.
     """
     K = np.asarray(K, dtype=float)
     lam = _ridge_parameter(lam)

@@ -1,6 +1,6 @@
-"""Spectral comparison of two kernel matrices (THEORY.md §3, §5, §7 Experiment 1).
+"""Spectral comparison of two kernel matrices (docs/reference.rst §3, §5, §7 Experiment 1).
 
-The equivalence theorems (THEORY.md §5) say ``‖K − K̃‖ → 0`` in operator norm; finite
+The equivalence theorems (docs/reference.rst §5) say ``‖K − K̃‖ → 0`` in operator norm; finite
 width empirical kernels are only ``O(√(n/d))`` close to their limits (§3), so
 empirical checks compare spectra.  :func:`compare_kernels` reports, for a matrix ``A``
 against a reference ``B``:

@@ -7,26 +7,26 @@ and the toolkit's own test-suite uses the same pieces (issue 5).  It offers
   no arguments and narrowed by keyword arguments:
 
   - :func:`activations` — registry entries with random valid parameters
-    (THEORY.md §1, §6), random staircases and random expressions;
-  - :func:`staircases` — random K-level piecewise-constant activations (THEORY.md §6);
+    (docs/reference.rst §1, §6), random staircases and random expressions;
+  - :func:`staircases` — random K-level piecewise-constant activations (docs/reference.rst §6);
   - :func:`expressions` — random SymPy expressions in ``x`` from a grammar of sums,
     products and compositions of elementary and special functions;
   - :func:`taus` — input scales τ > 0 (log-uniform);
-  - :func:`gmm_specs` — Gaussian-mixture specifications (THEORY.md §2);
-  - :func:`network_specs` — networks as lists of ``(activation, width)`` (THEORY.md §3);
+  - :func:`gmm_specs` — Gaussian-mixture specifications (docs/reference.rst §2);
+  - :func:`network_specs` — networks as lists of ``(activation, width)`` (docs/reference.rst §3);
   - :func:`smooth_activations` — C^∞ registry activations, optionally with a random
-    input scale ``σ(c·x)``, for theory-vs-exact checks (THEORY.md §3, §5);
+    input scale ``σ(c·x)``, for theory-vs-exact checks (docs/reference.rst §3, §5);
   - :func:`family_members` — random members of a compression family in scale-free
-    coordinates, with the input scale they are drawn at (THEORY.md §6);
+    coordinates, with the input scale they are drawn at (docs/reference.rst §6);
   - :func:`compressible_networks` — dense networks that a compression family can
-    α-match at every layer, by construction (THEORY.md §6);
+    α-match at every layer, by construction (docs/reference.rst §6);
 
 * **assertion helpers** whose tolerances follow the theory's rates:
 
   - :func:`assert_moments_close` — six Gaussian moments against another computation
     (engine, quadrature, Monte Carlo with its CLT standard errors);
   - :func:`assert_spectrally_equivalent` — two kernel matrices that the equivalence
-    theorems (THEORY.md §5) or the finite-width fluctuations (THEORY.md §3) say are
+    theorems (docs/reference.rst §5) or the finite-width fluctuations (docs/reference.rst §3) say are
     close, with a relative operator-norm tolerance ``c_theory/√p + c_width·√(n/d)``;
 
 * **engine contract checks** used by the fuzzer (:func:`check_expectation`), and the
@@ -137,7 +137,7 @@ def _positive_rational(max_num: int = 8, den: int = 4) -> st.SearchStrategy[sp.R
 # Scales
 # --------------------------------------------------------------------------- #
 def taus(min_value: float = 0.1, max_value: float = 10.0) -> st.SearchStrategy[float]:
-    """Input scales τ, log-uniform in ``[min_value, max_value]`` (THEORY.md §1).
+    """Input scales τ, log-uniform in ``[min_value, max_value]`` (docs/reference.rst §1).
 
     Log-uniform because every moment depends on τ through ``t/τ`` and powers of τ:
     a decade near 0.1 matters as much as a decade near 10.
@@ -162,7 +162,7 @@ def staircases(
     level_range: float = 3.0,
     odd: bool | None = None,
 ) -> st.SearchStrategy[Activation]:
-    """Random K-level staircases (``staircase`` registry family, THEORY.md §6).
+    """Random K-level staircases (``staircase`` registry family, docs/reference.rst §6).
 
     Parameters
     ----------
@@ -493,7 +493,7 @@ def gmm_specs(
     cov_kinds: Sequence[str] = COVARIANCE_KINDS,
     mean_norm: tuple[float, float] = (0.0, 3.0),
 ) -> st.SearchStrategy[GMMSpec]:
-    """Random K-class Gaussian mixtures (THEORY.md §2), built by :func:`ntk_theory.data.gmm`.
+    """Random K-class Gaussian mixtures (docs/reference.rst §2), built by :func:`ntk_theory.data.gmm`.
 
     Covariance scales are ``s_a = 1 + u_a/√p`` with ``u_a ∈ [−0.5, 2]`` (so
     ``t_a = O(1)`` as the regime requires) and class proportions are random positive
@@ -537,7 +537,7 @@ def network_specs(
     widths: tuple[int, int] = (8, 256),
     activation: st.SearchStrategy[Activation] | None = None,
 ) -> st.SearchStrategy[list[tuple[Activation, int]]]:
-    """Random fully connected networks as lists ``[(σ_1, d_1), …, (σ_L, d_L)]`` (THEORY.md §3).
+    """Random fully connected networks as lists ``[(σ_1, d_1), …, (σ_L, d_L)]`` (docs/reference.rst §3).
 
     Parameters
     ----------
@@ -560,7 +560,7 @@ def network_specs(
 # Smooth activations (theory vs exact kernels)
 # --------------------------------------------------------------------------- #
 #: Registry families that are C^∞ (no kinks, no jumps): every Hermite coefficient
-#: exists classically and the exact kernels of THEORY.md §3 are finite for the NTK.
+#: exists classically and the exact kernels of docs/reference.rst §3 are finite for the NTK.
 SMOOTH_FAMILIES: tuple[str, ...] = ("linear", "quadratic", "polynomial", "erf", "gelu", "tanh",
                                     "sigmoid", "swish", "softplus", "sin", "cos", "gaussian")
 
@@ -579,7 +579,7 @@ def smooth_activations(
     scale : (float, float), optional
         Also draw an input scale ``c`` (a multiple of 1/8 in the range, ``c ≠ 0``) and return
         ``σ(c·x)`` (via :func:`~ntk_theory.activations.from_expr`).  By the scaling law
-        (THEORY.md §1) this is σ seen at ``|c|τ``: a cheap way to vary the effective input
+        (docs/reference.rst §1) this is σ seen at ``|c|τ``: a cheap way to vary the effective input
         scale of a network whose data has ``τ_0 ≈ 1``.
     """
     bad = [f for f in families if f not in SMOOTH_FAMILIES]
@@ -599,7 +599,7 @@ def smooth_activations(
 
 
 # --------------------------------------------------------------------------- #
-# Compression families (THEORY.md §6)
+# Compression families (docs/reference.rst §6)
 # --------------------------------------------------------------------------- #
 #: Families of :func:`ntk_theory.compress.solve_alpha` (hidden layers) plus ``sigma_Q``
 #: (the last-layer family of :func:`ntk_theory.compress.network.solve_last_layer_sigma_q`).
@@ -620,7 +620,7 @@ class FamilyMember:
     tau : float
         The input scale τ it was drawn at: its thresholds are ``s = z·τ``.
     shape : tuple of float
-        The scale-free thresholds ``z = s/τ`` (THEORY.md §6).
+        The scale-free thresholds ``z = s/τ`` (docs/reference.rst §6).
     """
 
     family: str
@@ -636,7 +636,7 @@ def family_members(
     threshold_range: float = 4.0,
     amplitude_range: float = 3.0,
 ) -> st.SearchStrategy[FamilyMember]:
-    """Random members of the compression families, in scale-free coordinates (THEORY.md §6).
+    """Random members of the compression families, in scale-free coordinates (docs/reference.rst §6).
 
     Each member is drawn the way the solvers of :mod:`ntk_theory.compress` parametrize
     the family, so that α-matching its own moments at its own ``tau`` has a solution:
@@ -707,7 +707,7 @@ def family_members(
 
 @dataclass(frozen=True)
 class CompressibleNetwork:
-    """A dense network that ``family`` can α-match at every layer (THEORY.md §6).
+    """A dense network that ``family`` can α-match at every layer (docs/reference.rst §6).
 
     Attributes
     ----------
@@ -754,7 +754,7 @@ def compressible_networks(
 
     α-matching layer ℓ happens at the *compressed* network's input scale τ'_{ℓ−1}, which
     differs from the dense τ_{ℓ−1} as soon as an earlier layer's solution has a different
-    variance (THEORY.md §6), so a network is compressible only if every layer's targets
+    variance (docs/reference.rst §6), so a network is compressible only if every layer's targets
     stay reachable after that drift.  Two constructions guarantee it:
 
     ``odd`` (family ``ternary`` only)
@@ -863,7 +863,7 @@ def assert_moments_close(
     error_factor: float = 10.0,
     keys: Sequence[str] | None = None,
 ) -> None:
-    """Assert that two sets of Gaussian moments agree (THEORY.md §1).
+    """Assert that two sets of Gaussian moments agree (docs/reference.rst §1).
 
     ``a`` and ``b`` may each be a :class:`~ntk_theory.moments.GaussianMoments`, a
     mapping of :class:`~ntk_theory.montecarlo.MonteCarloEstimate` (from
@@ -914,9 +914,9 @@ def assert_moments_close(
         raise AssertionError("moments differ: " + "; ".join(problems))
 
 
-#: Default constant of the theory-vs-limit rate ``c_theory/√p`` (THEORY.md §5).  The
-#: THEORY.md check measured a relative operator-norm error 0.028 at p = 800 for one
-#: centered ReLU layer, i.e. a constant 0.79; the default leaves a factor ~4 for
+#: Default constant of the theory-vs-limit rate ``c_theory/√p`` (docs/reference.rst §5).  The
+#: identity-term check (docs/identity_term.rst) measures a relative operator-norm error
+#: 0.017 at n = 1200, p = 800 for one centered ReLU layer, i.e. a constant 0.48; the default leaves a factor ~4 for
 #: deeper networks and other activations **whose variance is mostly linear** (first
 #: Hermite share ``τ_{ℓ−1}²m1²/τ_ℓ² ≥ 1/2`` at every layer).  It is not uniform over
 #: activations: for even σ (x², cos, Gaussian bumps) the measured constant at n = 240,
@@ -924,9 +924,10 @@ def assert_moments_close(
 #: (``tests/test_properties_kernels.py``); pass a larger ``c_theory`` for those.
 C_THEORY: float = 3.0
 
-#: Default constant of the finite-width rate ``c_width·√(n/d)`` (THEORY.md §3).  For a
+#: Default constant of the finite-width rate ``c_width·√(n/d)`` (docs/reference.rst §3).  For a
 #: linear layer ``‖WᵀW/d − I‖ → 2√(n/d) + n/d ≤ 3√(n/d)`` when ``d ≥ n`` (Bai–Yin);
-#: THEORY.md measured 0.41·√(n/d) for a ReLU conjugate kernel.
+#: the width sweep of examples/ck_convergence.py measures about 0.72·√(n/d) relative
+#: (‖CK − K_∞‖ ≈ 1.22·√(n/d) against ‖K_∞‖ ≈ 1.70) for a ReLU conjugate kernel.
 C_WIDTH: float = 3.0
 
 
@@ -934,9 +935,9 @@ def spectral_tolerance(n: int, p: int, d: int | None = None, *,
                        c_theory: float = C_THEORY, c_width: float = C_WIDTH) -> float:
     """Relative operator-norm tolerance ``c_theory/√p + c_width·√(n/d)`` (second term only with ``d``).
 
-    ``c_theory/√p`` is the rate of the equivalence theorems (THEORY.md §5,
+    ``c_theory/√p`` is the rate of the equivalence theorems (docs/reference.rst §5,
     ``‖K − K̃‖ = O(p^{−1/2})`` in the regime ``n ~ p``); ``√(n/d)`` is the finite-width
-    fluctuation of an empirical kernel of width ``d`` around its limit (THEORY.md §3).
+    fluctuation of an empirical kernel of width ``d`` around its limit (docs/reference.rst §3).
     """
     for name, v in (("n", n), ("p", p)):
         if not (isinstance(v, (int, np.integer)) and v >= 1):
@@ -975,7 +976,7 @@ def assert_spectrally_equivalent(
     K1, K2 : ndarray, shape (n, n)
         Symmetric kernels; ``K2`` is the reference (e.g. the exact limiting kernel).
     n, p : int
-        Sample size and data dimension (THEORY.md §2).  ``n`` must match the matrices.
+        Sample size and data dimension (docs/reference.rst §2).  ``n`` must match the matrices.
     d : int, optional
         Width of the network when ``K1`` is an empirical kernel (adds ``c_width·√(n/d)``).
     c_theory, c_width : float
@@ -1043,7 +1044,7 @@ def reference_expectation(
         Scale τ > 0.
     weight : {"1", "xi", "he2"}
         ``g(ξ) = 1``, ``ξ`` or ``ξ² − 1`` — the Stein weights of
-        ``E[f]``, ``τ E[f']`` and ``τ² E[f'']`` (THEORY.md §1).
+        ``E[f]``, ``τ E[f']`` and ``τ² E[f'']`` (docs/reference.rst §1).
     breakpoints : sequence of float
         Points (in x) where ``f`` jumps or kinks.
 

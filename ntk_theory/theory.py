@@ -1,14 +1,14 @@
-"""Theory kernels K̃_CK,ℓ and K̃_NTK,ℓ of the equivalence theorems (THEORY.md §5)::
+"""Theory kernels K̃_CK,ℓ and K̃_NTK,ℓ of the equivalence theorems (docs/reference.rst §5)::
 
     K̃_CK,ℓ  = α_{ℓ,1} XᵀX + V A_ℓ Vᵀ + (τ_ℓ² − τ_0² α_{ℓ,1}) I_n,
     A_ℓ     = [[α_{ℓ,2} t tᵀ + α_{ℓ,3} T,  α_{ℓ,2} t],
                [α_{ℓ,2} tᵀ,                α_{ℓ,2}  ]],
 
-with ``V = [J/√p, ψ]`` and the data statistics of THEORY.md §2.  K̃_NTK,ℓ is the same
+with ``V = [J/√p, ψ]`` and the data statistics of docs/reference.rst §2.  K̃_NTK,ℓ is the same
 with β for α, B_ℓ for A_ℓ and κ_ℓ² for τ_ℓ².
 
 **Identity term.**  NTK-LC prints the identity coefficient as
-``τ_ℓ² − τ_0² α_{ℓ,1} − τ_0⁴ α_{ℓ,3}``.  THEORY.md §5 asks the toolkit to settle the
+``τ_ℓ² − τ_0² α_{ℓ,1} − τ_0⁴ α_{ℓ,3}``.  docs/reference.rst §5 asks the toolkit to settle the
 question with its own evidence; the project's check (``tests/test_theory.py`` and
 the docs page *The identity term*) compares both against the exact limiting kernel.
 The default, ``identity="diagonal"``, is the convention that check supports
@@ -94,7 +94,7 @@ def theory_kernels(
     identity: IdentityConvention = "diagonal",
     layers: Literal["all", "last"] = "last",
 ) -> TheoryKernels:
-    """The theory kernels of THEORY.md §5 on data ``X`` (p×n, already divided by √p).
+    """The theory kernels of docs/reference.rst §5 on data ``X`` (p×n, already divided by √p).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Verification of an NTK-LC compression (THEORY.md §4–§6; issue 4, items (a)–(d)).
+"""Verification of an NTK-LC compression (docs/reference.rst §4–§6; issue 4, items (a)–(d)).
 
 Given a :class:`~ntk_theory.compress.CompressionResult` (dense activations, the solved
 quantized activations at the compressed network's own scales, and δ):
@@ -9,13 +9,13 @@ quantized activations at the compressed network's own scales, and δ):
     equal the dense network's.
 (b) δ = τ'_L² − τ_L² and the ridge shift are carried by the result and reported by
     :class:`CoefficientCheck` next to the same scales recomputed by the engine.
-(c) :func:`verify_kernels` — the exact limiting CK (THEORY.md §3) of the compressed
+(c) :func:`verify_kernels` — the exact limiting CK (docs/reference.rst §3) of the compressed
     network minus δI against the dense network's exact CK: the relative operator-norm
     error is the theory's approximation error of *both* networks, so it must be small
     and shrink as n, p grow.  :func:`empirical_spectra` does the same with wide NumPy
     networks (Gaussian dense weights vs sparse ternary weights), comparing spectra
-    because a finite-width CK is only O(√(n/d)) close to its limit (THEORY.md §3).
-(d) :func:`verify_ridge_shift` — on the theory kernels (THEORY.md §5) the compressed
+    because a finite-width CK is only O(√(n/d)) close to its limit (docs/reference.rst §3).
+(d) :func:`verify_ridge_shift` — on the theory kernels (docs/reference.rst §5) the compressed
     kernel is the dense one plus δI, so kernel ridge on the compressed kernel with λ is
     *identical* to kernel ridge on the dense kernel with λ + δ
     (:mod:`ntk_theory.readout`); and on finite-width features of wide networks the
@@ -26,7 +26,7 @@ quantized activations at the compressed network's own scales, and δ):
     the plan (docs/reference.rst §6).
 
 The staircase activations of the compressed network have E[σ'²] = ∞ (a squared Dirac
-delta, THEORY.md §1), so κ' and the compressed NTK are infinite: the kernel items
+delta, docs/reference.rst §1), so κ' and the compressed NTK are infinite: the kernel items
 compare conjugate kernels only.
 """
 
@@ -73,7 +73,7 @@ def compressed_activations(result: CompressionResult) -> list[Activation]:
 
 
 def compressed_centering(result: CompressionResult) -> list[float]:
-    """The compressed network's centering constants ``E[σ'_ℓ(τ'_{ℓ−1}ξ)]`` (THEORY.md §1)."""
+    """The compressed network's centering constants ``E[σ'_ℓ(τ'_{ℓ−1}ξ)]`` (docs/reference.rst §1)."""
     return [float(fit.mean) for fit in result.layers]
 
 
@@ -194,7 +194,7 @@ def _check_X(X: np.ndarray) -> np.ndarray:
 
 
 def verify_kernels(X: np.ndarray, result: CompressionResult, *, keep: bool = False) -> KernelCheck:
-    """Exact limiting CKs (THEORY.md §3) of the dense and the compressed network on ``X``.
+    """Exact limiting CKs (docs/reference.rst §3) of the dense and the compressed network on ``X``.
 
     Both networks are centered with their theory constants at ``τ_0 = result.tau_dense[0]``
     (the dense one by :func:`~ntk_theory.exact.layer_scales`, the compressed one with the
@@ -226,7 +226,7 @@ def dense_network(result: CompressionResult, p: int, widths: Sequence[int], *, s
 def compressed_network(result: CompressionResult, p: int, widths: Sequence[int], *, sparsity: float,
                        seed: int = 0, dtype: Any = np.float64) -> MLP:
     """The compressed NumPy network: sparse ternary weights (exact sparsity, seeded) and the
-    solved staircase activations centered per layer (THEORY.md §6)."""
+    solved staircase activations centered per layer (docs/reference.rst §6)."""
     tw = ternary_weights([int(p), *[int(d) for d in widths]], sparsity, seed)
     return MLP(compressed_activations(result), widths, p, seed=seed, dtype=dtype,
                weights=tw.matrices(dtype), centering=compressed_centering(result))

@@ -2,7 +2,7 @@
 
 Plain mpmath quadrature of the defining integrals, written separately from the
 engine: ``E[g(τξ) He_k(ξ)]/τ^k`` with ``He_0 = 1, He_1 = ξ, He_2 = ξ² − 1`` (Stein
-forms, THEORY.md §1), split at the activation's breakpoints and at ±1, ±3 around
+forms, docs/reference.rst §1), split at the activation's breakpoints and at ±1, ±3 around
 them so that kinks and steps never sit inside a quadrature panel.
 """
 

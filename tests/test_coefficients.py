@@ -1,4 +1,4 @@
-"""Coefficient recursions (THEORY.md §4) against computations that never touch ``moments.py``.
+"""Coefficient recursions (docs/reference.rst §4) against computations that never touch ``moments.py``.
 
 Three independent routes:
 
@@ -13,7 +13,7 @@ Three independent routes:
    * ``½ w̄2 = ∂_a E[(σ(√a ξ) − c_ℓ)²]`` at ``a = τ²`` (heat equation: ``∂_a E g(√a ξ) = ½ E g''``);
    * ``v1 = E[σ'(τξ)²]``.
 
-   The recursion of THEORY.md §4 is then transcribed here in mpmath.
+   The recursion of docs/reference.rst §4 is then transcribed here in mpmath.
 
 2. **Taylor coefficients of the exact limiting kernel maps** (:mod:`ntk_theory.exact`:
    arc-cosine, arcsine, Owen's T, Mehler/Gauss–Hermite — no moment engine).  For two
@@ -104,7 +104,7 @@ def _layer_factors(spec, tau_in):
 
 
 def _mp_network(specs, tau0):
-    """THEORY.md §4 transcribed independently, fed by the quadratures above."""
+    """docs/reference.rst §4 transcribed independently, fed by the quadratures above."""
     tau = mp.mpf(tau0)
     a = [mp.mpf(1), mp.mpf(0), mp.mpf(0), mp.mpf(1)]
     b = [mp.mpf(1), mp.mpf(0), mp.mpf(0)]
@@ -229,7 +229,7 @@ def test_coefficients_are_taylor_coefficients_of_exact_maps(specs, tau0):
 
 
 def test_mehler_first_two_terms_of_one_layer_map():
-    """d/dc E[σ̄(u)σ̄(v)] = E[σ']² and d²/dc² = E[σ'']² at c = 0 (THEORY.md §4's footnote)."""
+    """d/dc E[σ̄(u)σ̄(v)] = E[σ']² and d²/dc² = E[σ'']² at c = 0 (docs/reference.rst §4's footnote)."""
     for spec, tau0 in (("relu", 0.7), ("tanh", 1.5), (SIGMA_T, 1.1)):
         lay = coefficients([spec], tau0).last
         t = _taylor([spec], tau0)["K"]

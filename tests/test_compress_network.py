@@ -1,4 +1,4 @@
-"""Per-network compression (THEORY.md §4, §6): verification items 4(a)/(b), weights, CLI."""
+"""Per-network compression (docs/reference.rst §4, §6): verification items 4(a)/(b), weights, CLI."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ntk_theory.errors import ParameterError
 
 
 def _alpha_beta(moments):
-    """THEORY.md §4 recursion from per-layer (m1, m2, w̄2); α_0 = (1,0,0,1), β_0 = (1,0,0)."""
+    """docs/reference.rst §4 recursion from per-layer (m1, m2, w̄2); α_0 = (1,0,0,1), β_0 = (1,0,0)."""
     a = [1.0, 0.0, 0.0, 1.0]
     b = [1.0, 0.0, 0.0]
     for m1, m2, w2b in moments:
@@ -152,7 +152,7 @@ def test_cli_infeasible_exits_2_with_the_bound(capsys):
 
 
 def test_empirical_ntk_of_a_staircase_network_is_its_last_ck():
-    """THEORY.md §1/§3: a staircase has σ' = 0 a.e., so every back-propagated δ_ℓ vanishes
+    """docs/reference.rst §1/§3: a staircase has σ' = 0 a.e., so every back-propagated δ_ℓ vanishes
     and the empirical NTK is exactly CK_L (the readout term), whereas the limiting
     κ² = τ² + E[σ'²] κ² is infinite (E[σ'²] = +∞, a squared Dirac delta)."""
     from ntk_theory.compress.network import dense_layer_moments as dlm

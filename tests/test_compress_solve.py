@@ -1,4 +1,4 @@
-"""α-matching solvers and the feasibility facts of THEORY.md §6."""
+"""α-matching solvers and the feasibility facts of docs/reference.rst §6."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _random_params(name, rng, tau):
 
 @pytest.mark.parametrize("name", ["ternary", "sigma_T", "three_level", "staircase:4", "staircase:5"])
 def test_round_trip_parameters_moments_solve_moments(name):
-    """Parameters → moments → solve → the same moments, for every family (THEORY.md §6)."""
+    """Parameters → moments → solve → the same moments, for every family (docs/reference.rst §6)."""
     rng = np.random.default_rng(12345)
     registry = "staircase" if name.startswith("staircase") else name
     for _ in range(6):
@@ -126,7 +126,7 @@ def test_ternary_rejects_non_odd_targets():
 
 
 def test_cauchy_schwarz_rules_out_delta_zero_for_three_relu_layers():
-    """THEORY.md §6: τ'_{L−1}² m1_L² = 0.115 > τ_L² = 0.040 with the σ_T branch."""
+    """docs/reference.rst §6: τ'_{L−1}² m1_L² = 0.115 > τ_L² = 0.040 with the σ_T branch."""
     res = compress_network(["relu"] * 3, 1.0, family="sigma_T")
     lhs = res.tau_compressed[2] ** 2 * res.dense[2].m1 ** 2
     rhs = res.tau_dense[3] ** 2
@@ -149,7 +149,7 @@ def test_sigma_q_round_trip_delta_zero():
 
 # ----------------------------------------------------------------------------- §6 numbers
 def test_sigma_t_cauchy_schwarz_ratio_is_at_most_two_over_pi():
-    """sup over (z1, z2) of τ²m1²/Var for σ_T: measured 0.6366 = 2/π (THEORY.md §6)."""
+    """sup over (z1, z2) of τ²m1²/Var for σ_T: measured 0.6366 = 2/π (docs/reference.rst §6)."""
     zs = np.linspace(-6, 6, 601)
     Z1, Z2 = np.meshgrid(zs, zs, indexing="ij")
     g1, _, _, P = SigmaTFamily.shape_np(Z1, Z2)
@@ -211,7 +211,7 @@ def test_hermite_budget_staircases_cannot_match_relus_triple():
 
 # ----------------------------------------------------------------------------- σ_T, wide range
 def _sigma_t_closed_form(z1, z2, a):
-    """THEORY.md §6 closed forms of σ_T at scale-free z (τ = 1), in float64 via scipy.special.
+    """docs/reference.rst §6 closed forms of σ_T at scale-free z (τ = 1), in float64 via scipy.special.
 
     Independent of the jump-formula code: ``(τm1, τ²m2, τ²w̄2, Var)``.
     """

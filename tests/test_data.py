@@ -1,4 +1,4 @@
-"""Tests of ntk_theory.data: the Gaussian mixture of THEORY.md §2 and its statistics."""
+"""Tests of ntk_theory.data: the Gaussian mixture of docs/reference.rst §2 and its statistics."""
 
 from __future__ import annotations
 

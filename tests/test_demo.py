@@ -50,7 +50,7 @@ def test_demo_numbers_are_consistent(demo_run):
 
 
 def test_demo_families_and_the_finite_width_cost(demo_run):
-    """THEORY.md §6: every family matches α exactly; δ decides the finite-width cost."""
+    """docs/reference.rst §6: every family matches α exactly; δ decides the finite-width cost."""
     _, res, _, _, _ = demo_run
     fam = res["families"]
     assert set(fam) == {"sigma_T", "staircase:4"}

@@ -158,7 +158,7 @@ def test_layer_scales_against_moment_engine():
 
 @pytest.mark.parametrize("acts", [("relu", "relu"), ("tanh", "erf"), ("sigma_T:s1=-1,s2=0.5,a=2", "relu")])
 def test_exact_ck_and_ntk_match_wide_network(acts):
-    # Finite width d: ‖CK − K_∞‖/‖K_∞‖ = O(√(n/d)) (THEORY.md §3).  Measured constants
+    # Finite width d: ‖CK − K_∞‖/‖K_∞‖ = O(√(n/d)) (docs/reference.rst §3).  Measured constants
     # (4 seeds, d ∈ {300, 3000}, these data): 0.4–1.3 for the CK, 0.2–1.0 for the NTK, the same
     # at both widths.  We require the 3-seed mean to be ≤ 2·√(n/d) at both widths, and the
     # error to shrink by at least 1.4 when d grows tenfold (the rate predicts √10 ≈ 3.2; the

@@ -1,5 +1,5 @@
-"""Tests of examples/experiment1.py (NTK-LC Experiment 1, THEORY.md §7.1) at quick settings,
-and of the threaded empirical kernels it relies on (ntk_theory.network, THEORY.md §3)."""
+"""Tests of examples/experiment1.py (NTK-LC Experiment 1, docs/reference.rst §7.1) at quick settings,
+and of the threaded empirical kernels it relies on (ntk_theory.network, docs/reference.rst §3)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def test_run_on_gmm_small():
         # equal memory up to the per-layer constants (scales, activation parameters)
         assert pr.bits == pytest.approx(lc.bits, rel=0.01)
         assert lc.bits < dense.bits / 10
-    # fixed λ: λ ↔ λ − δ per family (THEORY.md §6) when λ = 1 exceeds δ
+    # fixed λ: λ ↔ λ − δ per family (docs/reference.rst §6) when λ = 1 exceeds δ
     for x in r.rows:
         if x.method == "ntk-lc":
             d = r.deltas[x.family]

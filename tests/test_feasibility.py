@@ -1,4 +1,4 @@
-"""Hermite-budget bounds, best staircase matches and feasibility cells (THEORY.md §6)."""
+"""Hermite-budget bounds, best staircase matches and feasibility cells (docs/reference.rst §6)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ RELU_FRACTION = (math.pi + 1) / (2 * (math.pi - 1))
 # checked against closed forms below, so the flag carries no information here
 @pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
 def test_relu_puts_96_7_percent_of_its_variance_in_two_hermite_terms():
-    """THEORY.md §6, checked three ways: engine triple, closed form, Hermite quadrature."""
+    """docs/reference.rst §6, checked three ways: engine triple, closed form, Hermite quadrature."""
     t = scale_free_triple("relu", 1.0)
     assert two_term_fraction(t) == pytest.approx(RELU_FRACTION, rel=1e-12)  # float64 engine
     assert round(RELU_FRACTION, 3) == 0.967
@@ -46,7 +46,7 @@ def test_relu_puts_96_7_percent_of_its_variance_in_two_hermite_terms():
     c = [ck(k) for k in range(1, 21)]
     var = 0.5 - 1 / (2 * math.pi)
     assert (c[0] ** 2 + c[1] ** 2) / var == pytest.approx(RELU_FRACTION, rel=1e-10)  # quad 1e-13
-    # Var = Σ_k c_k² (THEORY.md §6): ReLU's even coefficients decay like c_2j² ~ j^{-5/2},
+    # Var = Σ_k c_k² (docs/reference.rst §6): ReLU's even coefficients decay like c_2j² ~ j^{-5/2},
     # so the tail beyond k = 20 is a few 1e-3 of Var (measured 1.4e-3): 3e-3 bounds it
     assert sum(x * x for x in c) == pytest.approx(var, rel=3e-3)
     assert sum(x * x for x in c) < var  # a partial sum of positive terms
@@ -81,7 +81,7 @@ def test_two_level_supremum_matches_its_closed_form():
     r = optimize.minimize_scalar(neg, bounds=(-3, 0), method="bounded", options={"xatol": 1e-10})
     s = staircase_hermite_sup(2)
     assert s.sup == pytest.approx(-r.fun, rel=1e-9)  # both optimizers converge to ~1e-10
-    assert s.sup > 2 / math.pi  # a tilted step beats the median step's 2/π (THEORY.md §6)
+    assert s.sup > 2 / math.pi  # a tilted step beats the median step's 2/π (docs/reference.rst §6)
 
 
 def test_three_level_staircases_cannot_match_relu_exactly():

@@ -1,4 +1,4 @@
-"""The moment engine against independent computations (THEORY.md §1).
+"""The moment engine against independent computations (docs/reference.rst §1).
 
 * every registry activation: engine vs a 45-digit mpmath quadrature reference
   (tests/reference.py, written separately) to ≥ 12 digits, and vs Monte Carlo
@@ -223,7 +223,7 @@ def test_relu_closed_forms_are_the_textbook_ones():
 
 
 def test_erf_identities_from_theory_md():
-    # E[erf(aξ)²] = (2/π) arcsin(2a²/(1+2a²)) (THEORY.md §1)
+    # E[erf(aξ)²] = (2/π) arcsin(2a²/(1+2a²)) (docs/reference.rst §1)
     a = 1.7
     g = gaussian_moments("erf", a)
     assert g.v0 == pytest.approx(2 / math.pi * math.asin(2 * a * a / (1 + 2 * a * a)), rel=1e-14)

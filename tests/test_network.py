@@ -1,4 +1,4 @@
-"""Tests of ntk_theory.network: forward pass, CK, and the structured NTK formula (THEORY.md §3)."""
+"""Tests of ntk_theory.network: forward pass, CK, and the structured NTK formula (docs/reference.rst §3)."""
 
 from __future__ import annotations
 

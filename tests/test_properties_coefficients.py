@@ -1,4 +1,4 @@
-"""Property tests of the coefficient recursions (THEORY.md §4) and the scale gauge (§6).
+"""Property tests of the coefficient recursions (docs/reference.rst §4) and the scale gauge (§6).
 
 **Invariants, derived from the recursion** (``ntk_theory.coefficients.coefficient_recursion``)
 with ``α_0 = (1, 0, 0, 1)``, ``β_0 = (1, 0, 0)``, ``κ_0² = τ_0²``:
@@ -23,12 +23,12 @@ Two sharper invariants follow from the Hermite expansion
 * ``τ_ℓ² ≥ τ_0² α_{ℓ,1} + τ_0⁴ α_{ℓ,3}`` and
 * ``κ_ℓ² ≥ τ_0² β_{ℓ,1} + τ_0⁴ β_{ℓ,3}``,
 
-i.e. the identity coefficients of K̃_CK and K̃_NTK (THEORY.md §5) are non-negative in
+i.e. the identity coefficients of K̃_CK and K̃_NTK (docs/reference.rst §5) are non-negative in
 *both* conventions ("diagonal" and the paper's "printed" one), which makes K̃ positive
 semi-definite (``tests/test_properties_kernels.py``).  These compare differently
 computed quantities and can be equalities (σ(x) = x²), so they get a tolerance.
 
-**Scale gauge** (THEORY.md §6): replacing σ_ℓ by c·σ_ℓ and σ_{ℓ+1}(t) by σ_{ℓ+1}(t/c)
+**Scale gauge** (docs/reference.rst §6): replacing σ_ℓ by c·σ_ℓ and σ_{ℓ+1}(t) by σ_{ℓ+1}(t/c)
 multiplies τ_ℓ, κ_ℓ by |c| and α_ℓ, β_ℓ by c², and leaves every other layer's
 coefficients — and the empirical network's outputs — unchanged.
 """
@@ -108,7 +108,7 @@ def test_recursion_invariants_quadrature_families(acts, tau0):
 
 
 def test_alpha4_has_no_sign():
-    """Counterexamples to "α_{ℓ,4} ≥ 0", checked against closed forms (THEORY.md §1, §6).
+    """Counterexamples to "α_{ℓ,4} ≥ 0", checked against closed forms (docs/reference.rst §1, §6).
 
     Gaussian bump exp(−x²/2): Var(τ) = (1+2τ²)^{−1/2} − (1+τ²)^{−1}, so
     α_{1,4} = ½w̄2 = dVar/dτ² = (1+τ²)^{−2} − (1+2τ²)^{−3/2}, negative for τ = 3.

@@ -1,4 +1,4 @@
-"""Property tests of NTK-LC compression (THEORY.md §6): round trips and the α-matching theorem.
+"""Property tests of NTK-LC compression (docs/reference.rst §6): round trips and the α-matching theorem.
 
 * **Single-layer round trip**: a random member of a family (:func:`ntk_theory.testing.family_members`,
   thresholds up to ±4 input standard deviations) → its moments at its own τ (moment
@@ -99,7 +99,7 @@ def test_compress_network_round_trip(net):
 @FEW
 @given(spec=gmm_specs(p=(8, 24), K=(1, 3)), seed=st.integers(0, 2**31 - 1), data=st.data())
 def test_alpha_matching_gives_identity_shift(spec, seed, data):
-    """THEORY.md §6: K̃'_CK,L = K̃_CK,L + δ I exactly (up to the α-matching residuals)."""
+    """docs/reference.rst §6: K̃'_CK,L = K̃_CK,L + δ I exactly (up to the α-matching residuals)."""
     d = sample(spec, 2 * spec.p, seed=seed)
     stats = population_statistics(d)
     net = data.draw(compressible_networks(layers=(1, 2), tau0=st.just(stats.tau0)), label="network")

@@ -1,4 +1,4 @@
-"""Property tests of the theory kernels K̃ (THEORY.md §5).
+"""Property tests of the theory kernels K̃ (docs/reference.rst §5).
 
 * **K̃ is symmetric positive semi-definite** for every network and every data set, in
   both identity conventions.  Why: ``K̃ = α_1 XᵀX + V A Vᵀ + c I`` with

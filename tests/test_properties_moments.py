@@ -1,4 +1,4 @@
-"""Property-based tests of the Gaussian-moment engine (THEORY.md §1, issue 5).
+"""Property-based tests of the Gaussian-moment engine (docs/reference.rst §1, issue 5).
 
 Random activations come from :mod:`ntk_theory.testing` (registry entries with random
 valid parameters, random staircases, random expressions).  Every property compares
@@ -130,7 +130,7 @@ def test_classical_derivative_forms_for_continuous_activations(act, tau):
 @FEW
 @given(f=expressions(parity="odd", max_depth=0), tau=taus(0.25, 4.0))
 def test_odd_expressions_have_vanishing_even_order_moments(f, tau):
-    """Odd σ ⇒ E[s] = E[s''] = 0 (THEORY.md §1, parity)."""
+    """Odd σ ⇒ E[s] = E[s''] = 0 (docs/reference.rst §1, parity)."""
     g = _moments(from_expr(f), tau)
     for key, k in (("E[s]", 0), ("E[s'']", 2)):
         m = g[key]
@@ -203,7 +203,7 @@ def test_shift_law(act, b, tau):
 @FEW
 @given(act=activations(max_depth=0), tau=taus(0.25, 4.0))
 def test_centered_moments(act, tau):
-    """centered=True: E[s̄] = 0, Var = E[s²] − E[s]², E[(σ̄²)''] = E[(s²)''] − 2E[s]E[s''] (THEORY.md §1)."""
+    """centered=True: E[s̄] = 0, Var = E[s²] − E[s]², E[(σ̄²)''] = E[(s²)''] − 2E[s]E[s''] (docs/reference.rst §1)."""
     u = _moments(act, tau)
     c = _moments(act, tau, centered=True)
     assert c.m0 == 0.0
@@ -220,7 +220,7 @@ def test_centered_moments(act, tau):
 @given(act=activations(max_depth=0), tau=taus(0.25, 4.0))
 def test_jensen_hermite_and_poincare_inequalities(act, tau):
     """E[s²] ≥ E[s]², E[s'²] ≥ E[s']² (Jensen); Var ≥ τ²m1² + τ⁴m2²/2 (first two Hermite
-    terms of Var = Σ_k τ^{2k} E[σ^{(k)}]²/k!, THEORY.md §6); Var ≤ τ² E[σ'²] (Gaussian Poincaré)."""
+    terms of Var = Σ_k τ^{2k} E[σ^{(k)}]²/k!, docs/reference.rst §6); Var ≤ τ² E[σ'²] (Gaussian Poincaré)."""
     g = _moments(act, tau)
     slack = 1e-9 * (1 + g.v0)  # certified to 1e-10 relative; products of two moments
     assert g.v0 >= g.m0**2 - slack

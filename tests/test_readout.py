@@ -40,7 +40,7 @@ def test_ridge_matches_sklearn_in_primal_and_dual(d, n):
 
 
 def test_kernel_ridge_shift_is_an_exact_identity():
-    """THEORY.md §6: kernel ridge on K + δI with λ equals kernel ridge on K with λ + δ."""
+    """docs/reference.rst §6: kernel ridge on K + δI with λ equals kernel ridge on K with λ + δ."""
     Phi, y = _toy(30, 60)
     K = Phi.T @ Phi
     delta, lam = 0.37, 0.05

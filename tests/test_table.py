@@ -254,7 +254,7 @@ def test_compression_table_values(comp_result):
                "delta": comp_result.tau_compressed[i + 1] ** 2 - comp_result.tau_dense[i + 1] ** 2}
         for key, v in ref.items():
             assert_rounded(parse_latex_number(cells[key]), v, d)
-    # the last layer's τ'² − τ² is δ (THEORY.md §6), and the default caption states it
+    # the last layer's τ'² − τ² is δ (docs/reference.rst §6), and the default caption states it
     assert table.column("delta")[-1] == pytest.approx(comp_result.delta, rel=1e-12, abs=1e-15)
     assert r"\delta" in compression_table(comp_result).to_latex()
 

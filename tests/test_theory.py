@@ -1,4 +1,4 @@
-"""Theory kernels (THEORY.md §5) against exact limiting kernels (§3) and wide networks.
+"""Theory kernels (docs/reference.rst §5) against exact limiting kernels (§3) and wide networks.
 
 The equivalence theorems say ``‖K_ℓ − K̃_CK,ℓ‖ → 0`` in operator norm as ``n, p → ∞``
 with ``p/n`` fixed; the fluctuations driving the error are ``O(n^{−1/2})``.  Every
@@ -81,7 +81,7 @@ def test_theory_approaches_exact_kernel(acts):
     small = _errors(SMALL, acts)
     big = _errors(BIG, acts)
     for kind, es, eb in (("CK", small[0], big[0]), ("NTK", small[1], big[1])):
-        if es is None:  # staircase: κ = ∞, the NTK has an infinite diagonal (THEORY.md §1)
+        if es is None:  # staircase: κ = ∞, the NTK has an infinite diagonal (docs/reference.rst §1)
             continue
         assert eb < MAX_RATIO * es, f"{kind} error did not decrease: {es:.4f} -> {eb:.4f}"
         for n, e in ((SMALL, es), (BIG, eb)):
@@ -100,7 +100,7 @@ def test_theory_kernels_symmetric_psd(acts):
         assert np.abs(K - K.T).max() <= 1e-13 * scale
         # K̃ = α1 XᵀX + V A Vᵀ + (τ² − τ0² α1) I with PSD A (α2, α3 ≥ 0, T a Gram matrix)
         ridge = lay.tau**2 - tau0**2 * lay.alpha[0]
-        assert ridge > 0  # Cauchy–Schwarz: Var σ(τξ) ≥ τ² E[σ']² (THEORY.md §6)
+        assert ridge > 0  # Cauchy–Schwarz: Var σ(τξ) ≥ τ² E[σ']² (docs/reference.rst §6)
         lam_min = np.linalg.eigvalsh((K + K.T) / 2)[0]
         # eigvalsh is backward stable: error ≤ n·ε·‖K‖ ≈ 1e-13·‖K‖ at n = 400
         assert lam_min >= ridge - 1e-12 * scale
@@ -111,7 +111,7 @@ def test_theory_kernels_symmetric_psd(acts):
 
 
 # --------------------------------------------------------------------------- #
-# The identity term (THEORY.md §5)
+# The identity term (docs/reference.rst §5)
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("acts", [["relu"], ["relu", "relu", "relu"]], ids="-".join)
 def test_identity_diagonal_convention_beats_printed_for_relu(acts):
@@ -173,7 +173,7 @@ def test_default_identity_and_bad_convention():
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("acts", [["relu"], _slow(["tanh", "tanh"])], ids="-".join)
 def test_wide_network_spectrum_approaches_exact(acts):
-    """Finite-width kernels are O(√(n/d)) from their limit in operator norm (THEORY.md §3)."""
+    """Finite-width kernels are O(√(n/d)) from their limit in operator norm (docs/reference.rst §3)."""
     n = SMALL
     d, st = _data(n)
     ex = _exact(n, tuple(acts), True)

@@ -1,4 +1,4 @@
-"""Issue 4(a)–(d): verification of an NTK-LC compression (ntk_theory.verify, THEORY.md §4–§6)."""
+"""Issue 4(a)–(d): verification of an NTK-LC compression (ntk_theory.verify, docs/reference.rst §4–§6)."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_d_ridge_shift_identity_on_theory_kernels_and_finite_networks():
     assert chk.theory_rel_diff <= 1e-8
     assert chk.theory_rel_diff_unshifted > 1e-2  # the shift matters: λ = 0.01 vs λ + δ ≈ 0.4
     assert chk.accuracy["theory_compressed"] == chk.accuracy["theory_dense_shifted"]
-    # finite widths: O(√(n/d)) ≈ 0.16 kernel fluctuations (THEORY.md §3) remain, but the shifted
+    # finite widths: O(√(n/d)) ≈ 0.16 kernel fluctuations (docs/reference.rst §3) remain, but the shifted
     # dense readout must be clearly closer to the compressed one than the unshifted one
     assert chk.empirical_rel_diff < 0.8 * chk.empirical_rel_diff_unshifted
 

@@ -1,4 +1,4 @@
-"""``ntk-theory coefficients``: τ_ℓ, α_ℓ, β_ℓ, κ_ℓ of a network (THEORY.md §4).
+"""``ntk-theory coefficients``: τ_ℓ, α_ℓ, β_ℓ, κ_ℓ of a network (docs/reference.rst §4).
 
 JSON layout (issue 3)::
 

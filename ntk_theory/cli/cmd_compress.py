@@ -1,4 +1,4 @@
-"""``ntk-theory compress``: NTK-LC compression plan of a dense network (THEORY.md §6)."""
+"""``ntk-theory compress``: NTK-LC compression plan of a dense network (docs/reference.rst §6)."""
 
 from __future__ import annotations
 

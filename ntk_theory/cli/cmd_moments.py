@@ -1,4 +1,4 @@
-"""``ntk-theory moments``: the six Gaussian moments of activations (THEORY.md §1)."""
+"""``ntk-theory moments``: the six Gaussian moments of activations (docs/reference.rst §1)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""``ntk-theory spectrum``: theory vs exact vs empirical kernels (THEORY.md §3, §5, §7 Experiment 1).
+"""``ntk-theory spectrum``: theory vs exact vs empirical kernels (docs/reference.rst §3, §5, §7 Experiment 1).
 
 Pipeline: data (GMM with population statistics, or a real data set with plug-in
-estimates, THEORY.md §2) → coefficients at ``τ_0`` (§4) → theory kernel K̃ (§5) →
+estimates, docs/reference.rst §2) → coefficients at ``τ_0`` (§4) → theory kernel K̃ (§5) →
 exact limiting kernel (§3) → empirical kernel of a NumPy MLP with Gaussian weights →
 spectral comparison (:func:`ntk_theory.spectral.compare_kernels`) and, with
 ``--plot``, the Experiment-1 figure (histograms and leading eigenvectors).

@@ -1,8 +1,8 @@
 """``ntk-theory table``: booktabs LaTeX tables of moments, coefficients and compression plans.
 
-A thin layer over :func:`ntk_theory.latex.moments_table` (THEORY.md §1),
-:func:`~ntk_theory.latex.coefficients_table` (THEORY.md §4) and
-:func:`~ntk_theory.latex.compression_table` (THEORY.md §6); the ``--latex`` outputs
+A thin layer over :func:`ntk_theory.latex.moments_table` (docs/reference.rst §1),
+:func:`~ntk_theory.latex.coefficients_table` (docs/reference.rst §4) and
+:func:`~ntk_theory.latex.compression_table` (docs/reference.rst §6); the ``--latex`` outputs
 of ``moments``, ``coefficients`` and ``compress`` print the same tables.
 """
 

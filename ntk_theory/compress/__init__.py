@@ -1,4 +1,4 @@
-"""NTK-LC compression (THEORY.md §6).
+"""NTK-LC compression (docs/reference.rst §6).
 
 * :mod:`.families` — quantized activation families in scale-free coordinates;
 * :mod:`.solve` — per-layer α-matching solvers (mpmath, deterministic);

@@ -1,11 +1,11 @@
-"""Quantized activation families in scale-free coordinates ``z = s/τ`` (THEORY.md §6).
+"""Quantized activation families in scale-free coordinates ``z = s/τ`` (docs/reference.rst §6).
 
 A compressed layer replaces the dense activation by a staircase.  Its kernel
 coefficients depend on three numbers taken at the layer's own input scale τ
-(THEORY.md §4): ``m1 = E[σ']``, ``m2 = E[σ'']`` and the centered
+(docs/reference.rst §4): ``m1 = E[σ']``, ``m2 = E[σ'']`` and the centered
 ``w̄2 = E[(σ̄²)'']``.  In scale-free coordinates every staircase moment is a function
 of the thresholds ``z_j = t_j/τ`` times a power of τ and a quadratic (or linear)
-form in the levels (jump formula, THEORY.md §1)::
+form in the levels (jump formula, docs/reference.rst §1)::
 
     τ  m1  = Σ_j Δ_j φ(z_j)
     τ² m2  = Σ_j Δ_j z_j φ(z_j)
@@ -72,7 +72,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True)
 class AlphaTargets:
-    """The three numbers α-matching must reproduce for one layer (THEORY.md §6).
+    """The three numbers α-matching must reproduce for one layer (docs/reference.rst §6).
 
     Attributes
     ----------
@@ -110,7 +110,7 @@ class StairMoments:
 
     @property
     def w2_bar(self) -> Any:
-        """Centered ``E[(σ̄²)''] = E[(σ²)''] − 2 E[σ] E[σ'']`` (THEORY.md §1)."""
+        """Centered ``E[(σ̄²)''] = E[(σ²)''] − 2 E[σ] E[σ'']`` (docs/reference.rst §1)."""
         return self.w2 - 2 * self.m0 * self.m2
 
     @property
@@ -205,7 +205,7 @@ def _mp_stair(thresholds: list[Any], levels: list[Any]) -> Staircase:
 
 
 class TernaryFamily(Family):
-    """Odd ternary ``b(1_{t>s} − 1_{t<−s})`` (THEORY.md §6): matches odd activations."""
+    """Odd ternary ``b(1_{t>s} − 1_{t<−s})`` (docs/reference.rst §6): matches odd activations."""
 
     name = "ternary"
     registry = "ternary"
@@ -217,7 +217,7 @@ class TernaryFamily(Family):
 
 
 class SigmaTFamily(Family):
-    """NTK-LC's hidden-layer family ``a(1_{t<s1} + 1_{t>s2})``, ``s1 < s2`` (THEORY.md §6)."""
+    """NTK-LC's hidden-layer family ``a(1_{t<s1} + 1_{t>s2})``, ``s1 < s2`` (docs/reference.rst §6)."""
 
     name = "sigma_T"
     registry = "sigma_T"
@@ -240,7 +240,7 @@ class SigmaTFamily(Family):
 
 @dataclass(frozen=True)
 class SymmetricQuantizer:
-    """Staircases with thresholds ``z·c_j`` and jumps ``u + v·sign(c_j)`` (THEORY.md §6).
+    """Staircases with thresholds ``z·c_j`` and jumps ``u + v·sign(c_j)`` (docs/reference.rst §6).
 
     The offsets ``c_j`` are symmetric about 0, so the staircase splits into an odd
     part (uniform jumps, weight ``u``) and an even part (antisymmetric jumps,
@@ -296,7 +296,7 @@ class SymmetricQuantizer:
 
 
 class ThreeLevelFamily(Family):
-    """``a1 1_{t<s1} + a2 1_{t>s2}`` solved on the slice ``s1 = −s2 = −s`` (THEORY.md §6)."""
+    """``a1 1_{t<s1} + a2 1_{t>s2}`` solved on the slice ``s1 = −s2 = −s`` (docs/reference.rst §6)."""
 
     name = "three_level"
     registry = "three_level"

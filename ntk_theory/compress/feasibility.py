@@ -1,6 +1,6 @@
-"""What can match what: Hermite-budget bounds and feasibility maps (THEORY.md §6).
+"""What can match what: Hermite-budget bounds and feasibility maps (docs/reference.rst §6).
 
-Three tools back the "Feasibility" facts of THEORY.md §6 with reproducible numbers:
+Three tools back the "Feasibility" facts of docs/reference.rst §6 with reproducible numbers:
 
 * :func:`staircase_hermite_sup` — the largest fraction of its variance that a
   K-level staircase can put in the first two Hermite terms,
@@ -17,7 +17,7 @@ Three tools back the "Feasibility" facts of THEORY.md §6 with reproducible numb
   activation × τ feasibility map, with the bound that rules a failure out.
 
 The scale-free triple of an activation at scale τ is
-``t = (τ²m1²/Var, τ⁴m2²/Var, τ²w̄2/Var)`` (THEORY.md §6); its residual to a target
+``t = (τ²m1²/Var, τ⁴m2²/Var, τ²w̄2/Var)`` (docs/reference.rst §6); its residual to a target
 ``T`` is the Euclidean norm of the componentwise relative errors,
 ``‖(t − T)/T‖₂``.
 """
@@ -155,7 +155,7 @@ def _neg_capture(x: np.ndarray) -> float:
 @functools.lru_cache(maxsize=64)
 def staircase_hermite_sup(K: int, *, method: str = "multistart", seed: int = 0,
                           bound: float = 6.0) -> HermiteSup:
-    """``sup`` over K-level staircases of ``(τ²m1² + τ⁴m2²/2)/Var`` (THEORY.md §6, Hermite budget).
+    """``sup`` over K-level staircases of ``(τ²m1² + τ⁴m2²/2)/Var`` (docs/reference.rst §6, Hermite budget).
 
     Parameters
     ----------
@@ -200,7 +200,7 @@ def staircase_hermite_sup(K: int, *, method: str = "multistart", seed: int = 0,
 # Scale-free triples and the best K-level match
 # --------------------------------------------------------------------------- #
 def scale_free_triple(act: Activation | str, tau: float = 1.0) -> tuple[float, float, float]:
-    """``(τ²m1²/Var, τ⁴m2²/Var, τ²w̄2/Var)`` of an activation at scale τ (THEORY.md §6)."""
+    """``(τ²m1²/Var, τ⁴m2²/Var, τ²w̄2/Var)`` of an activation at scale τ (docs/reference.rst §6)."""
     d = dense_layer_moments(parse_activation(act), tau)
     v = d.variance
     return (tau**2 * d.m1**2 / v, tau**4 * d.m2**2 / v, tau**2 * d.w2_bar / v)
@@ -350,7 +350,7 @@ def _best_residual(message: str) -> float:
 
 def feasibility_cell(act: Activation | str, family: str, tau: float, *,
                      dense: DenseLayer | None = None) -> FeasibilityCell:
-    """Can ``family`` α-match one layer of ``act`` at input scale ``tau`` (THEORY.md §6)?
+    """Can ``family`` α-match one layer of ``act`` at input scale ``tau`` (docs/reference.rst §6)?
 
     ``dense`` (the layer's moments at ``tau``) may be passed to reuse one moment
     computation across families.

@@ -1,4 +1,4 @@
-"""Per-network compression plan (THEORY.md §4, §6).
+"""Per-network compression plan (docs/reference.rst §4, §6).
 
 The dense network's scales follow ``τ_ℓ² = Var σ_ℓ(τ_{ℓ−1}ξ)`` and its layer
 targets ``(m1, m2, w̄2)`` are taken at ``τ_{ℓ−1}``.  The compressed network starts
@@ -6,7 +6,7 @@ from the same data (``τ'_0 = τ_0``) and layer by layer solves α-matching **at
 own input scale** ``τ'_{ℓ−1}``; its scale then follows its own variances.  Since
 every ``m1², m2², w̄2`` agree, every ``α_{ℓ,k}`` and ``β_{ℓ,k}`` agree, and the
 compressed theory kernel is the dense one plus ``δ I`` with
-``δ = τ'_L² − τ_L²`` (THEORY.md §6).  For a ridge readout this is a change of
+``δ = τ'_L² − τ_L²`` (docs/reference.rst §6).  For a ridge readout this is a change of
 the ridge parameter: the compressed readout with ``λ`` equals the dense readout
 with ``λ + δ``; equivalently the dense readout with ``λ`` is reproduced by the
 compressed one with ``λ + ridge_shift``, ``ridge_shift = −δ`` (needs ``λ > δ``).
@@ -41,7 +41,7 @@ __all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_m
 
 @dataclass(frozen=True)
 class DenseLayer:
-    """Moments of one dense layer at its input scale ``tau_in`` (THEORY.md §4)."""
+    """Moments of one dense layer at its input scale ``tau_in`` (docs/reference.rst §4)."""
 
     tau_in: float
     mean: float
@@ -68,7 +68,7 @@ def dense_layer_moments(act: Activation, tau: float, *, digits: int = 15) -> Den
             return DenseLayer(float(tau), float(m.m0), float(m.m1), float(m.m2),
                               float(m.w2_bar), float(m.variance), math.inf)
     try:
-        from ..moments import gaussian_moments  # lead's engine (THEORY.md §1)
+        from ..moments import gaussian_moments  # lead's engine (docs/reference.rst §1)
     except ImportError:  # pragma: no cover - only before the engine lands
         gaussian_moments = None
     if gaussian_moments is not None:
@@ -156,7 +156,7 @@ def compress_network(
     last_family: str | None = None,
     digits: int = 15,
 ) -> CompressionResult:
-    """Compress a dense network of the given activations (THEORY.md §6).
+    """Compress a dense network of the given activations (docs/reference.rst §6).
 
     Parameters
     ----------
@@ -276,12 +276,12 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
     if A1 > V:
         raise InfeasibleError(
             f"sigma_Q infeasible: δ = 0 violates Cauchy–Schwarz, τ'²m1² = {A1:.3f} > τ_L² = {V:.3f} "
-            "(Var σ(τξ) ≥ τ²E[σ']² for every σ, THEORY.md §6); best residual "
+            "(Var σ(τξ) ≥ τ²E[σ']² for every σ, docs/reference.rst §6); best residual "
             f"{(A1 - V) / V:.3g}; would work: --last-family none (δ reported as a ridge shift)")
     if A1 + A2 / 2 > V:
         raise InfeasibleError(
             f"sigma_Q infeasible: δ = 0 violates the Hermite budget, τ'²m1² + τ'⁴m2²/2 = "
-            f"{A1 + A2 / 2:.3f} > τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, THEORY.md §6); "
+            f"{A1 + A2 / 2:.3f} > τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, docs/reference.rst §6); "
             f"best residual {(A1 + A2 / 2 - V) / V:.3g}; would work: --last-family none")
     best = math.inf
     for fr in q_slices():

@@ -1,4 +1,4 @@
-"""Per-layer α-matching solvers (THEORY.md §6), in mpmath.
+"""Per-layer α-matching solvers (docs/reference.rst §6), in mpmath.
 
 Given the dense layer's ``(m1, m2, w̄2)`` (at the dense input scale) and the
 compressed network's own input scale τ', find a quantized activation whose
@@ -15,7 +15,7 @@ with the targets ``(A1, A2, W) = (τ'²m1², τ'⁴m2², τ'²w̄2)`` (all in un
   the residual on a fixed grid — structured, deterministic starting points.
 
 When several exact solutions exist, the one with the **smallest output variance**
-is returned: it inflates the compressed network's scale least (THEORY.md §6,
+is returned: it inflates the compressed network's scale least (docs/reference.rst §6,
 Cauchy–Schwarz), which keeps δ and the later layers' targets smallest.
 
 Every result is re-evaluated from float64-rounded parameters (or the mpmath
@@ -344,7 +344,7 @@ def _sigma_t_curve_roots(A1: float, A2: float, W: float) -> tuple[list[tuple[flo
 
 
 def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]]:
-    """All distinct roots ``(z1, z2, a, variance)`` of the σ_T system (THEORY.md §6).
+    """All distinct roots ``(z1, z2, a, variance)`` of the σ_T system (docs/reference.rst §6).
 
     The float64 roots of :func:`_sigma_t_curve_roots` are polished by Newton
     (``mpmath.findroot`` with the analytic Jacobian) on the unsquared system
@@ -356,7 +356,7 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
         raise InfeasibleError(
             "sigma_T infeasible: odd activation vs sigma_T — the target has E[σ''] = 0, and "
             "sigma_T has E[σ''] = 0 only when z1φ(z1) = z2φ(z2), which forces "
-            f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (THEORY.md §6); "
+            f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (docs/reference.rst §6); "
             f"best residual {abs(float(W)) / float(D):.3g}; would work: ternary")
     S = mp.sqrt(A1 + A2 + abs(W))
     sols: list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]] = []

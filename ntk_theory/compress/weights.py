@@ -1,4 +1,4 @@
-"""Sparse ternary weights, packed 2-bit storage and honest bit accounting (THEORY.md §6).
+"""Sparse ternary weights, packed 2-bit storage and honest bit accounting (docs/reference.rst §6).
 
 Entries are 0 with probability ε and ``±(1−ε)^{−1/2}`` otherwise — zero mean, unit
 variance.  Here the sparsity is **exact**: a layer of ``N`` weights has exactly
@@ -148,7 +148,7 @@ def unpack_ternary(packed: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def ternary_entropy_bits(epsilon: float) -> float:
-    """``H(ε) = −ε log₂ε − (1−ε) log₂((1−ε)/2)`` bits per weight (THEORY.md §6)."""
+    """``H(ε) = −ε log₂ε − (1−ε) log₂((1−ε)/2)`` bits per weight (docs/reference.rst §6)."""
     e = float(epsilon)
     h = 0.0
     if e > 0:
