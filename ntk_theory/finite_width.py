@@ -236,23 +236,8 @@ def solve_companion(z: np.ndarray, t: np.ndarray, w: np.ndarray, c: float, *,
         den = 1.0 + tt * ma[:, None]
         dF = 1.0 / ma ** 2 - np.sum(tw * tt / den ** 2, axis=1)
         step = Fa / dF
-        new = ma.copy()
-        Fn = Fa.copy()
-        todo = np.ones(act.size, dtype=bool)
-        lam = 1.0
-        for _h in range(12):
-            cand = ma[todo] - lam * step[todo]
-            ok = cand.imag > 0
-            Fc = np.full(cand.shape, np.inf + 0j)
-            if np.any(ok):
-                Fc[ok] = _residual(cand[ok], tw, tt, za[todo][ok])
-            good = ok & (np.abs(Fc) < np.abs(Fa[todo]))
-            idx = np.flatnonzero(todo)[good]
-            new[idx], Fn[idx] = cand[good], Fc[good]
-            todo[idx] = False
-            if not np.any(todo):
-                break
-            lam *= 0.5
+        new, Fn, todo = _halving_steps(ma, Fa, step, za, lambda mm, zz: _residual(mm, tw, tt, zz),
+                                       lambda mm: mm.imag > 0)
         if np.any(todo):
             mt = ma[todo]
             fp = -1.0 / (za[todo] - np.sum(tw / (1.0 + tt * mt[:, None]), axis=1))
@@ -263,6 +248,33 @@ def solve_companion(z: np.ndarray, t: np.ndarray, w: np.ndarray, c: float, *,
         raise NumericalError(f"the Marchenko–Pastur equation did not converge at {int(np.sum(bad))} of "
                              f"{z.size} points (largest residual {np.max(np.abs(F)):.2g})")
     return m
+
+
+def _halving_steps(x: np.ndarray, F: np.ndarray, step: np.ndarray, z: np.ndarray,
+                   residual, admissible, halvings: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Damped Newton update of the points ``x`` (residuals ``F`` at ``z``): each point takes
+    the longest of the steps ``step, step/2, …`` that is ``admissible`` and lowers ``|F|``.
+
+    Returns the new points, their residuals and a mask of the points where no halved step
+    helped (unchanged; the caller takes a fixed-point step there).
+    """
+    new, Fn = x.copy(), F.copy()
+    todo = np.ones(x.size, dtype=bool)
+    lam = 1.0
+    for _ in range(halvings):
+        cand = x[todo] - lam * step[todo]
+        ok = admissible(cand)
+        Fc = np.full(cand.shape, np.inf + 0j)
+        if np.any(ok):
+            Fc[ok] = residual(cand[ok], z[todo][ok])
+        good = ok & (np.abs(Fc) < np.abs(F[todo]))
+        idx = np.flatnonzero(todo)[good]
+        new[idx], Fn[idx] = cand[good], Fc[good]
+        todo[idx] = False
+        if not np.any(todo):
+            break
+        lam *= 0.5
+    return new, Fn, todo
 
 
 def _residual(m: np.ndarray, tw: np.ndarray, tt: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -740,22 +752,7 @@ def _solve_e(z: np.ndarray, t: np.ndarray, a: np.ndarray, w: np.ndarray, c: floa
         den = tt / ea[:, None] + aa - za[:, None]
         dH = 1.0 - np.sum(cw * tt * tt / (ea[:, None] ** 2 * den ** 2), axis=1)
         step = Fa / dH
-        new, Fn = ea.copy(), Fa.copy()
-        todo = np.ones(act.size, dtype=bool)
-        lam = 1.0
-        for _h in range(12):
-            cand = ea[todo] - lam * step[todo]
-            ok = cand.imag >= 0
-            Fc = np.full(cand.shape, np.inf + 0j)
-            if np.any(ok):
-                Fc[ok] = H(cand[ok], za[todo][ok])
-            good = ok & (np.abs(Fc) < np.abs(Fa[todo]))
-            idx = np.flatnonzero(todo)[good]
-            new[idx], Fn[idx] = cand[good], Fc[good]
-            todo[idx] = False
-            if not np.any(todo):
-                break
-            lam *= 0.5
+        new, Fn, todo = _halving_steps(ea, Fa, step, za, H, lambda ee: ee.imag >= 0)
         if np.any(todo):  # damped fixed-point step
             et = ea[todo]
             fp = 0.5 * et + 0.5 * (1.0 + np.sum(cw * tt / (tt / et[:, None] + aa - za[todo][:, None]), axis=1))
