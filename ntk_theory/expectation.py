@@ -59,6 +59,7 @@ their local exponent: ``|x|^(−0.9)`` and ``log|x|`` are integrable, poles are 
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import sys
@@ -290,6 +291,11 @@ def time_budget(seconds: float) -> Iterator[bool]:
     if not outer:
         _PREV_UNRAISABLE.append(sys.unraisablehook)
         sys.unraisablehook = _quiet_unraisable
+        # automatic garbage collection runs finalizers and weakref callbacks (counted calls) at
+        # moments that depend on the whole heap and on other threads' allocations: off inside
+        # the budget, so that the count depends only on the computation itself
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
     sys.settrace(_tracer)
     try:
         yield True
@@ -303,6 +309,8 @@ def time_budget(seconds: float) -> Iterator[bool]:
         sys.settrace(_tracer if st.limits else (prev_trace if prev_trace is not _tracer else None))
         if not outer and _PREV_UNRAISABLE:
             sys.unraisablehook = _PREV_UNRAISABLE.pop()
+        if not outer and gc_was_enabled:
+            gc.enable()
         if main and not outer:
             signal.setitimer(_TIMER, 0)
             st.armed = False

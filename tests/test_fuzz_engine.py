@@ -215,6 +215,12 @@ def test_bug_budget_lost_in_gc_callback():
     assert raised, "the budget expired during a gc callback and was never enforced"
 
 
+# --------------------------------------------------------------------------- #
+# Engine bugs found by benchmarks/bench_fuzz.py at depth 2 (regression tests)
+# --------------------------------------------------------------------------- #
+_R = sp.Rational
+
+
 def test_max_of_log_abs_gives_a_typed_outcome():
     # regression: a lambdified branch condition went complex and raised an untyped TypeError
     out = check_expectation(sp.Max(_R(1, 4), sp.log(sp.Abs(X)) - _R(5, 4)), 1.0, 0, timeout=WATCHDOG_SECONDS)
