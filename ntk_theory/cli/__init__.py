@@ -84,12 +84,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import signal
 
+    import threading
+
     prog = _command_name(argv)
     previous = signal.getsignal(signal.SIGINT)
+    _SIGINT_SEEN.clear()
+    if threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler:
+        # remember the Ctrl-C: a C extension being imported when it lands turns the
+        # KeyboardInterrupt into "ImportError: initialization failed", which is still Ctrl-C
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         try:
             rc = _main(argv)
         except KeyboardInterrupt:  # start-up (imports in build_parser), parsing, or the run
+            rc = _interrupted(prog)
+        except Exception:
+            if not _SIGINT_SEEN:
+                raise
             rc = _interrupted(prog)
         if rc == 130 and argv is None:
             # the process entry point after Ctrl-C: leave now.  A normal interpreter exit
@@ -101,6 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if argv is not None and previous is not None:  # called as a function (tests): restore
             signal.signal(signal.SIGINT, previous)
+
+
+#: set by :func:`_on_sigint` while :func:`main` runs (a list: truthy once Ctrl-C was seen)
+_SIGINT_SEEN: list[bool] = []
+
+
+def _on_sigint(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    _SIGINT_SEEN.append(True)
+    raise KeyboardInterrupt
 
 
 def _report_warnings(prog: str, caught: list) -> None:
@@ -138,6 +158,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, not bad input: still one line, no traceback
+        if _SIGINT_SEEN:  # an error raised by the Ctrl-C itself (e.g. inside an import)
+            return _interrupted(f"ntk-theory {args.command}")
         if os.environ.get("NTK_THEORY_DEBUG"):
             raise
         msg = " ".join(f"{type(exc).__name__}: {exc}".split())
