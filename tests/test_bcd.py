@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import itertools
 import json
 import math
@@ -31,9 +29,9 @@ from scipy import optimize
 from ntk_theory import bcd
 from ntk_theory.bcd import (BCDHyperparameters, BCDState, bcd_iteration, init_state, n_kept, objective,
                             prune, relu_prox, train_bcd, tt_modes, tt_project)
-from ntk_theory.cli import main
 from ntk_theory.errors import ParameterError, ResourceError
 from ntk_theory.testing import bcd_hyperparameters, bcd_problems, sparsities, weight_matrices
+from reference import cli
 
 FEW = settings(max_examples=max(5, settings.default.max_examples // 2))
 
@@ -302,16 +300,6 @@ def test_train_refuses_bad_input(kw, err):
 # --------------------------------------------------------------------------- #
 # CLI
 # --------------------------------------------------------------------------- #
-def _cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(list(argv))
-        except SystemExit as exc:  # argparse usage errors
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
-
-
 SMALL = ("bcd", "--data", "digits", "--hidden", "20", "--iterations", "3", "--n-train", "300",
          "--n-test", "100", "--json")
 
@@ -321,7 +309,7 @@ def test_cli_json_schema_determinism_and_atomic_out(tmp_path):
     from ntk_theory.schemas import load_schema
 
     out = tmp_path / "m.npz"
-    rc, text, err = _cli(*SMALL, "--out", str(out))
+    rc, text, err = cli(*SMALL, "--out", str(out))
     assert rc == 0, err
     doc = json.loads(text)
     v = jsonschema.Draft202012Validator(load_schema("bcd"))
@@ -336,7 +324,7 @@ def test_cli_json_schema_determinism_and_atomic_out(tmp_path):
     assert len(doc["objective"]) == 3 and doc["nonzeros"] == sum(n_kept(a * b, 0.9) for a, b in
                                                                   zip(doc["widths"], doc["widths"][1:]))
     # same seed -> identical JSON except the timing
-    rc2, text2, _ = _cli(*SMALL)
+    rc2, text2, _ = cli(*SMALL)
     doc2 = json.loads(text2)
     for d in (doc, doc2):
         d.pop("seconds")
@@ -349,7 +337,7 @@ def test_cli_json_schema_determinism_and_atomic_out(tmp_path):
         assert z["objective"].tolist() == doc["objective"]
         nnz = sum(z[f"indices_{l}"].size for l in range(len(widths) - 1))
         assert nnz == doc["nonzeros"]
-    rc, text, err = _cli(*SMALL[:-1], "--tt-rank", "2")
+    rc, text, err = cli(*SMALL[:-1], "--tt-rank", "2")
     assert rc == 0, err and "TT rank 2" in text
 
 
@@ -360,14 +348,14 @@ def test_cli_json_schema_determinism_and_atomic_out(tmp_path):
 ])
 def test_cli_bad_input_is_one_line_exit_2(argv):
     base = ["bcd", "--hidden", "5", "--iterations", "1"]
-    rc, out, err = _cli(*base, *argv)
+    rc, out, err = cli(*base, *argv)
     assert rc == 2 and len(err.splitlines()) == 1 and "internal error" not in err, err
 
 
 @pytest.mark.slow
 def test_must_show_digits_300_100():
     """The issue's check: test accuracy >= 0.93, exactly 10% non-zero, F non-increasing."""
-    rc, text, err = _cli("bcd", "--data", "digits", "--hidden", "300", "100", "--sparsity", "0.9",
+    rc, text, err = cli("bcd", "--data", "digits", "--hidden", "300", "100", "--sparsity", "0.9",
                          "--iterations", "40", "--seed", "0", "--json")
     assert rc == 0, err
     d = json.loads(text)

@@ -10,9 +10,7 @@ is executed and compared with :func:`ntk_theory.compress.load_npz`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import math
 import os
@@ -23,10 +21,10 @@ import pytest
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the 'test' extra (pip install -e .[test])")
 
-from ntk_theory.cli import main  # noqa: E402
 from ntk_theory.compress import load_npz  # noqa: E402
 from ntk_theory.errors import ParameterError  # noqa: E402
 from ntk_theory.schemas import SCHEMAS, load_schema  # noqa: E402
+from reference import cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "schemas.rst")
@@ -34,11 +32,9 @@ Validator = jsonschema.Draft202012Validator
 
 
 def cli_json(*argv: str):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    assert rc == 0, err.getvalue()
-    return json.loads(out.getvalue())
+    rc, out, err = cli(*argv)
+    assert rc == 0, err
+    return json.loads(out)
 
 
 def assert_valid(command: str, doc) -> None:

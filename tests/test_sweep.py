@@ -10,8 +10,6 @@ where a task must be slow enough to interrupt or to kill its worker mid-run.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -25,16 +23,9 @@ from pathlib import Path
 import pytest
 
 from ntk_theory import sweep as sw
-from ntk_theory.cli import main
+from reference import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def rows(store: Path) -> list[tuple[str, str, str]]:
@@ -248,66 +239,67 @@ def test_resume_after_interruption(client, tmp_path):
     assert (res.done, res.skipped) == (0, 8)
 
 
-def test_worker_killed_mid_task_is_rerun_and_stored_once(client, tmp_path):
-    store = tmp_path / "k.sqlite"
-    spec = {"job": "echo", "grid": {"slow": ["yes"], "sleep": 3.0}}
-    box: dict = {}
-    t = threading.Thread(target=lambda: box.setdefault("res", sw.sweep(spec, store, client)))
-    t.start()
-    killed = None
-    deadline = time.monotonic() + 60
-    while killed is None and time.monotonic() < deadline:
-        busy = {w: ts for w, ts in client.processing().items() if ts}
-        if busy:
-            addr = next(iter(busy))
-            pid = client.run(os.getpid, workers=[addr])[addr]
-            time.sleep(0.5)  # the task is running (sleeping 3 s) in that worker
-            os.kill(pid, signal.SIGKILL)
-            killed = pid
-        else:
-            time.sleep(0.05)
-    t.join(timeout=120)
-    assert killed is not None and not t.is_alive()
-    res = box["res"]
+@pytest.fixture
+def sweep_with_kill(client, tmp_path):
+    """Run a one-point echo sweep in a thread and, once a worker is busy with it, call
+    ``kill(worker address)`` until it reports the pids it killed; returns the sweep's
+    summary, the stored rows and those pids."""
+
+    def run(grid: dict, kill) -> tuple:
+        store = tmp_path / "kill.sqlite"
+        box: dict = {}
+        t = threading.Thread(target=lambda: box.setdefault(
+            "res", sw.sweep({"job": "echo", "grid": grid}, store, client)))
+        t.start()
+        killed = None
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            busy = [w for w, ts in client.processing().items() if ts]
+            if busy:
+                killed = kill(busy[0])
+            else:
+                time.sleep(0.05)
+        t.join(timeout=120)
+        assert killed and not t.is_alive()
+        return box["res"], rows(store), killed
+
+    return run
+
+
+def test_worker_killed_mid_task_is_rerun_and_stored_once(client, sweep_with_kill):
+    def kill_worker(addr):
+        pid = client.run(os.getpid, workers=[addr])[addr]
+        time.sleep(0.5)  # the task is running (sleeping 3 s) in that worker
+        os.kill(pid, signal.SIGKILL)
+        return [pid]
+
+    res, stored, killed = sweep_with_kill({"slow": ["yes"], "sleep": 3.0}, kill_worker)
     assert (res.done, res.errors, res.bugs) == (1, 0, 0)
-    (key, status, result), = rows(store)
+    (key, status, result), = stored
     assert status == "ok" and json.loads(key) == {"job": "echo", "slow": "yes", "sleep": 3.0}
     # computed again, by the job process of another (or the restarted) worker
-    assert json.loads(result)["ppid"] != killed
+    assert json.loads(result)["ppid"] not in killed
     client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
 
 
-def test_job_process_killed_mid_task_is_retried_and_stored_once(client, tmp_path):
+def test_job_process_killed_mid_task_is_retried_and_stored_once(client, sweep_with_kill):
     """The job runs in a process of the worker (main thread); if that one dies, dask retries."""
     import psutil
-
-    store = tmp_path / "j.sqlite"
-    spec = {"job": "echo", "grid": {"child": ["killed"], "sleep": 3.0}}
-    box: dict = {}
-    t = threading.Thread(target=lambda: box.setdefault("res", sw.sweep(spec, store, client)))
-    t.start()
 
     def job_processes():
         return [c.pid for c in psutil.Process().children()
                 if "ntk_theory.sweep import _serve" in " ".join(c.cmdline()) and c.status() != psutil.STATUS_ZOMBIE]
 
-    killed = None
-    deadline = time.monotonic() + 60
-    while killed is None and time.monotonic() < deadline:
-        busy = [w for w, ts in client.processing().items() if ts]
-        if busy:
-            time.sleep(1.0)  # the job process is sleeping in the echo job
-            pids = client.run(job_processes, workers=busy[:1])[busy[0]]
-            if pids:
-                for pid in pids:
-                    os.kill(pid, signal.SIGKILL)
-                killed = pids
-        else:
-            time.sleep(0.05)
-    t.join(timeout=120)
-    assert killed and not t.is_alive()
-    assert (box["res"].done, box["res"].errors) == (1, 0)
-    (key, status, result), = rows(store)
+    def kill_job_process(addr):
+        time.sleep(1.0)  # the job process is sleeping in the echo job
+        pids = client.run(job_processes, workers=[addr])[addr]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return pids or None
+
+    res, stored, killed = sweep_with_kill({"child": ["killed"], "sleep": 3.0}, kill_job_process)
+    assert (res.done, res.errors) == (1, 0)
+    (key, status, result), = stored
     assert status == "ok" and json.loads(result)["pid"] not in killed
 
 

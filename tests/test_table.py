@@ -9,8 +9,6 @@ exact zeros).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import re
 import shutil
@@ -21,7 +19,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ntk_theory.cli import main
 from ntk_theory.coefficients import coefficients
 from ntk_theory.compress import compress_network
 from ntk_theory.display import coefficients_html, compression_html, moments_html, table_html
@@ -37,6 +34,7 @@ from ntk_theory.latex import (
     moments_table,
 )
 from ntk_theory.moments import gaussian_moments
+from reference import cli
 
 SIGMA_T = "sigma_T:s1=-1,s2=0.5,a=2"
 PDFLATEX = shutil.which("pdflatex")
@@ -91,16 +89,6 @@ def assert_rounded(printed: float, value: float, digits: int) -> None:
     # (a relative 4e-16 of the magnitude) and the case of a value just below a power of 10
     assert abs(printed - value) <= 0.5 * 10.0 ** (e - digits + 1) * (1 + 1e-9) + 4e-16 * abs(value), \
         (printed, value, digits)
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(list(argv))
-        except SystemExit as exc:  # argparse usage errors
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def compile_tex(tmp_path, tex: str, name: str = "t") -> None:
