@@ -84,6 +84,22 @@ def test_float32_matches_float64_and_chunking_is_exact():
     np.testing.assert_allclose(Kc.ck[0], X.T @ X, rtol=1e-13)
 
 
+@pytest.mark.parametrize("workers", [2, 3, 5])
+def test_tiled_kernels_are_complete_symmetric_and_match_one_task(workers):
+    """Tiles of every size (n = 37 is split unevenly), diagonal tiles included: each matrix
+    comes back exactly symmetric (the lower triangles are copies, never left unset) and
+    equal, to rounding, to the single-task computation."""
+    X = _data(p=11, n=37, seed=6)
+    net = MLP(("relu", "tanh", "gelu"), (23, 19, 13), p=11, seed=7, tau0=1.0)
+    one = net.kernels(X, workers=1)
+    many = net.kernels(X, workers=workers, chunk=5)
+    for A, B in zip((*one.ck, one.ntk), (*many.ck, many.ntk)):
+        assert np.array_equal(B, B.T)
+        # same products, different BLAS blocking: rounding of sums of ≤ 23 terms (≈ 1e-15 rel.)
+        np.testing.assert_allclose(B, A, rtol=0, atol=1e-13 * np.abs(A).max())
+    np.testing.assert_allclose(many.ck[0], X.T @ X, rtol=0, atol=1e-13 * np.abs(many.ck[0]).max())
+
+
 def test_forward_structure_and_centering():
     X = _data(p=10, n=6, seed=6)
     net = MLP(("relu",), (12,), p=10, seed=1, centering=[0.25])
