@@ -47,10 +47,11 @@ MATMUL = 4000
 
 
 def interleaved(net: MLP, X: np.ndarray, repeats: int) -> dict:
-    """Matmul, threaded NTK and ``workers=1`` NTK timed back to back, ``repeats`` times."""
+    """Matmul, threaded NTK and ``workers=1`` NTK timed back to back, ``repeats`` times
+    (the matmul in the network's dtype)."""
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((MATMUL, MATMUL))
-    B = rng.standard_normal((MATMUL, MATMUL))
+    A = rng.standard_normal((MATMUL, MATMUL)).astype(net.dtype)
+    B = rng.standard_normal((MATMUL, MATMUL)).astype(net.dtype)
     mm_flops = 2.0 * MATMUL**3
     t_mm, t_par, t_ser, K, flops = [], [], [], None, 0
     for _ in range(repeats):
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--n-large", type=int, default=8000, help="0 to skip the large run")
-    ap.add_argument("--baseline-m", type=int, default=48)
+    ap.add_argument("--baseline-m", type=int, default=48, help="0 to skip the per-sample baseline")
+    ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true")
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     spec = gmm(P_IN, 2, seed=args.seed)
     data = sample(spec, args.n, seed=args.seed + 1)
-    net = MLP(["relu"] * 3, WIDTHS, p=P_IN, seed=args.seed, tau0=1.0)
+    dtype = np.dtype(args.dtype)
+    net = MLP(["relu"] * 3, WIDTHS, p=P_IN, seed=args.seed, tau0=1.0, dtype=dtype)
     r = interleaved(net, data.X, args.repeats)
     t_mm, rate_mm, t_s, K, flops = r["t_mm"], r["rate_mm"], r["t_par"], r["K"], r["flops"]
     rate_s = flops / t_s / 1e9
@@ -110,30 +113,33 @@ def main(argv: list[str] | None = None) -> int:
     load_mid = os.getloadavg()
 
     m = args.baseline_m
-    t_rows, t_gram, K_sub = baseline(net, data.X[:, :m], m, args.quiet)
-    scale = args.n / m
-    t_gram_n = args.n * (args.n + 1) * net.parameter_count() / (rate_mm * 1e9)
-    t_base = t_rows * scale + t_gram_n
-    agree = float(np.max(np.abs(K_sub - K[:m, :m])) / np.max(np.abs(K[:m, :m])))
     P = net.parameter_count()
-
     rows = [
-        ("4000×4000 float64 matmul", f"{t_mm:.3f}", f"{rate_mm:.1f}", "100%", "reference"),
+        (f"4000×4000 {dtype.name} matmul", f"{t_mm:.3f}", f"{rate_mm:.1f}", "100%", "reference"),
         (f"structured NTK, n={args.n}", f"{t_s:.2f}", f"{rate_s:.1f}", f"{100 * rate_s / rate_mm:.0f}%",
          f"{flops / 1e9:.1f} GFLOP counted (forward, backward, syrk Grams, Hadamard); "
          f"median of per-repeat ratios {100 * r['ratio_par_median']:.0f}%"),
         (f"same, workers=1 (BLAS threads only), n={args.n}", f"{r['t_ser']:.2f}", f"{rate_1:.1f}",
          f"{100 * rate_1 / rate_mm:.0f}%", f"median of per-repeat ratios {100 * r['ratio_ser_median']:.0f}%"),
-        (f"per-sample Jacobian, m={m} (measured)", f"{t_rows + t_gram:.2f}", "", "",
-         f"rows {t_rows:.2f} s + J Jᵀ {t_gram:.2f} s; max rel. diff vs structured {agree:.1e}"),
-        (f"per-sample Jacobian, n={args.n} (scaled)", f"{t_base:.0f}", "", "",
-         f"rows {t_rows * scale:.0f} s (×n/m) + J Jᵀ {t_gram_n:.0f} s (n(n+1)P flops at the matmul rate); "
-         f"J would need {args.n * P * 8 / 1e9:.0f} GB"),
     ]
+    if m:
+        t_rows, t_gram, K_sub = baseline(net, data.X[:, :m], m, args.quiet)
+        scale = args.n / m
+        t_gram_n = args.n * (args.n + 1) * P / (rate_mm * 1e9)
+        t_base = t_rows * scale + t_gram_n
+        agree = float(np.max(np.abs(K_sub - K[:m, :m])) / np.max(np.abs(K[:m, :m])))
+        rows += [
+            (f"per-sample Jacobian, m={m} (measured)", f"{t_rows + t_gram:.2f}", "", "",
+             f"rows {t_rows:.2f} s + J Jᵀ {t_gram:.2f} s; max rel. diff vs structured {agree:.1e}"),
+            (f"per-sample Jacobian, n={args.n} (scaled)", f"{t_base:.0f}", "", "",
+             f"rows {t_rows * scale:.0f} s (×n/m) + J Jᵀ {t_gram_n:.0f} s (n(n+1)P flops at the matmul "
+             f"rate); J would need {args.n * P * dtype.itemsize / 1e9:.0f} GB"),
+        ]
     large = None
     if args.n_large:
-        est = ntk_memory_bytes(args.n_large, P_IN, WIDTHS, np.float64)
+        est = ntk_memory_bytes(args.n_large, P_IN, WIDTHS, dtype)
         data_l = sample(spec, args.n_large, seed=args.seed + 2)
+        del K, r  # the n = 2000 kernels are not part of the large run's peak
         res = net.kernels(data_l.X)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         large = (args.n_large, res.seconds, res.flops / res.seconds / 1e9, est, peak)
@@ -141,9 +147,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"{large[2]:.1f}", f"{100 * large[2] / rate_mm:.0f}%",
                      f"memory estimate {est / 2**30:.1f} GiB, peak RSS {peak / 2**30:.1f} GiB"))
 
-    print(f"Empirical NTK, 3-layer ReLU MLP, widths {WIDTHS}, p={P_IN}, float64, P={P:,} parameters")
+    print(f"Empirical NTK, 3-layer ReLU MLP, widths {WIDTHS}, p={P_IN}, {dtype.name}, P={P:,} parameters")
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
           f"{args.repeats} interleaved repeats (best time of each shown)")
+    from threadpoolctl import threadpool_info
+
+    blas = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')} ({i.get('num_threads')} threads)"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    print(f"BLAS: {'; '.join(blas)}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     print("load average (1/5/15 min): before " + "/".join(f"{v:.1f}" for v in load_before)
           + ", after the n=%d repeats " % args.n + "/".join(f"{v:.1f}" for v in load_mid)
           + ", at the end " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + "\n")
@@ -151,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    print(f"\nspeed-up of the structured NTK over the (scaled) baseline at n={args.n}: {t_base / t_s:.0f}×")
+    if m:
+        print(f"\nspeed-up of the structured NTK over the (scaled) baseline at n={args.n}: {t_base / t_s:.0f}×")
     print("\ncommand: python3 benchmarks/bench_empirical_ntk.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0
 
