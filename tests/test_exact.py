@@ -127,6 +127,7 @@ def _correlated_data(p, n, seed, mean_scale=1.0):
     return (mu[:, lab] + rng.standard_normal((p, n))) / math.sqrt(p) / math.sqrt(1 + mean_scale**2)
 
 
+@pytest.mark.slow  # 601 s in the default tier's timed run (docs/BENCHMARKS.md, test suite tiers)
 def test_quadrature_fallback_matches_closed_form():
     # "erf(x)" as a user expression has no closed form here, so it takes the Mehler series
     # (|ρ| ≤ 0.8, truncation ≤ 1e-10 relative) plus 2-D Gauss–Hermite(64) on |ρ| > 0.8 and a
@@ -400,6 +401,7 @@ def test_tanh_exact_kernels_at_squared_norm_50():
     _check_against(ek, math.tanh, lambda t: 0.0 if abs(t) > 350 else 1.0 / math.cosh(t) ** 2)
 
 
+@pytest.mark.slow  # 89 s in the default tier's timed run (docs/BENCHMARKS.md, test suite tiers)
 def test_swish_exact_kernels_at_squared_norm_50():
     ek = exact_kernels(_norm_grid(), ["swish"], centering="none")
 

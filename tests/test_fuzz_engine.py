@@ -351,6 +351,7 @@ def canary(tmp_path_factory):
     return str(tmp_path_factory.mktemp("fuzz") / "canary")
 
 
+@pytest.mark.slow  # 584 s in the default tier's timed run (docs/BENCHMARKS.md, test suite tiers)
 def test_hostile_texts(canary):
     @settings(max_examples=TEXT_EXAMPLES, deadline=None)
     @given(c=hostile_texts(canary), tau=taus(0.25, 4.0), order=st.sampled_from((0, 1, 2)),
