@@ -39,6 +39,7 @@ __all__ = [
     "activation",
     "from_expr",
     "parse_activation",
+    "lambdify_numpy",
     "staircase",
     "list_activations",
     "EXAMPLE_PARAMS",
@@ -261,6 +262,12 @@ def _lambdify(expr: sp.Expr) -> NumpyFn:
             return np.asarray(f(t), dtype=float)
 
     return fn
+
+
+def lambdify_numpy(expr: sp.Expr) -> NumpyFn:
+    """A vectorized float64 function of an expression in :data:`X` (SciPy/NumPy special
+    functions; piecewise parts as ``Piecewise``; floating-point warnings silenced)."""
+    return _lambdify(expr)
 
 
 # --------------------------------------------------------------------------- #

@@ -125,7 +125,7 @@ def derivative_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
     """
     if act._deriv is not None:
         return act.derivative
-    from .activations import _lambdify, derivative_expr
+    from .activations import derivative_expr, lambdify_numpy
 
     d_expr = derivative_expr(act.expr)
     if d_expr.has(sp.Derivative):
@@ -140,7 +140,7 @@ def derivative_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
             raise DomainError(message)
 
         return refuse
-    fn = _lambdify(d_expr)
+    fn = lambdify_numpy(d_expr)
 
     def dfn(t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=float)

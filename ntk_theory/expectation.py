@@ -1696,3 +1696,56 @@ def _gaussian_expectation(f: sp.Expr, tau: float, order: int, digits: int, budge
     if value == mp.inf:
         return Expectation(mp.inf, 0.0, None, "infinite")
     return Expectation(value, err, None, "quadrature")
+
+
+# --------------------------------------------------------------------------- #
+# Public entry points for the modules built on the engine
+# --------------------------------------------------------------------------- #
+#: Raised by :func:`pieces` when an expression is not a sum of pieces the Gaussian
+#: table covers (the engine then falls back to quadrature).
+NotCovered = _NotCovered
+
+
+def validate_tau(tau: float) -> float:
+    """``tau`` as a float, or :class:`~ntk_theory.errors.DomainError` when it is not a number
+    in the supported range ``[TAU_MIN, TAU_MAX]``."""
+    return _validate_tau(tau)
+
+
+def evaluate_closed_form(expr: sp.Expr, tau: float, digits: int) -> tuple[mp.mpf, float]:
+    """``(value, abs_error)`` of a closed form in :data:`TAU` at ``tau``, certified to ``digits``.
+
+    The precision doubles until two evaluations agree to ``digits + 3`` digits (up to
+    1200 digits, then :class:`~ntk_theory.errors.NumericalError`); the error estimate is
+    the difference of the last two.
+    """
+    return _evaluate_closed(expr, tau, digits)
+
+
+def derive_closed_form(f: sp.Expr, order: int, budget: float, *,
+                       nonnegative: bool = False) -> sp.Expr | None:
+    """The closed form in :data:`TAU` of ``E[f^{(order)}(τξ)]`` valid at τ = 1, or None.
+
+    Symbolic work only, within ``budget`` work-counted seconds (charged to
+    :func:`derivation_work`): None when the derivation fails or runs out of budget, or
+    when the closed form's validity conditions (a growing integrand) fail at τ = 1.
+
+    Raises
+    ------
+    DivergenceError
+        A non-integrable singularity of ``f`` (checked before any derivation).
+    """
+    _check_integrable_singularities(f, nonnegative)
+    der = _derive(f, order, budget, allow_integrate=True)
+    if der.expr is None:
+        return None
+    for cond in der.conditions:
+        if cond.is_positive is not True:
+            with mp.workdps(30):
+                if not _to_real(_compile(cond)(mp.mpf(1))) > 0:
+                    return None
+    return der.expr
+
+
+__all__ += ["NotCovered", "validate_tau", "evaluate_closed_form", "derive_closed_form",
+            "derivation_work", "CALLS_PER_SECOND", "TAU_MIN", "TAU_MAX"]

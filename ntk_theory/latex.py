@@ -339,7 +339,8 @@ class Table:
         """
         labels = [str(l) for l in labels]
         if len(labels) != len(self.rows):
-            raise ParameterError(f"--labels needs {len(self.rows)} label(s), one per row, got {len(labels)}")
+            raise ParameterError(f"needs {len(self.rows)} label(s), one per row, got {len(labels)}",
+                                 option="labels")
         first = self.columns[0]
         col = Column("label", latex_text(header) if header else first.latex, header or first.text,
                      header or first.html, "text", "row label")

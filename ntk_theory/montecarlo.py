@@ -18,7 +18,7 @@ from scipy import stats
 
 from .activations import Activation, parse_activation
 from .errors import ParameterError
-from .expectation import _validate_tau
+from .expectation import validate_tau
 from .jump import MOMENT_KEYS
 from .moments import has_jump
 
@@ -74,7 +74,7 @@ def monte_carlo_moments(
         below the standard error).
     """
     a = parse_activation(act)
-    tau = _validate_tau(tau)
+    tau = validate_tau(tau)
     if not isinstance(n, int) or n < 100:
         raise ParameterError(f"n must be an integer >= 100, got {n!r}")
     rng = np.random.default_rng(seed)

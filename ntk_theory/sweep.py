@@ -374,7 +374,7 @@ class _PyJob:
         return out
 
     def __call__(self, point: Mapping[str, Any]) -> Any:
-        from .cli._common import to_jsonable
+        from .io import to_jsonable
 
         return to_jsonable(self.fn(**self.validate(point)))
 

@@ -150,7 +150,8 @@ def _main(argv: Sequence[str] | None) -> int:
         _report_warnings(f"ntk-theory {args.command}", caught)
         return rc
     except NTKTheoryError as exc:
-        msg = " ".join(str(exc).split())
+        # the library names keyword arguments; the command line names its flags
+        msg = " ".join(exc.cli_message(getattr(args, "_flags", None)).split())
         sys.stderr.write(f"ntk-theory {args.command}: error: {msg}\n")
         return 2
     except KeyboardInterrupt:

@@ -9,34 +9,10 @@ from typing import Any
 
 # light imports only: the parser is built for every command (see ntk_theory.cli)
 from ..errors import ParameterError, ResourceError
-from ._common import dump_json, nonnegative_int, positive_float, positive_int, probability
+from ._common import dump_json, family_name, nonnegative_int, positive_float, positive_int, probability
 
 HELP = ("compress a dense network into sparse ternary weights and quantized activations "
         "with the same kernel coefficients (NTK-LC)")
-
-
-def _family(text: str) -> str:
-    """argparse type of ``--family``: the name checks of
-    :func:`ntk_theory.compress.parse_family`, repeated here so that a typo is reported without
-    importing the solver stack (tests/test_cli_startup.py checks both agree)."""
-    if text == "auto":
-        return text
-    t = text.strip()
-    if t == "sigma_Q":
-        raise argparse.ArgumentTypeError("sigma_Q is a last-layer family: use --last-family sigma_Q")
-    if t in ("ternary", "odd_ternary", "sigma_T", "three_level"):
-        return text
-    if t.startswith("staircase:"):
-        try:
-            K = int(t.split(":", 1)[1])
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"staircase:K needs an integer K, got '{t}'") from None
-        if not 3 <= K <= 64:
-            raise argparse.ArgumentTypeError(f"staircase:K needs 3 <= K <= 64, got {K}")
-        return text
-    raise argparse.ArgumentTypeError(
-        f"unknown compression family '{t}' (known: auto, ternary, sigma_T, three_level, "
-        "staircase:K, sigma_Q)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dense activations of layers 1..L (e.g. relu, 'leaky_relu:slope=0.1')")
     parser.add_argument("--tau0", type=positive_float, required=True,
                         help="input scale τ_0 (τ_0² = tr C°/p)")
-    parser.add_argument("--family", type=_family, default="auto",
+    parser.add_argument("--family", type=family_name, default="auto",
                         help="auto|ternary|sigma_T|three_level|staircase:K (default auto: "
                              "cheapest family that solves exactly)")
     parser.add_argument("--last-family", choices=("none", "sigma_Q"), default="none",
