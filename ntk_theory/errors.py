@@ -50,18 +50,27 @@ class NTKTheoryError(Exception):
         ``tau0 must be > 0, got -1`` (``--tau0 must be …`` from the CLI).
     option : str, optional
         The keyword argument of the public API the error is about.
+    hint : (str, str), optional
+        ``(option, value)``: a setting that avoids the error, appended to the message as
+        ``(option='value')`` (``(--option value)`` from the CLI).
     """
 
-    def __init__(self, message: str = "", *, option: str | None = None) -> None:
+    def __init__(self, message: str = "", *, option: str | None = None,
+                 hint: tuple[str, str] | None = None) -> None:
         self.message = message
         self.option = option
+        self.hint = hint
         super().__init__(self._render(None, cli=False))
 
     def _render(self, flags: Mapping[str, str] | None, *, cli: bool) -> str:
-        if self.option is None:
-            return self.message
-        subject = cli_flag(self.option, flags) if cli else self.option
-        return f"{subject} {self.message}" if self.message else subject
+        text = self.message
+        if self.option is not None:
+            subject = cli_flag(self.option, flags) if cli else self.option
+            text = f"{subject} {text}" if text else subject
+        if self.hint is not None:
+            opt, value = self.hint
+            text += f" ({cli_flag(opt, flags)} {value})" if cli else f" ({opt}={value!r})"
+        return text
 
     def __str__(self) -> str:
         return self._render(None, cli=False)

@@ -49,8 +49,9 @@ the panels halved until the two agree to 1e−14 relative; disagreement beyond 4
 or a non-finite value is a :class:`~ntk_theory.errors.NumericalError`, never a silent
 number.  Tested (``tests/test_exact.py``): K, K̇ and Θ of tanh, swish and the closed
 forms within 1e−10 of independent adaptive quadrature (and mpmath) at squared input
-norms up to 50, ``ρ`` up to ±0.999, and norms down to 0.01.  (Before issue 11 the
-fixed 200-node Gauss–Hermite diagonal was 11 % low for tanh's NTK at squared norm 39.)
+norms up to 50, ``ρ`` up to ±0.999, and norms down to 0.01.  (A fixed 200-node
+Gauss–Hermite rule is not enough on the diagonal: it is 11 % low for tanh's NTK at
+squared norm 39.)
 Cost: the Mehler part is ``O(M n²)`` with ``M = 123``; a strongly correlated pair costs
 ``10⁴–10⁶`` activation calls (growing with the input variance), so data with very many
 near-duplicate inputs at large norms are slow.
@@ -134,10 +135,10 @@ def derivative_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
         # kernel, which needs no derivative, still works.
         message = (f"the derivative of {act.spec} is not a function (SymPy leaves "
                    f"{sp.sstr(d_expr)[:60]} unevaluated): its K̇ and NTK do not exist as "
-                   f"finite kernels; use the conjugate kernel (--kernel ck)")
+                   "finite kernels; use the conjugate kernel")
 
         def refuse(t: np.ndarray) -> np.ndarray:
-            raise DomainError(message)
+            raise DomainError(message, hint=("kernel", "ck"))
 
         return refuse
     fn = lambdify_numpy(d_expr)

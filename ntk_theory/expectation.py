@@ -369,7 +369,7 @@ def _pieces_cached(f: sp.Expr) -> tuple[Piece, ...] | str:
 
 #: CPU seconds SymPy's set algebra may spend on branch conditions that are not
 #: polynomial in x after :func:`_invert_conditions`.  Without a bound, intersecting the
-#: ``ConditionSet``\ s of two erf conditions ran for minutes (issue 5 fuzzing).
+#: ``ConditionSet``\ s of two erf conditions ran for minutes.
 _SPLIT_BUDGET = 1.0
 
 #: Strictly monotone functions, real on the whole line, inverted in branch conditions:
@@ -1004,7 +1004,7 @@ def _agrees_with_quadrature(r: sp.Expr, h: sp.Expr, lo: sp.Expr, hi: sp.Expr) ->
     """Whether SymPy's ``r = ∫_lo^hi h φ`` matches a quick quadrature at τ = 0.7 and 1.3.
 
     ``sympy.integrate`` is not trusted blindly: it returned 0 for
-    ``∫_c^∞ (erf(τz) + 1) φ(z) dz`` (issue 5 fuzzing), a wrong closed form the
+    ``∫_c^∞ (erf(τz) + 1) φ(z) dz``, a wrong closed form the
     engine would otherwise have certified.
     """
     try:

@@ -46,7 +46,6 @@ from .jump import MOMENT_KEYS, staircase_moment_exprs
 
 __all__ = ["MOMENT_KEYS", "Moment", "GaussianMoments", "gaussian_moments", "moment_closed_forms", "has_jump"]
 
-_ATTR = dict(zip(("m0", "m1", "m2", "v0", "v1", "w2"), MOMENT_KEYS))
 _LATEX_NAMES = {
     "E[s]": r"\mathbb{E}[\sigma]",
     "E[s']": r"\mathbb{E}[\sigma']",
@@ -103,11 +102,35 @@ class GaussianMoments:
                 return m
         raise KeyError(key)
 
-    def __getattr__(self, name: str) -> float:
-        key = _ATTR.get(name)
-        if key is None:
-            raise AttributeError(name)
-        return float(self[key])
+    @property
+    def m0(self) -> float:
+        """``E[σ(τξ)]`` as a float."""
+        return float(self["E[s]"])
+
+    @property
+    def m1(self) -> float:
+        """``E[σ'(τξ)]`` as a float."""
+        return float(self["E[s']"])
+
+    @property
+    def m2(self) -> float:
+        """``E[σ''(τξ)]`` as a float."""
+        return float(self["E[s'']"])
+
+    @property
+    def v0(self) -> float:
+        """``E[σ(τξ)²]`` as a float."""
+        return float(self["E[s^2]"])
+
+    @property
+    def v1(self) -> float:
+        """``E[σ'(τξ)²]`` as a float (``inf`` when σ jumps)."""
+        return float(self["E[s'^2]"])
+
+    @property
+    def w2(self) -> float:
+        """``E[(σ²)''(τξ)]`` as a float."""
+        return float(self["E[(s^2)'']"])
 
     @property
     def values(self) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """Building blocks for property-based tests of NTK equivalence results.
 
 This module is public: users of ntk-theory write their own property tests with it,
-and the toolkit's own test-suite uses the same pieces (issue 5).  It offers
+and the toolkit's own test-suite uses the same pieces.  It offers
 
 * `Hypothesis <https://hypothesis.readthedocs.io>`_ **strategies**, each callable with
   no arguments and narrowed by keyword arguments:
@@ -1175,7 +1175,7 @@ def check_expectation(
 ) -> EngineOutcome:
     """Call :func:`ntk_theory.expectation.gaussian_expectation` and classify what happened.
 
-    The contract (issue 5): a result with its closed-form flag and a finite error
+    The contract: a result with its closed-form flag and a finite error
     estimate — never NaN, and ``+inf`` only for integrands declared non-negative —
     or a documented :class:`~ntk_theory.errors.NTKTheoryError`, within ``timeout``
     seconds of wall-clock time.
@@ -1211,7 +1211,7 @@ def check_expectation(
 
 
 # --------------------------------------------------------------------------- #
-# Hostile expression texts (issue 11): parsing, size limits, certification
+# Hostile expression texts: parsing, size limits, certification
 # --------------------------------------------------------------------------- #
 #: The classes of :func:`hostile_texts`.
 HOSTILE_TEXT_CLASSES = ("huge literal", "nested special", "non-dyadic pole", "incomplete piecewise",
