@@ -28,6 +28,7 @@ __all__ = [
     "InfeasibleError",
     "ResourceError",
     "NumericalError",
+    "INFEASIBILITY_BOUNDS",
     "cli_flag",
 ]
 
