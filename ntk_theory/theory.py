@@ -140,7 +140,8 @@ def theory_kernels(
             b1, b2, b3 = c.beta
             specs.append(("ntk", b1, structure_matrix(b2, b3, stats.t, stats.T),
                           _identity_coefficient(c.kappa**2, tau0, b1, b3, identity)))
-    CK, NTK = [], []
+    CK: list[np.ndarray] = []
+    NTK: list[np.ndarray] = []
     diag = np.diag_indices(n)
     for i, (kind, c1, S, c0) in enumerate(specs):
         if i == len(specs) - 1:
