@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.special as sps
@@ -91,7 +92,7 @@ class Staircase:
             )
 
     @classmethod
-    def from_pieces(cls, thresholds: Sequence[float], levels: Sequence[float]) -> "Staircase":
+    def from_pieces(cls, thresholds: Sequence[float], levels: Sequence[float]) -> Staircase:
         """Build a staircase, merging repeated thresholds and dropping zero jumps.
 
         Thresholds may be non-decreasing here (e.g. ``sigma_Q`` with ``r1 == r2``);

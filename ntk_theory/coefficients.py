@@ -21,8 +21,9 @@ engine's closed forms layer by layer into expressions in τ_0.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import mpmath as mp
 import sympy as sp

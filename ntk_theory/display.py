@@ -19,7 +19,8 @@ Result classes delegate their ``_repr_html_`` to these functions.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .latex import Table, coefficients_table, compression_table, moments_table
 

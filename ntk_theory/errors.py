@@ -16,7 +16,7 @@ keyword-optional, so ``raise ParameterError("message")`` keeps working.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = [
     "NTKTheoryError",

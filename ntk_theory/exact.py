@@ -73,16 +73,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import numpy as np
 import scipy.special as sps
 import sympy as sp
 
 from ._dense import gram, mirror_upper
-from .activations import X, Activation, Staircase, parse_activation, to_piecewise
+from .activations import Activation, Staircase, X, parse_activation, to_piecewise
 from .errors import DomainError, NumericalError, ParameterError, ResourceError
 
 __all__ = [
@@ -829,7 +829,8 @@ def certified_pairs(
             sel = todo[(ps == key[0]) & (pd == key[1])]
             if max(key) > _MAX_PANELS:
                 raise NumericalError(f"E[f(u)f(v)] of {spec}: quadrature did not converge with "
-                                     f"{_MAX_PANELS} panels (variances up to {float(max(a[sel].max(), b[sel].max())):.4g})")
+                                     f"{_MAX_PANELS} panels (variances up to "
+                                     f"{float(max(a[sel].max(), b[sel].max())):.4g})")
             nS = (key[0]) * _M_FINE
             nD = (key[1] + 2 * len(breaks)) * _M_FINE
             chunk = max(1, _WORK // (nS * nD))

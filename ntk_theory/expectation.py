@@ -65,10 +65,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterator, Sequence
 
 import mpmath as mp
 import sympy as sp
@@ -1508,12 +1508,14 @@ def _quadrature_pair(spans, dps: int, tau: float,
             for c, d in zip(cuts, cuts[1:]):
                 if c in sing_z:
                     if mp.isfinite(d):
-                        singular.append((_near_singularity(h, sing_z[c], 1, tau, dps, expo.get(sing_z[c], 0.95)), (d - c) ** (mp.mpf(1) / _SING_POWER)))
+                        singular.append((_near_singularity(h, sing_z[c], 1, tau, dps, expo.get(sing_z[c], 0.95)),
+                                         (d - c) ** (mp.mpf(1) / _SING_POWER)))
                     else:
                         plain.append([c, d])
                 elif d in sing_z:
                     if mp.isfinite(c):
-                        singular.append((_near_singularity(h, sing_z[d], -1, tau, dps, expo.get(sing_z[d], 0.95)), (d - c) ** (mp.mpf(1) / _SING_POWER)))
+                        singular.append((_near_singularity(h, sing_z[d], -1, tau, dps, expo.get(sing_z[d], 0.95)),
+                                         (d - c) ** (mp.mpf(1) / _SING_POWER)))
                     else:
                         plain.append([c, d])
                 else:

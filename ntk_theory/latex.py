@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import mpmath as mp
 
@@ -329,7 +330,7 @@ class Table:
         body = f"% requires: {', '.join(required_packages(body))}\n" + body
         return standalone_document(body) if standalone else body
 
-    def with_row_labels(self, labels: Sequence[str], header: str = "") -> "Table":
+    def with_row_labels(self, labels: Sequence[str], header: str = "") -> Table:
         """The table with its first column replaced by user row labels (text, ``$...$`` math kept).
 
         Raises
@@ -459,7 +460,7 @@ def booktabs_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, cap
     return "\n".join(lines)
 
 
-def decimal_aligned(values: Sequence[Any], fmt: "NumberFormat") -> list[str | None]:
+def decimal_aligned(values: Sequence[Any], fmt: NumberFormat) -> list[str | None]:
     """Math-mode cells of one number column padded so the decimal points line up.
 
     Right-aligned cells are padded on the right with ``\\phantom`` copies of the

@@ -85,7 +85,6 @@ def monte_carlo_moments(
     keys = ("s", "xs", "hs", "s2", "d2", "hs2")
     tot = {k: 0.0 for k in keys}
     tot_sq = {k: 0.0 for k in keys}
-    cross = {"s_xs": 0.0, "s_hs": 0.0}
     done = 0
     while done < n:
         m = min(batch, n - done)

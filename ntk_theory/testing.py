@@ -41,10 +41,11 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import mpmath as mp
 import numpy as np
@@ -1104,8 +1105,8 @@ def watchdog(seconds: float) -> Iterator[bool]:
 
     Uses ``SIGALRM``/``ITIMER_REAL``, independent of the engine's CPU-time budget
     (``ITIMER_PROF``), and fires again every 0.5 s until the block is left, since an
-    exception raised while Python runs a gc callback or a finalizer is dropped.  Yields False (no watchdog) outside the main thread or on
-    platforms without ``setitimer``.
+    exception raised while Python runs a gc callback or a finalizer is dropped.  Yields False
+    (no watchdog) outside the main thread or on platforms without ``setitimer``.
     """
     if not (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()):
         yield False

@@ -18,8 +18,9 @@ to leading order); ``identity="printed"`` reproduces the paper's formula.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 

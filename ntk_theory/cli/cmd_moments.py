@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", default=None, metavar="L1,L2,...",
                    help="--latex: row labels instead of the activation specifications, one per ACT")
     p.add_argument("--digits", type=positive_int, default=15,
-                   help="significant digits, each certified correct, of the moments (default 15, at most 200; the plain table prints at most 12, --latex at most 10)")
+                   help="significant digits, each certified correct, of the moments (default 15, at most "
+                        "200; the plain table prints at most 12, --latex at most 10)")
     p.add_argument("--budget", type=positive_float, default=2.0,
                    help="seconds of symbolic work per activation before quadrature (default 2)")
 
