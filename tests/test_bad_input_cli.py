@@ -28,9 +28,9 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from reference import cli
 
 from ntk_theory.cli import _subcommands, build_parser
-from reference import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = os.path.join(ROOT, "docs", "bad_input.md")
@@ -108,7 +108,8 @@ _SEMANTIC: dict[str, list[Case]] = {
              "1.6·10^9 weights (about 13 GB of int64 indices)", subprocess=True),
         Case(("compress", "relu", "--tau0", "1", "--json", "--latex"), "exclusive output formats"),
         Case(("compress", "relu", "--tau0", "1", "--out", "/proc/model.npz"), "unwritable --out directory"),
-        Case(("compress", "relu", "--tau0", "1", "--out", "/nonexistent-dir/model.npz"), "--out in a missing directory"),
+        Case(("compress", "relu", "--tau0", "1", "--out", "/nonexistent-dir/model.npz"),
+             "--out in a missing directory"),
         Case(("compress", "relu", "--tau0", "1", "--out", "model"), "--out without .npz (never appended silently)"),
         Case(("compress", "relu", "--tau0", "1", "--out", "/tmp"), "--out is a directory"),
     ],

@@ -24,14 +24,25 @@ import numpy as np
 import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
+from reference import cli
 from scipy import optimize
 
 from ntk_theory import bcd
-from ntk_theory.bcd import (BCDHyperparameters, BCDState, bcd_iteration, init_state, n_kept, objective,
-                            prune, relu_prox, train_bcd, tt_modes, tt_project)
+from ntk_theory.bcd import (
+    BCDHyperparameters,
+    BCDState,
+    bcd_iteration,
+    init_state,
+    n_kept,
+    objective,
+    prune,
+    relu_prox,
+    train_bcd,
+    tt_modes,
+    tt_project,
+)
 from ntk_theory.errors import ParameterError, ResourceError
 from ntk_theory.testing import bcd_hyperparameters, bcd_problems, sparsities, weight_matrices
-from reference import cli
 
 FEW = settings(max_examples=max(5, settings.default.max_examples // 2))
 

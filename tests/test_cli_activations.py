@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from reference import cli
 
 from ntk_theory.activations import REGISTRY, parse_activation
-from reference import cli
 
 
 def test_json_lists_every_family_with_parameters_defaults_aliases():

@@ -7,9 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from reference import cli
 
 from ntk_theory.latex import NumberFormat, decimal_aligned, required_packages, standalone_document
-from reference import cli
 
 PDFLATEX = shutil.which("pdflatex")
 needs_pdflatex = pytest.mark.skipif(PDFLATEX is None, reason=".ci/run installs TeX Live")

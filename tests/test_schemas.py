@@ -21,10 +21,11 @@ import pytest
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the 'test' extra (pip install -e .[test])")
 
+from reference import cli  # noqa: E402
+
 from ntk_theory.compress import load_npz  # noqa: E402
 from ntk_theory.errors import ParameterError  # noqa: E402
 from ntk_theory.schemas import SCHEMAS, load_schema  # noqa: E402
-from reference import cli  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "schemas.rst")
