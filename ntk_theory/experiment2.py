@@ -45,7 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import brentq
 
-from .compress import compress_network, ternary_entropy_bits, ternary_weights
+from .compress import compress_network, stored_parameter_count, ternary_entropy_bits, ternary_weights
 from .data import gmm, load_dataset, sample
 from .errors import ParameterError
 from .bcd import train_bcd
@@ -284,7 +284,7 @@ def _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_l
         tw = ternary_weights((p,) + widths, float(eps), seed + 1)
         for fam, plan in plans.items():
             lam_c = lam_d if cv else (lam_d - plan.delta if lam_d > plan.delta else lam_d)
-            n_act = sum(len(f.params) for f in plan.layers)
+            n_act = stored_parameter_count(plan.layers)
             extras = 32.0 * (2 * L + n_act)  # per-layer scales, centering constants, activation params
             net = MLP(compressed_activations(plan), widths, p, seed=seed, dtype=dt,
                       weights=tw.matrices(dt), centering=compressed_centering(plan))
