@@ -37,6 +37,11 @@ covariance ``c``):
   against mpmath); ``sin``/``cos``: ``e^{−(a+b)/2} sinh c`` / ``cosh c``; the Gaussian bump
   ``e^{−t²/2}``: ``1/√((1+a)(1+b) − c²)``.
 
+The family-specific formulas (mean, pair and derivative-pair maps) are fields of the
+registry entries (:class:`ntk_theory.activations.KernelMaps`); this module evaluates
+them, the arc-cosine maps of any slopes ``(p, q)`` and the staircase maps, and never
+looks at an activation's name.
+
 Any other activation (tanh, swish, softplus, ELU, expressions) uses certified
 quadrature (:func:`layer_map`): Mehler's expansion ``Σ_k ρ^k A_k(a) A_k(b)`` for
 ``|ρ| ≤ 0.8``, truncated where ``0.8^{M+1} ≤ tol = 1e−12`` (relative to

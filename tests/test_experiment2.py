@@ -55,6 +55,10 @@ def test_run_on_gmm_small():
         # equal memory up to the per-layer constants (scales, activation parameters)
         assert pr.bits == pytest.approx(lc.bits, rel=0.01)
         assert lc.bits < dense.bits / 10
+    for st, sq in zip(r.rows[1::3], r.rows[2::3]):
+        # σ_T and staircase:4 both store 3 floats per layer (docs/reference.rst §6), so at
+        # equal weights their bit counts are equal, exactly
+        assert (st.family, sq.family) == ("sigma_T", "staircase:4") and st.bits == sq.bits
     # fixed λ: λ ↔ λ − δ per family (docs/reference.rst §6) when λ = 1 exceeds δ
     for x in r.rows:
         if x.method == "ntk-lc":

@@ -33,8 +33,10 @@ from ..moments import GaussianMoments, gaussian_moments
 from .families import AlphaTargets
 from .solve import LAST_LAYER_SOLVERS, LayerFit, q_slices, solve_alpha, solve_auto, solve_last_layer_sigma_q
 
-__all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_moments",
-           "solve_last_layer_sigma_q", "q_slices"]
+__all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_moments"]
+
+#: The σ_Q solver lives in :mod:`ntk_theory.compress.solve`; these names stay importable from here.
+_REEXPORTED = (solve_last_layer_sigma_q, q_slices)
 
 
 @dataclass(frozen=True)
