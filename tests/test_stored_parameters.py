@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from ntk_theory.activations import activation
 from ntk_theory.cli import main
 from ntk_theory.compress import bit_accounting, compress_network, stored_parameter_count, ternary_weights
 
@@ -33,8 +34,13 @@ def test_count_per_family(family, acts):
 
 
 def test_sigma_q_last_layer_counts_six():
-    plan = compress_network(["relu", "relu"], 1.0, family="sigma_T", last_family="sigma_Q")
-    assert stored_parameter_count(plan.layers) == EXPECTED["sigma_T"] + EXPECTED["sigma_Q"]
+    # a σ_Q layer on the solver's first slice: δ = 0 is feasible for its own targets
+    r1, r4 = -2.4376967234799816, 0.5734232082990407
+    act = activation("sigma_Q", r1=r1, r2=r1 + (r4 - r1) / 3, r3=r1 + 2 * (r4 - r1) / 3, r4=r4,
+                     b1=1.5059366220404455, b2=1.4230776672218808)
+    plan = compress_network([act], 1.0, last_family="sigma_Q")
+    assert [f.family for f in plan.layers] == ["sigma_Q"]
+    assert stored_parameter_count(plan.layers) == EXPECTED["sigma_Q"]
 
 
 def test_cli_compress_bits_use_the_count():

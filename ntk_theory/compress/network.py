@@ -24,13 +24,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import mpmath as mp
 import numpy as np
 
 from ..activations import Activation, parse_activation
 from ..coefficients import coefficients
 from ..errors import DomainError, InfeasibleError, ParameterError
 from ..moments import GaussianMoments, gaussian_moments
-from .families import AlphaTargets
+from .families import AlphaTargets, stair_moments_mp
 from .solve import LAST_LAYER_SOLVERS, LayerFit, q_slices, solve_alpha, solve_auto, solve_last_layer_sigma_q
 
 __all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_moments"]
@@ -62,9 +63,19 @@ class DenseLayer:
 
 
 def dense_layer_moments(act: Activation, tau: float, *, digits: int = 15) -> DenseLayer:
-    """One dense layer's moments at input scale ``tau``, from
-    :func:`~ntk_theory.moments.gaussian_moments` (jump formula for staircases, so
-    ``v1 = inf`` there)."""
+    """One dense layer's moments at input scale ``tau``.
+
+    From :func:`~ntk_theory.moments.gaussian_moments`, except for a staircase: its jump
+    formula is evaluated here at the binary float64 thresholds and levels, as the
+    solvers' residual check sees them (the moment engine reads a float parameter as its
+    shortest decimal, ``0.1 → 1/10``; near-coincident thresholds make the two differ in
+    the 12th digit).  ``v1 = inf`` for a staircase.
+    """
+    if act.staircase is not None:
+        with mp.workdps(max(30, digits + 15)):
+            m = stair_moments_mp(act.staircase, tau)
+            return DenseLayer(float(tau), float(m.m0), float(m.m1), float(m.m2),
+                              float(m.w2_bar), float(m.variance), math.inf)
     return DenseLayer.from_moments(gaussian_moments(act, tau, digits=digits))
 
 
