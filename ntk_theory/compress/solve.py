@@ -12,7 +12,13 @@ with the targets ``(A1, A2, W) = (τ'²m1², τ'⁴m2², τ'²w̄2)`` (all in un
   finder (``mpmath.findroot``, Anderson–Björck);
 * ``sigma_T`` is a square 3×3 system in ``(z1, z2, a²)``, solved by multidimensional
   Newton (``mpmath.findroot`` with the analytic Jacobian) from the local minima of
-  the residual on a fixed grid — structured, deterministic starting points.
+  the residual on a fixed grid — structured, deterministic starting points;
+* ``sigma_Q`` at the last layer (:func:`solve_last_layer_sigma_q`) adds the equation
+  ``Var σ_Q(τ'_{L−1}ξ) = τ_L²`` (δ = 0); its solutions form a 2-D manifold and a
+  deterministic member is found on an ordered list of slices (:func:`q_slices`).
+  δ = 0 is impossible once ``τ'_{L−1}² m1_L² > τ_L²`` (Cauchy–Schwarz) or, sharper,
+  ``τ'_{L−1}² m1_L² + τ'_{L−1}⁴ m2_L²/2 > τ_L²`` (the first two Hermite terms of the
+  variance), and the error says so with the numbers.
 
 When several exact solutions exist, the one with the **smallest output variance**
 is returned: it inflates the compressed network's scale least (docs/reference.rst §6,
