@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.special as sps
@@ -40,11 +41,11 @@ __all__ = [
     "activation",
     "from_expr",
     "parse_activation",
+    "lambdify_numpy",
     "staircase",
     "list_activations",
     "EXAMPLE_PARAMS",
     "example_activations",
-    "numpy_function",
 ]
 
 #: The real symbol in which every activation expression is written.
@@ -94,7 +95,7 @@ class Staircase:
             )
 
     @classmethod
-    def from_pieces(cls, thresholds: Sequence[float], levels: Sequence[float]) -> "Staircase":
+    def from_pieces(cls, thresholds: Sequence[float], levels: Sequence[float]) -> Staircase:
         """Build a staircase, merging repeated thresholds and dropping zero jumps.
 
         Thresholds may be non-decreasing here (e.g. ``sigma_Q`` with ``r1 == r2``);
@@ -250,7 +251,7 @@ class Activation:
     @cached_property
     def _derivative_fn(self) -> NumpyFn:
         # compiled once per activation (lambdify is far slower than evaluating)
-        return self._deriv if self._deriv is not None else numpy_function(derivative_expr(self.expr))
+        return self._deriv if self._deriv is not None else _lambdify(derivative_expr(self.expr))
 
     def derivative(self, t: np.ndarray | float) -> np.ndarray:
         """Almost-everywhere derivative σ'(t) (Dirac parts at jumps omitted)."""
@@ -307,9 +308,7 @@ def to_piecewise(expr: sp.Expr) -> sp.Expr:
     return e
 
 
-def numpy_function(expr: sp.Expr) -> NumpyFn:
-    """A vectorized NumPy/SciPy function of an expression in :data:`X` (errors and warnings silenced:
-    out-of-domain points give NaN/inf, which callers check)."""
+def _lambdify(expr: sp.Expr) -> NumpyFn:
     f = sp.lambdify(X, to_piecewise(expr), modules=["scipy", "numpy"])
 
     def fn(t: np.ndarray) -> np.ndarray:
@@ -317,6 +316,12 @@ def numpy_function(expr: sp.Expr) -> NumpyFn:
             return np.asarray(f(t), dtype=float)
 
     return fn
+
+
+def lambdify_numpy(expr: sp.Expr) -> NumpyFn:
+    """A vectorized float64 function of an expression in :data:`X` (SciPy/NumPy special
+    functions; piecewise parts as ``Piecewise``; floating-point warnings silenced)."""
+    return _lambdify(expr)
 
 
 # --------------------------------------------------------------------------- #
@@ -372,7 +377,7 @@ class ActivationFamily:
         elif stair is not None:
             func = stair
         else:
-            func = numpy_function(expr)
+            func = _lambdify(expr)
         deriv = self.build_deriv(values) if self.build_deriv else None
         if deriv is None and stair is not None:
             deriv = _zeros_like
@@ -854,7 +859,7 @@ def from_expr(expr: sp.Expr | str) -> Activation:
         raise ParseError(f"expression '{expr}' contains an unevaluated integral, derivative or sum")
     e = sp.nsimplify(e, rational=True) if e.has(sp.Float) else e
     try:
-        func = numpy_function(e)
+        func = _lambdify(e)
     except (KeyError, NameError, TypeError, ValueError, AttributeError) as exc:
         # e.g. gamma(sign(x)): SymPy folds a pole to zoo, which has no NumPy/SciPy name
         raise ParseError(f"expression '{expr}' cannot be evaluated numerically "

@@ -21,8 +21,9 @@ engine's closed forms layer by layer into expressions in τ_0.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import mpmath as mp
 import sympy as sp
@@ -30,7 +31,7 @@ import sympy as sp
 from .activations import Activation, parse_activation
 from .centering import centered_variance, centered_w2
 from .errors import DomainError, ParameterError
-from .expectation import TAU, BudgetExceeded, _validate_tau, time_budget
+from .expectation import TAU, BudgetExceeded, time_budget, validate_tau
 from .moments import GaussianMoments, gaussian_moments, moment_closed_forms
 
 __all__ = [
@@ -211,7 +212,7 @@ def coefficients(acts: Sequence[Activation | str] | Activation | str, tau0: floa
         ``tau0`` not finite or ≤ 0, or a layer whose output has zero variance
         (every later scale would vanish).
     """
-    tau0 = _validate_tau(tau0)
+    tau0 = validate_tau(tau0)
 
     def layer(act: Activation, tau_in: float) -> tuple[GaussianMoments, Any]:
         g = gaussian_moments(act, tau_in, digits=digits, budget=budget)

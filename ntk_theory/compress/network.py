@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mpmath as mp
 import numpy as np
@@ -57,7 +58,7 @@ class DenseLayer:
         return AlphaTargets(self.m1, self.m2, self.w2_bar)
 
     @classmethod
-    def from_moments(cls, g: GaussianMoments) -> "DenseLayer":
+    def from_moments(cls, g: GaussianMoments) -> DenseLayer:
         """The layer's moments from the moment engine's result at its input scale."""
         return cls(float(g.tau), g.m0, g.m1, g.m2, g.w2_bar, g.variance, g.v1)
 
@@ -179,8 +180,8 @@ def compress_network(
     if last_family in ("none", None, ""):
         last_family = None
     elif last_family not in LAST_LAYER_SOLVERS:
-        raise ParameterError(f"--last-family must be none or {' or '.join(LAST_LAYER_SOLVERS)}, "
-                             f"got '{last_family}'")
+        raise ParameterError(f"must be none or {' or '.join(LAST_LAYER_SOLVERS)}, got '{last_family}'",
+                             option="last_family")
     acts = [parse_activation(a) for a in activations]
     t_start = time.perf_counter()
     coefs = coefficients(acts, float(tau0), digits=digits)
@@ -198,7 +199,7 @@ def compress_network(
             else:
                 fit = solve_alpha(family, d.targets, tau_c[-1], digits=digits)
         except InfeasibleError as exc:
-            raise InfeasibleError(f"layer {ell} ({acts[ell - 1].spec}): {exc}") from None
+            raise exc.at_layer(ell, acts[ell - 1].spec) from None
         fits.append(fit)
         tau_c.append(math.sqrt(fit.variance))
     delta = tau_c[-1] ** 2 - tau_d[-1] ** 2

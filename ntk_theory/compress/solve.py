@@ -33,8 +33,9 @@ When no solution exists :class:`InfeasibleError` names the bound ruling it out.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import mpmath as mp
 import numpy as np
@@ -51,6 +52,7 @@ from .families import (
     SigmaTFamily,
     SymmetricFamily,
     SymmetricQuantizer,
+    TernaryFamily,
     parse_family,
     stair_moments_mp,
 )
@@ -150,10 +152,11 @@ def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
     use2 = (A2 > _ZERO * D) and not odd_only
     if not use1 and not use2:
         raise InfeasibleError(
-            f"{fam_name} infeasible: the targets need E[σ'] = E[σ''] = 0 with "
-            f"E[(σ̄²)''] = {float(W):.3g} != 0, which no staircase with these parts reaches; "
-            "best residual 1; a dense layer without first- and second-order signal cannot "
-            "be α-matched by any family")
+            family=fam_name, bound="no_signal",
+            reason=(f"the targets need E[σ'] = E[σ''] = 0 with E[(σ̄²)''] = {float(W):.3g} != 0, "
+                    "which no staircase with these parts reaches"),
+            residual=1.0,
+            remark="a dense layer without first- and second-order signal cannot be α-matched by any family")
     A1f, A2f, Wf, Df = float(A1), float(A2), float(W), float(D)
     cmax = max(abs(c) for c in q.offsets)
     grid = np.geomspace(1e-8, 30.0 / cmax, 600)
@@ -190,10 +193,10 @@ def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
             roots.append(z)
     if not roots:
         best = float(np.nanmin(np.abs(F[ok]))) if ok.any() else 1.0
-        bound = _symmetric_bound(odd_only, Wf)
-        raise InfeasibleError(
-            f"{fam_name} infeasible: {bound}; best residual {best:.3g} over the scan "
-            f"z in [1e-8, {30.0 / cmax:g}]; would work: {fallback}")
+        bound, reason = _symmetric_bound(odd_only, Wf)
+        raise InfeasibleError(family=fam_name, bound=bound, reason=reason, residual=best,
+                              scan=f"over the scan z in [1e-8, {30.0 / cmax:g}]",
+                              suggestion=fallback)
     out = []
     for z in roots:
         g1, g2, _, _, vo, ve = q.parts_mp(z)
@@ -203,12 +206,13 @@ def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
     return out
 
 
-def _symmetric_bound(odd_only: bool, W: float) -> str:
+def _symmetric_bound(odd_only: bool, W: float) -> tuple[str, str]:
+    """``(bound, reason)`` of a symmetric family without a root (InfeasibleError fields)."""
     if odd_only and W <= 0:
-        return ("an odd ternary has E[(σ̄²)''] = 2b²zφ(z)/τ² > 0, but the target "
-                f"τ²w̄2 = {W:.3g} <= 0")
-    return ("no root of the scale-free matching equation A1·Wo/G1² + A2·We/G2² = W "
-            "(Hermite budget: the staircase's variance is spread over all Hermite orders)")
+        return "ternary_w2", ("an odd ternary has E[(σ̄²)''] = 2b²zφ(z)/τ² > 0, but the target "
+                              f"τ²w̄2 = {W:.3g} <= 0")
+    return "hermite_budget", ("no root of the scale-free matching equation A1·Wo/G1² + A2·We/G2² = W "
+                              "(Hermite budget: the staircase's variance is spread over all Hermite orders)")
 
 
 # --------------------------------------------------------------------------- #
@@ -349,10 +353,11 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
     D = max(A1, A2, abs(W))
     if A2 <= _ZERO * D and abs(W) > _ZERO * D:
         raise InfeasibleError(
-            "sigma_T infeasible: odd activation vs sigma_T — the target has E[σ''] = 0, and "
-            "sigma_T has E[σ''] = 0 only when z1φ(z1) = z2φ(z2), which forces "
-            f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (docs/reference.rst §6); "
-            f"best residual {abs(float(W)) / float(D):.3g}; would work: ternary")
+            family=SigmaTFamily.name, bound="odd_target",
+            reason=("odd activation vs sigma_T — the target has E[σ''] = 0, and "
+                    "sigma_T has E[σ''] = 0 only when z1φ(z1) = z2φ(z2), which forces "
+                    f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (docs/reference.rst §6)"),
+            residual=abs(float(W)) / float(D), suggestion=TernaryFamily.name)
     S = mp.sqrt(A1 + A2 + abs(W))
     sols: list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]] = []
     tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
@@ -396,9 +401,11 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
         sols.append((z1r, z2r, ar, ar * ar * P * (1 - P)))
     if not sols:
         raise InfeasibleError(
-            "sigma_T infeasible: the third α-matching equation has no root along the curves "
-            "where (E[σ'], E[σ'']) has the target's direction (Hermite budget of sigma_T's "
-            f"two-threshold shape); best residual {best:.3g}; would work: three_level")
+            family=SigmaTFamily.name, bound="hermite_budget",
+            reason=("the third α-matching equation has no root along the curves "
+                    "where (E[σ'], E[σ'']) has the target's direction (Hermite budget of sigma_T's "
+                    "two-threshold shape)"),
+            residual=best, suggestion=SigmaTFamily.fallback)
     return sols
 
 
@@ -454,16 +461,16 @@ def solve_alpha(family: str | Family, targets: AlphaTargets, tau: float, *, digi
                 D = max(A1, A2, abs(W))
                 if A2 > _ZERO * D:
                     raise InfeasibleError(
-                        f"{fam.name} infeasible: an odd {fam.name} has E[σ''] = 0 but the target "
-                        f"m2² = {float(targets.m2) ** 2:.3g} is not (the dense activation is not odd); "
-                        f"best residual {float(A2 / D):.3g}; would work: "
-                        f"{SigmaTFamily.name} or {fam.fallback}")
+                        family=fam.name, bound="not_odd",
+                        reason=(f"an odd {fam.name} has E[σ''] = 0 but the target "
+                                f"m2² = {float(targets.m2) ** 2:.3g} is not (the dense activation is not odd)"),
+                        residual=float(A2 / D), suggestion=f"{SigmaTFamily.name} or {fam.fallback}")
             sols = _solve_symmetric(fam.quantizer, A1, A2, W, fam.odd_only, fam.name, fam.fallback)
             z, u, v, _ = min(sols, key=lambda s: s[3])
             u = u * _sign(float(targets.m1))
             v = v * _sign(float(targets.m2))
             params = fam.params_from(z, u, v, t)
-        return _finish(fam, params, t, targets, digits)
+        return finish_fit(fam, params, t, targets, digits)
 
 
 def _scaled_mp(targets: AlphaTargets, t: mp.mpf) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
@@ -471,7 +478,7 @@ def _scaled_mp(targets: AlphaTargets, t: mp.mpf) -> tuple[mp.mpf, mp.mpf, mp.mpf
     return t * t * m1 * m1, t**4 * m2 * m2, t * t * w
 
 
-def _finish(fam: Family, params_mp: dict[str, Any], t: mp.mpf, targets: AlphaTargets,
+def finish_fit(fam: Family, params_mp: dict[str, Any], t: mp.mpf, targets: AlphaTargets,
             digits: int) -> LayerFit:
     """Round (or not), re-evaluate at high precision, check the residual, build the result."""
     def conv(v: Any, f: Any) -> Any:
@@ -504,13 +511,13 @@ def solve_auto(targets: AlphaTargets, tau: float, *, digits: int = 15,
 
     Raises InfeasibleError listing every family's reason when none does.
     """
-    reasons = []
+    causes = []
     for name in order:
         try:
             return solve_alpha(name, targets, tau, digits=digits)
         except InfeasibleError as exc:
-            reasons.append(str(exc))
-    raise InfeasibleError("auto infeasible: every family failed: " + " | ".join(reasons))
+            causes.append(exc)
+    raise InfeasibleError(family="auto", causes=tuple(causes))
 
 
 # --------------------------------------------------------------------------- #
@@ -576,14 +583,17 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
     V = float(variance)
     if A1 > V:
         raise InfeasibleError(
-            f"sigma_Q infeasible: δ = 0 violates Cauchy–Schwarz, τ'²m1² = {A1:.3f} > τ_L² = {V:.3f} "
-            "(Var σ(τξ) ≥ τ²E[σ']² for every σ, docs/reference.rst §6); best residual "
-            f"{(A1 - V) / V:.3g}; would work: --last-family none (δ reported as a ridge shift)")
+            family=SigmaQFamily.name, bound="cauchy_schwarz",
+            reason=(f"δ = 0 violates Cauchy–Schwarz, τ'²m1² = {A1:.3f} > τ_L² = {V:.3f} "
+                    "(Var σ(τξ) ≥ τ²E[σ']² for every σ, docs/reference.rst §6)"),
+            residual=(A1 - V) / V, suggestion="none", option="last_family",
+            note="(δ reported as a ridge shift)")
     if A1 + A2 / 2 > V:
         raise InfeasibleError(
-            f"sigma_Q infeasible: δ = 0 violates the Hermite budget, τ'²m1² + τ'⁴m2²/2 = "
-            f"{A1 + A2 / 2:.3f} > τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, docs/reference.rst §6); "
-            f"best residual {(A1 + A2 / 2 - V) / V:.3g}; would work: --last-family none")
+            family=SigmaQFamily.name, bound="two_term_budget",
+            reason=(f"δ = 0 violates the Hermite budget, τ'²m1² + τ'⁴m2²/2 = {A1 + A2 / 2:.3f} > "
+                    f"τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, docs/reference.rst §6)"),
+            residual=(A1 + A2 / 2 - V) / V, suggestion="none", option="last_family")
     best = math.inf
     for fr in q_slices():
         fit, b = _q_solve_slice(fr, targets, tau, V, digits)
@@ -591,8 +601,9 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
         if fit is not None:
             return fit
     raise InfeasibleError(
-        f"sigma_Q infeasible: no root of the δ = 0 system on any of {len(q_slices())} slices of "
-        f"sigma_Q (Hermite budget); best residual {best:.3g}; would work: --last-family none")
+        family=SigmaQFamily.name, bound="sigma_q_slices",
+        reason=f"no root of the δ = 0 system on any of {len(q_slices())} slices of sigma_Q (Hermite budget)",
+        residual=best, suggestion="none", option="last_family")
 
 
 def _q_solve_slice(fr: tuple[float, float], targets: AlphaTargets, tau: float, V: float,
@@ -666,7 +677,7 @@ def _q_solve_slice(fr: tuple[float, float], targets: AlphaTargets, tau: float, V
             params = {"r1": z1r * t, "r2": (z1r + f1m * (z4r - z1r)) * t,
                       "r3": (z1r + f2m * (z4r - z1r)) * t, "r4": z4r * t, "b1": b1, "b2": b2}
             try:
-                fit = _finish(fam, params, t, targets, digits)
+                fit = finish_fit(fam, params, t, targets, digits)
             except NumericalError:
                 continue  # float64 rounding of an ill-conditioned root: try the next one
             if abs(fit.variance - V) > residual_tolerance(digits) * V:
