@@ -64,13 +64,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import NTKTheoryError, ParameterError, ResourceError
 
 __all__ = ["SweepSpec", "SweepSummary", "SweepInterrupted", "SpecError", "StoreLockedError", "WorkerError",
            "ResultStore", "load_spec", "plan", "sweep", "sweep_results", "available_jobs", "canonical_key",
-           "read_store", "local_cluster_kwargs"]
+           "read_store", "local_cluster_kwargs", "sweep_target", "default_workers"]
 
 #: A grid larger than this is refused up front (every point is parsed before the start).
 MAX_POINTS = 200_000
@@ -876,6 +876,43 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
                 bar.close()
             _close(box)
         return summary(False)
+
+
+@contextlib.contextmanager
+def sweep_target(store: "str | os.PathLike[str] | None" = None, scheduler: str | None = None, *,
+                 name: str = "sweep.sqlite") -> Iterator[tuple[Path, Any]]:
+    """Where a script's sweeps run and store their results: ``(store path, client)``.
+
+    The set-up every example with ``--store`` / ``--scheduler`` options needs.  With
+    ``scheduler`` (``tcp://HOST:PORT``) a :class:`distributed.Client` connected to it,
+    closed on exit; without one ``None``, so :func:`sweep` starts its embedded local
+    cluster.  With ``store`` that SQLite file (resumed if it exists); without one a file
+    ``name`` in a temporary directory removed on exit.
+
+    Parameters
+    ----------
+    store : path, optional
+    scheduler : str, optional
+    name : str
+        File name of the temporary store.
+
+    Yields
+    ------
+    (Path, distributed.Client or None)
+    """
+    import tempfile
+
+    client = None
+    if scheduler:
+        from distributed import Client
+
+        client = Client(scheduler)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield (Path(store) if store else Path(tmp) / name), client
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _check_workers(client: Any, timeout: float = 60.0) -> None:
