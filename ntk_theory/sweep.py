@@ -880,14 +880,16 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
 
 @contextlib.contextmanager
 def sweep_target(store: "str | os.PathLike[str] | None" = None, scheduler: str | None = None, *,
-                 name: str = "sweep.sqlite") -> Iterator[tuple[Path, Any]]:
+                 name: str = "sweep.sqlite", local_workers: int | None = None) -> Iterator[tuple[Path, Any]]:
     """Where a script's sweeps run and store their results: ``(store path, client)``.
 
     The set-up every example with ``--store`` / ``--scheduler`` options needs.  With
     ``scheduler`` (``tcp://HOST:PORT``) a :class:`distributed.Client` connected to it,
     closed on exit; without one ``None``, so :func:`sweep` starts its embedded local
-    cluster.  With ``store`` that SQLite file (resumed if it exists); without one a file
-    ``name`` in a temporary directory removed on exit.
+    cluster — or, with ``local_workers``, the client of one embedded local cluster of that
+    many workers started here and closed on exit (a script running several sweeps then
+    starts the cluster once).  With ``store`` that SQLite file (resumed if it exists);
+    without one a file ``name`` in a temporary directory removed on exit.
 
     Parameters
     ----------
@@ -895,6 +897,8 @@ def sweep_target(store: "str | os.PathLike[str] | None" = None, scheduler: str |
     scheduler : str, optional
     name : str
         File name of the temporary store.
+    local_workers : int, optional
+        Without ``scheduler``: start one embedded local cluster of this size.
 
     Yields
     ------
@@ -902,16 +906,25 @@ def sweep_target(store: "str | os.PathLike[str] | None" = None, scheduler: str |
     """
     import tempfile
 
+    if local_workers is not None and (isinstance(local_workers, bool) or not isinstance(local_workers, int)
+                                      or local_workers < 1):
+        raise ParameterError(f"local_workers must be a positive integer, got {local_workers!r}")
     client = None
+    box: dict[str, Any] = {}
     if scheduler:
         from distributed import Client
 
         client = Client(scheduler)
+    elif local_workers is not None:
+        _local_client(local_workers, box)
+        client = box["client"]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             yield (Path(store) if store else Path(tmp) / name), client
     finally:
-        if client is not None:
+        if box:
+            _close(box)
+        elif client is not None:
             client.close()
 
 

@@ -410,3 +410,10 @@ def test_sweep_target_store_and_scheduler(client, tmp_path):
     assert c.status == "closed" and client.status == "running"
     with sw.sweep_target(str(given), None) as (store, c):
         assert sw.sweep(spec, store, client).skipped == 2  # resumed, nothing recomputed
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_sweep_target_bad_local_workers_is_a_typed_error(bad):
+    with pytest.raises(sw.ParameterError, match="local_workers must be a positive integer"):
+        with sw.sweep_target(None, None, local_workers=bad):
+            pass
