@@ -41,7 +41,7 @@ import numpy as np
 
 from ntk_theory.experiment2 import Experiment2Result
 from ntk_theory.plotting import save_figure
-from ntk_theory.sweep import default_workers, sweep, sweep_results, sweep_target
+from ntk_theory.sweep import add_target_arguments, default_workers, sweep, sweep_results, sweep_target
 
 #: (data set, classes, test size, training sizes at the middle width); the width axis
 #: runs at the largest training size
@@ -162,11 +162,7 @@ def main() -> int:
     ap.add_argument("--out", default=".", help="directory for compression_gap.png (default: current directory)")
     ap.add_argument("--quick", action="store_true", help="CI settings: GMM only, small sizes")
     ap.add_argument("--seeds", type=int, default=2, help="seeds per point (default 2)")
-    ap.add_argument("--store", default=None,
-                    help="SQLite store of the results, resumed if it exists (default: a temporary one)")
-    where = ap.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
-    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
+    add_target_arguments(ap)
     args = ap.parse_args()
     variants, widths, middle = ((QUICK_VARIANTS, QUICK_WIDTHS, QUICK_WIDTHS[-1]) if args.quick
                                 else (VARIANTS, WIDTHS, MIDDLE))

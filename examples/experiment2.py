@@ -53,7 +53,7 @@ from ntk_theory.experiment2 import (
 )
 from ntk_theory.io import atomic_write
 from ntk_theory.plotting import save_figure
-from ntk_theory.sweep import default_workers, sweep, sweep_results, sweep_target
+from ntk_theory.sweep import add_target_arguments, default_workers, sweep, sweep_results, sweep_target
 
 SETS = {
     "mnist": dict(n_train=4000, n_test=1000),
@@ -175,11 +175,7 @@ def main() -> int:
     ap.add_argument("--bcd-hidden", type=int, nargs="+", default=[300, 100], help="NN-BCD hidden widths")
     ap.add_argument("--bcd-iterations", type=int, default=40, help="NN-BCD sweeps")
     ap.add_argument("--epsilons", type=float, nargs="+", default=None, help="NTK-LC sparsities (default 0 0.5 0.9 0.99)")
-    ap.add_argument("--store", default=None,
-                    help="SQLite store of the results, resumed if it exists (default: a temporary one)")
-    where = ap.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
-    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
+    add_target_arguments(ap)
     args = ap.parse_args()
     if args.quick:
         for key, value in QUICK.items():

@@ -52,7 +52,7 @@ from ntk_theory.compress.feasibility import (
     staircase_hermite_sup,
     two_term_fraction,
 )
-from ntk_theory.sweep import sweep, sweep_results, sweep_target
+from ntk_theory.sweep import add_target_arguments, sweep, sweep_results, sweep_target
 
 FAMILIES = ("sigma_T", "ternary", "three_level", "staircase:4", "staircase:6")
 ACTIVATIONS = ("relu", "leaky_relu", "abs", "gelu", "swish", "softplus", "elu",
@@ -170,11 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Compression feasibility map (docs/reference.rst §6)")
     ap.add_argument("--quick", action="store_true", help="CI settings: 6 activations, 3 scales")
     ap.add_argument("--out", default=".", help="directory for the PNG figures (default: current directory)")
-    ap.add_argument("--store", default=None,
-                    help="SQLite store of the cells, resumed if it exists (default: a temporary one)")
-    where = ap.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
-    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
+    add_target_arguments(ap, what="cells")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

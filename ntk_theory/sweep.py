@@ -70,7 +70,8 @@ from .errors import NTKTheoryError, ParameterError, ResourceError
 
 __all__ = ["SweepSpec", "SweepSummary", "SweepInterrupted", "SpecError", "StoreLockedError", "WorkerError",
            "ResultStore", "load_spec", "plan", "sweep", "sweep_results", "available_jobs", "canonical_key",
-           "read_store", "local_cluster_kwargs", "sweep_target", "default_workers"]
+           "read_store", "local_cluster_kwargs", "sweep_target", "default_workers",
+           "add_target_arguments"]
 
 #: A grid larger than this is refused up front (every point is parsed before the start).
 MAX_POINTS = 200_000
@@ -876,6 +877,16 @@ def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
                 bar.close()
             _close(box)
         return summary(False)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, *, what: str = "results") -> None:
+    """The options of :func:`sweep_target` on a script's parser: ``--store FILE``, and
+    ``--workers N`` or ``--scheduler tcp://HOST:PORT`` (mutually exclusive)."""
+    parser.add_argument("--store", default=None,
+                        help=f"SQLite store of the {what}, resumed if it exists (default: a temporary one)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
+    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
 
 
 @contextlib.contextmanager
