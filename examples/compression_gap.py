@@ -1,5 +1,5 @@
 """NTK-LC's accuracy gap to dense: over the training size and the width
-=====================================================================
+====================================================================
 
 Where does the accuracy that NTK-LC compression costs (docs/reference.rst §6, §7.2) shrink?
 Experiment 2's setting — random frozen ReLU hidden layers ``(w, w, 0.55 w)``, a ridge
