@@ -147,6 +147,8 @@ def figure(g: dict, middle: int, largest: dict):
                             fmt="o-", color=color, label=label, capsize=2, ms=3)
             ax.axhline(0.0, color="k", lw=0.6)
             ax.set_xscale("log")
+            ax.set_xticks(xs, [str(x) for x in xs])
+            ax.minorticks_off()
             ax.set_xlabel(xlabel, fontsize=8)
             if j == 0:
                 ax.set_ylabel("dense − method (test acc.)", fontsize=8)
@@ -189,9 +191,9 @@ def main() -> int:
     unique = {(r.dataset, r.n_classes, r.n_train, r.widths, r.settings["seed"]): r for r in results}
     g = gaps(list(unique.values()))
     largest = {(name, k): max(n) for name, k, _, n in variants}
-    cpu = sum(x.seconds for r in unique.values() for x in r.rows)
-    print(f"\n{len(unique)} networks' sets, {cpu / 60:.1f} minutes of measured work (forward passes, "
-          "readouts, NN-BCD training; one thread each)")
+    wall = sum(x.seconds for r in unique.values() for x in r.rows)
+    print(f"\n{len(unique)} points; their work (forward passes, readouts, NN-BCD training; one thread "
+          f"each) took {wall / 60:.1f} wall-clock minutes summed over the points (not CPU time)")
     print(f"\n### Gap vs training size (width {middle}, ε = 0.9, ridge readout; mean [min, max] over seeds)\n")
     print(table(g, "n_train", middle, largest))
     print("\n### Gap vs width (largest training size)\n")
