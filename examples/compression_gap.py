@@ -23,7 +23,8 @@ readout), reported as the mean over seeds and its spread (min–max).
 The grid runs on :func:`ntk_theory.sweep.sweep` (job ``experiment2``): ``--store
 FILE.sqlite`` keeps every finished point, so an interrupted run resumes and a rerun only
 prints the tables and draws ``compression_gap.png``; ``--scheduler tcp://HOST:PORT``
-uses an existing dask cluster.  The docs' run (docs/bcd.rst, about 15 CPU-minutes)::
+uses an existing dask cluster.  The docs' run (docs/bcd.rst; 62 wall-clock minutes of work on a loaded 2-core machine,
+of the order of 10–15 CPU-minutes)::
 
     python3 examples/compression_gap.py --out docs/figures --store gap.sqlite
 
