@@ -174,7 +174,8 @@ def main() -> int:
                     help="add NN-BCD rows (trained pruned and TT networks at the NTK-LC memory; docs/bcd.rst)")
     ap.add_argument("--bcd-hidden", type=int, nargs="+", default=[300, 100], help="NN-BCD hidden widths")
     ap.add_argument("--bcd-iterations", type=int, default=40, help="NN-BCD sweeps")
-    ap.add_argument("--epsilons", type=float, nargs="+", default=None, help="NTK-LC sparsities (default 0 0.5 0.9 0.99)")
+    ap.add_argument("--epsilons", type=float, nargs="+", default=None,
+                    help="NTK-LC sparsities (default 0 0.5 0.9 0.99)")
     add_target_arguments(ap)
     args = ap.parse_args()
     if args.quick:
