@@ -127,10 +127,10 @@ def table(g: dict, axis: str, middle: int, largest: dict) -> str:
 
 def figure(g: dict, middle: int, largest: dict):
     """Gap vs n_train (top row) and vs width (bottom row), one column per data set."""
-    from ntk_theory.plotting import _figure
+    from ntk_theory.plotting import new_figure
 
     sets = sorted({(name, k) for name, k, _, _ in g})
-    fig = _figure(3.0 * len(sets), 5.6)
+    fig = new_figure(3.0 * len(sets), 5.6)
     colors = ["tab:blue", "tab:orange", "tab:gray", "tab:green"]
     for j, (name, k) in enumerate(sets):
         for i, (axis, pick, xlabel) in enumerate((
