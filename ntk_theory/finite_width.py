@@ -87,6 +87,8 @@ __all__ = [
     "paper_size_report",
     "RidgeTrainingError",
     "ridge_training_error",
+    "RidgeReadoutErrors",
+    "ridge_readout_errors",
     "DENSE_LIMIT",
 ]
 
@@ -976,3 +978,155 @@ def paper_size_report(acts, X, widths, empirical: np.ndarray, *, centered: bool 
             "top_predicted": [float(v) for v in spec.eigenvalues[::-1][:5]],
             "top_empirical": [float(v) for v in emp[::-1][:5]],
             "top_limit": [float(v) for v in lim[::-1][:5]]}
+
+
+@dataclass(frozen=True, eq=False)
+class RidgeReadoutErrors:
+    """Deterministic equivalents of a ridge readout on the CK features of a finite network.
+
+    Readout: ``ŷ(X̂) = CK(X̂, X) (CK + λI)^{-1} y`` (ridge regression on the last layer's
+    features without intercept, :func:`ntk_theory.readout.ridge_fit` with
+    ``fit_intercept=False``).  Averages are over the network's random weights.
+
+    Attributes
+    ----------
+    lam, delta : float
+        Ridge parameter and ``δ(−λ)`` (``e = 1 + δ``).
+    train_mse, test_mse : float
+        Predicted ``(1/n)‖y − ŷ(X)‖²`` and ``(1/n̂)‖ŷ_test − ŷ(X̂)‖²``.
+    test_bias, test_variance : float
+        The two parts of ``test_mse``: error of the mean prediction and mean variance
+        over networks.
+    test_accuracy : float or None
+        For ±1 test labels: ``mean_k Φ(y_k m_k/s_k)``, each prediction taken as Gaussian
+        with mean ``m_k`` and standard deviation ``s_k`` over networks.
+    limit_train_mse, limit_test_mse, limit_test_accuracy :
+        The same for the infinite-width kernel (``d → ∞``: kernel ridge with ``K``).
+    test_mean, test_std : ndarray
+        ``m_k`` and ``s_k``.
+    """
+
+    lam: float
+    delta: float
+    train_mse: float
+    test_mse: float
+    test_bias: float
+    test_variance: float
+    test_accuracy: float | None
+    limit_train_mse: float
+    limit_test_mse: float
+    limit_test_accuracy: float | None
+    test_mean: np.ndarray
+    test_std: np.ndarray
+
+
+def _ridge_equivalent(t: np.ndarray, U: np.ndarray, Ph: np.ndarray, phh: np.ndarray, y: np.ndarray,
+                      y_test: np.ndarray, lam: float, d: float) -> tuple[float, float, float, float, np.ndarray,
+                                                                           np.ndarray]:
+    """(e, train MSE, test bias, test variance, m, s) of the deterministic equivalent at width d.
+
+    ``Q̄ = (Ψ + λ)^{-1}``, ``Ψ = P/e``, ``e = 1 + tr(P Q̄)/d`` (Louart, Liao & Couillet
+    2018, random-feature ridge regression).  With ``A = tr(ΨQ̄ΨQ̄)/d``,
+    ``B = tr(ΨQ̄²)/d`` and ``V = yᵀQ̄ΨQ̄y/(d(1 − A))``:
+
+    * train MSE ``= (λ²/n)(‖Q̄y‖² + B/(1 − A) · yᵀQ̄ΨQ̄y)``;
+    * mean test prediction ``m = Ψ̂Q̄y`` (``Ψ̂ = P(X̂, X)/e``);
+    * its variance at test point k: ``V (P̂̂_kk/e − 2(Ψ̂Q̄Ψ̂ᵀ)_kk + (Ψ̂Q̄ΨQ̄Ψ̂ᵀ)_kk)``.
+
+    ``d = ∞`` gives kernel ridge regression with ``P`` (``e = 1``, no variance).
+    """
+    from scipy.optimize import brentq
+
+    n = t.size
+    if math.isinf(d):
+        e = 1.0
+    else:
+        h = lambda ee: ee - 1.0 - float(np.sum(t * ee / (t + lam * ee))) / d  # noqa: E731
+        e = brentq(h, 1.0, 2.0 + float(np.sum(t)) / (d * lam), xtol=1e-15, rtol=1e-14)
+    psi = t / e
+    q = 1.0 / (psi + lam)  # eigenvalues of Q̄ in the eigenbasis U of P
+    yk = U.T @ y
+    qy = q * yk
+    yQPQy = float(np.sum(psi * qy * qy))
+    if math.isinf(d):
+        A = B = V = 0.0
+    else:
+        A = float(np.sum((psi * q) ** 2)) / d
+        B = float(np.sum(psi * q * q)) / d
+        V = yQPQy / (d * (1.0 - A))
+    train = lam * lam * (float(np.sum(qy * qy)) + (B / (1.0 - A)) * yQPQy) / n
+    G = (Ph @ U) / e  # Ψ̂ in the eigenbasis
+    m = G @ qy
+    var = V * (phh / e - 2.0 * np.sum(G * G * q, axis=1) + np.sum(G * G * (q * q * psi), axis=1))
+    var = np.clip(var, 0.0, None)
+    bias = float(np.mean((y_test - m) ** 2))
+    return e, train, bias, float(np.mean(var)), m, np.sqrt(var)
+
+
+def _gaussian_accuracy(y_test: np.ndarray, m: np.ndarray, s: np.ndarray) -> float | None:
+    """``mean_k P(sign(ŷ_k) = y_k)`` for ``ŷ_k ~ N(m_k, s_k²)``; ``None`` unless labels are ±1."""
+    from scipy.special import ndtr
+
+    if not np.all(np.isin(y_test, (-1.0, 1.0))):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(s > 0, y_test * m / np.where(s > 0, s, 1.0), np.where(y_test * m > 0, np.inf, -np.inf))
+    return float(np.mean(ndtr(z)))
+
+
+def ridge_readout_errors(acts, X, y, X_test, y_test, widths, lam: float, *,
+                         centered: bool | Sequence[float] = False, tau0: float | None = None) -> RidgeReadoutErrors:
+    """Training and test error of the ridge readout of a one-hidden-layer network at finite width.
+
+    Parameters
+    ----------
+    acts, X, widths, centered, tau0 :
+        As :func:`predict_spectrum` (one activation, one width).
+    y : ndarray, shape (n,)
+        Training targets (±1 labels for a classifier).
+    X_test : ndarray, shape (p, n̂)
+    y_test : ndarray, shape (n̂,)
+    lam : float
+        Ridge parameter λ > 0.
+
+    Notes
+    -----
+    The rows of the feature matrices ``σ(w_iᵀ[X, X̂])`` are i.i.d. with second-moment
+    matrix the exact limiting kernel of ``[X, X̂]`` (any activation with an exact kernel:
+    dense or staircase-compressed, Gaussian weights), so the deterministic equivalent of
+    random-feature ridge regression applies with that population (details in
+    :func:`_ridge_equivalent`).  Deeper networks are refused: the last layer's population
+    is then the kernel map of a *random* CK, known only through its spectrum, and the
+    readout error depends on its eigenvectors too.
+    """
+    acts, X, ws = _check(acts, X, widths, "ck")
+    n = X.shape[1]
+    y = np.asarray(y, dtype=float).reshape(-1)
+    X_test = np.asarray(X_test, dtype=float)
+    y_test = np.asarray(y_test, dtype=float).reshape(-1)
+    if y.shape != (n,) or not np.all(np.isfinite(y)):
+        raise ParameterError(f"y must hold {n} finite numbers, got shape {y.shape}")
+    if X_test.ndim != 2 or X_test.shape[0] != X.shape[0] or X_test.shape[1] < 1:
+        raise ParameterError(f"X_test must be a {X.shape[0]}×n̂ matrix, got shape {X_test.shape}")
+    if not np.all(np.isfinite(X_test)):
+        raise ParameterError("X_test contains non-finite values")
+    if y_test.shape != (X_test.shape[1],) or not np.all(np.isfinite(y_test)):
+        raise ParameterError(f"y_test must hold {X_test.shape[1]} finite numbers, got shape {y_test.shape}")
+    if not (math.isfinite(lam) and lam > 0):
+        raise ParameterError(f"lam must be positive and finite, got {lam}")
+    if len(acts) != 1:
+        raise DomainError("the ridge readout's error is predicted for one hidden layer only (deeper networks "
+                          "need the finite-width eigenvectors, which the spectral propagation does not give)")
+    from .exact import exact_kernels
+
+    cs = _centering(acts, X, centered, tau0)
+    Pall = exact_kernels(np.concatenate([X, X_test], axis=1), acts, centering=list(cs), ntk=False).K[1]
+    P, Ph, phh = Pall[:n, :n], Pall[n:, :n], np.diag(Pall[n:, n:]).copy()
+    t, U = sla.eigh(P)
+    t = np.clip(t, 0.0, None)
+    e, tr, bias, var, m, s = _ridge_equivalent(t, U, Ph, phh, y, y_test, float(lam), float(ws[0]))
+    _, ltr, lbias, _, lm, ls = _ridge_equivalent(t, U, Ph, phh, y, y_test, float(lam), math.inf)
+    return RidgeReadoutErrors(lam=float(lam), delta=e - 1.0, train_mse=tr, test_mse=bias + var, test_bias=bias,
+                              test_variance=var, test_accuracy=_gaussian_accuracy(y_test, m, s),
+                              limit_train_mse=ltr, limit_test_mse=lbias,
+                              limit_test_accuracy=_gaussian_accuracy(y_test, lm, ls), test_mean=m, test_std=s)
