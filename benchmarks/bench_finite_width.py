@@ -23,6 +23,7 @@ Usage::
     python3 benchmarks/bench_finite_width.py                       # the table (about 20 min on 2 busy cores)
     python3 benchmarks/bench_finite_width.py --families relu --depths 1 --ratios 1,4
     python3 benchmarks/bench_finite_width.py --only-large --large 8000 --threads 1
+    python3 benchmarks/bench_finite_width.py --readout --n 400 --seeds 12   # what δ costs at width d
 """
 
 from __future__ import annotations
@@ -98,6 +99,58 @@ def large_timing(n: int, threads: int | None = None) -> dict:
             "w1_limit_vs_one_network": w1_sorted(spec.limit_eigenvalues, lam)}
 
 
+def readout_table(n: int, widths: list[int], families: list[str], lam: float, seeds: int) -> list[dict]:
+    """What δ costs at a given width: ridge readouts of one-layer ReLU networks, dense and compressed.
+
+    2-class GMM (p = 2n/3, ±1 labels), n training and n test samples (independent draws);
+    ridge readout without intercept on the layer's features (``readout.ridge_fit``).
+    ``dense`` is the ReLU network centered by the theory's constant; the compressed
+    networks are its NTK-LC compressions (``compress_network(["relu"], τ0, family=...)``)
+    with Gaussian weights and their own centering.  Predicted: ``ridge_readout_errors``;
+    measured: mean ± s.e. over ``seeds`` networks; limit: kernel ridge with the exact kernel.
+    """
+    from ntk_theory.finite_width import ridge_readout_errors
+    from ntk_theory.readout import ridge_fit
+
+    p = 2 * n // 3
+    g = gmm(p, 2, seed=0)
+    tr, te = sample(g, n, seed=1), sample(g, n, seed=2)
+    tau0 = population_statistics(tr).tau0
+    y = np.where(tr.labels == 0, 1.0, -1.0)
+    yt = np.where(te.labels == 0, 1.0, -1.0)
+    rows = []
+    for fam in families:
+        if fam == "dense":
+            acts, cen, delta = ["relu"], True, 0.0
+        else:
+            res = compress_network(["relu"], tau0, family=fam)
+            acts, cen, delta = compressed_activations(res), compressed_centering(res), float(res.delta)
+        for d in widths:
+            t = time.process_time()
+            r = ridge_readout_errors(acts, tr.X, y, te.X, yt, [d], lam, centered=cen, tau0=tau0)
+            cpu = time.process_time() - t
+            mse, acc = [], []
+            for s in range(seeds):
+                net = MLP(acts, [d], p, seed=200 + s, centering=list(r.centering))
+                F, Ft = net.forward(tr.X)[-1], net.forward(te.X)[-1]
+                yh = ridge_fit(F, y[:, None], lam, fit_intercept=False).predict(Ft)[:, 0]
+                mse.append(float(np.mean((yt - yh) ** 2)))
+                acc.append(float(np.mean(np.sign(yh) == yt)))
+            se = lambda a: float(np.std(a, ddof=1) / np.sqrt(len(a)))  # noqa: E731
+            rows.append({"network": fam, "delta": delta, "d": d, "lam": lam,
+                         "test_mse_predicted": r.test_mse, "test_mse_measured": float(np.mean(mse)),
+                         "test_mse_se": se(mse), "test_mse_limit": r.limit_test_mse,
+                         "accuracy_predicted": r.test_accuracy, "accuracy_measured": float(np.mean(acc)),
+                         "accuracy_se": se(acc), "accuracy_limit": r.limit_test_accuracy,
+                         "train_mse_predicted": r.train_mse, "cpu_seconds_prediction": cpu})
+            q = rows[-1]
+            print(f"| {fam} | {delta:.3g} | {d} | {q['test_mse_predicted']:.3f} | {q['test_mse_measured']:.3f} ± "
+                  f"{q['test_mse_se']:.3f} | {q['test_mse_limit']:.3f} | {q['accuracy_predicted']:.3f} | "
+                  f"{q['accuracy_measured']:.3f} ± {q['accuracy_se']:.3f} | {q['accuracy_limit']:.3f} | {cpu:.1f} |",
+                  flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=800)
@@ -111,6 +164,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="BLAS threads for --large (default: all)")
     ap.add_argument("--exclude-top", type=int, default=0,
                     help="also report W1 over the n − K smallest eigenvalues (the bulk without the top K)")
+    ap.add_argument("--readout", action="store_true",
+                    help="instead: the ridge-readout table (what δ costs at a given width), one layer")
+    ap.add_argument("--readout-widths", default="100,400,1600")
+    ap.add_argument("--readout-families", default="dense,sigma_T,staircase:4,staircase:8")
+    ap.add_argument("--lam", type=float, default=0.05, help="ridge parameter of --readout")
     ap.add_argument("--json", default=None, help="write all rows to this JSON file")
     args = ap.parse_args()
     print(f"$ python3 {' '.join(sys.argv)}")
@@ -118,7 +176,13 @@ def main() -> int:
           f"{platform.python_version()}, numpy {np.__version__}, cores {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.2f}")
     rows = []
-    if not args.only_large:
+    if args.readout:
+        print(f"\nn = {args.n} train + {args.n} test, λ = {args.lam:g}, {args.seeds} networks per row")
+        print("\n| network | δ | d | test MSE pred | measured | limit | accuracy pred | measured | limit | pred CPU s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        rows = readout_table(args.n, [int(w) for w in args.readout_widths.split(",")],
+                             args.readout_families.split(","), args.lam, args.seeds)
+    elif not args.only_large:
         n, p = args.n, 2 * args.n // 3
         data = sample(gmm(p, 2, seed=0), n, seed=1)
         tau0 = population_statistics(data).tau0

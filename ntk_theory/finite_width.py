@@ -1004,6 +1004,8 @@ class RidgeReadoutErrors:
         The same for the infinite-width kernel (``d → ∞``: kernel ridge with ``K``).
     test_mean, test_std : ndarray
         ``m_k`` and ``s_k``.
+    centering : tuple of float
+        The activation's centering constant used (as for :func:`predict_spectrum`).
     """
 
     lam: float
@@ -1018,6 +1020,7 @@ class RidgeReadoutErrors:
     limit_test_accuracy: float | None
     test_mean: np.ndarray
     test_std: np.ndarray
+    centering: tuple[float, ...] = ()
 
 
 def _ridge_equivalent(t: np.ndarray, U: np.ndarray, Ph: np.ndarray, phh: np.ndarray, y: np.ndarray,
@@ -1129,4 +1132,5 @@ def ridge_readout_errors(acts, X, y, X_test, y_test, widths, lam: float, *,
     return RidgeReadoutErrors(lam=float(lam), delta=e - 1.0, train_mse=tr, test_mse=bias + var, test_bias=bias,
                               test_variance=var, test_accuracy=_gaussian_accuracy(y_test, m, s),
                               limit_train_mse=ltr, limit_test_mse=lbias,
-                              limit_test_accuracy=_gaussian_accuracy(y_test, lm, ls), test_mean=m, test_std=s)
+                              limit_test_accuracy=_gaussian_accuracy(y_test, lm, ls), test_mean=m, test_std=s,
+                              centering=cs)
