@@ -136,7 +136,7 @@ def readout_table(n: int, widths: list[int], families: list[str], lam: float, se
                 yh = ridge_fit(F, y[:, None], lam, fit_intercept=False).predict(Ft)[:, 0]
                 mse.append(float(np.mean((yt - yh) ** 2)))
                 acc.append(float(np.mean(np.sign(yh) == yt)))
-            se = lambda a: float(np.std(a, ddof=1) / np.sqrt(len(a)))  # noqa: E731
+            se = lambda a: float(np.std(a, ddof=1) / np.sqrt(len(a)))
             rows.append({"network": fam, "delta": delta, "d": d, "lam": lam,
                          "test_mse_predicted": r.test_mse, "test_mse_measured": float(np.mean(mse)),
                          "test_mse_se": se(mse), "test_mse_limit": r.limit_test_mse,
