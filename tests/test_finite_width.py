@@ -228,8 +228,25 @@ def test_ridge_readout_errors_monte_carlo():
     X, Xt = sample(g, n, seed=1).X, sample(g, n, seed=2).X
     y = np.where(np.arange(n) < n // 2, 1.0, -1.0)  # samples are sorted by class
     r = ridge_readout_errors(["relu"], X, y, Xt, y, [d], lam)
-    # the closed form of the training error and the derivative form agree (same equivalent)
-    assert r.train_mse == pytest.approx(ridge_training_error(["relu"], X, y, [d], lam).train_mse, rel=1e-6)
+    assert r.train_mse == pytest.approx(ridge_training_error(["relu"], X, y, [d], lam).train_mse, rel=1e-12)
+    # independent form of the training error: yᵀ(CK + λ)^{-2}y = −d/dλ yᵀ(CK + λ)^{-1}y applied to
+    # the first-order equivalent Σ_k (u_kᵀy)²/(t_k/e(λ) + λ) (central differences, step 1e-4 λ:
+    # truncation error ~1e-8 relative)
+    from scipy.optimize import brentq
+
+    from ntk_theory.exact import exact_kernels
+
+    t, U = np.linalg.eigh(exact_kernels(X, ["relu"], centering="none", ntk=False).K[1])
+    t, yk2 = np.clip(t, 0.0, None), (U.T @ y) ** 2
+
+    def quad(lm: float) -> float:
+        e = brentq(lambda ee: ee - 1.0 - np.sum(t * ee / (t + lm * ee)) / d, 1.0, 2.0 + np.sum(t) / (d * lm),
+                   xtol=1e-15, rtol=1e-14)
+        return float(np.sum(yk2 / (t / e + lm)))
+
+    h = 1e-4 * lam
+    deriv_form = -lam * lam * (quad(lam + h) - quad(lam - h)) / (2 * h) / n
+    assert r.train_mse == pytest.approx(deriv_form, rel=1e-6)
     assert r.test_mse == pytest.approx(r.test_bias + r.test_variance)
     trs, tes, acc = [], [], []
     for s in range(12):
