@@ -56,6 +56,12 @@ and (approximately) commuting with ``P_1``, which gives ``Q̄ = (P/(1+δ) + A �
 ``A`` diagonal in the eigenbasis of ``P`` (``a_k = u_kᵀ A u_k``).  Deeper NTKs are sums of
 Hadamard products of *dependent* random matrices, outside this theory: refused with a
 :class:`~ntk_theory.errors.DomainError`.
+
+**Ridge readouts.**  One layer: the rows of the train and test feature matrices are
+i.i.d. with the exact kernel of ``[X, X̂]`` as second moment, so the deterministic
+equivalent of random-feature ridge regression gives the readout's training and test
+error, the variance of its predictions over networks and its expected accuracy
+(:func:`ridge_readout_errors`); deeper networks are refused.
 """
 
 from __future__ import annotations

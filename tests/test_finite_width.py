@@ -142,12 +142,16 @@ def test_rank_deficient_width(small_gmm):
     assert bulk_warning(200, [200, 400]) is None
 
 
+def _wishart_spike(n: int = 600) -> np.ndarray:
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((n, 300))
+    return A @ A.T / 300 + np.outer(np.ones(n), np.ones(n)) * 0.05
+
+
 def test_block_lanczos_population_moments():
     """Block Lanczos quadrature (forced by dense_limit) against exact traces tr(Pᵏ)/n."""
-    rng = np.random.default_rng(2)
     n = 600
-    A = rng.standard_normal((n, 300))
-    P = A @ A.T / 300 + np.outer(np.ones(n), np.ones(n)) * 0.05
+    P = _wishart_spike(n)
     exact = np.linalg.eigvalsh(P)
     pm = population_measure(P, dense_limit=100, probes=16, steps=18, top=8)
     k = pm.top.size
@@ -164,6 +168,13 @@ def test_block_lanczos_population_moments():
         # Gauss rule exact for degree < 36; the random start block of 16 columns is a
         # Hutchinson-type estimate with relative s.e. ≈ √(2/(16 n)) · (spread of λʲ)/mean ≲ 2%
         assert approx == pytest.approx(ref, rel=0.03)
+
+
+@pytest.mark.slow
+def test_block_lanczos_law():
+    """The law from the block Lanczos measure against the law from the full spectrum (≈ 5 s CPU)."""
+    P = _wishart_spike(600)
+    pm = population_measure(P, dense_limit=100, probes=16, steps=18, top=8)
     # the law from the quadrature measure is close to the law from the exact spectrum (measured
     # 0.3–0.5% of the mean over seeds 0–2; the probes' sampling error dominates)
     dense = population_measure(P, top=8)
