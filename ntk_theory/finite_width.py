@@ -943,7 +943,11 @@ def _ridge_inputs(acts, X, y, widths, lam: float) -> tuple[list[Activation], np.
     n = X.shape[1]
     if y.shape != (n,) or not np.all(np.isfinite(y)):
         raise ParameterError(f"y must hold {n} finite numbers, got shape {y.shape}")
-    if not (math.isfinite(lam) and lam > 0):
+    try:
+        lam_f = float(lam)
+    except (TypeError, ValueError):
+        raise ParameterError(f"lam must be a number, got {lam!r}") from None
+    if not (math.isfinite(lam_f) and lam_f > 0):
         raise ParameterError(f"lam must be positive and finite, got {lam}")
     if len(acts) != 1:
         raise DomainError("the ridge readout's error is predicted for one hidden layer only (deeper networks "
