@@ -16,6 +16,9 @@ relative accuracy (no ``1 − Φ`` cancellation).
 Two evaluators share these formulas: :func:`staircase_moments_mp` (mpmath, any
 precision; used by the engine and by the compression solvers) and
 :func:`staircase_moment_exprs` (SymPy closed forms in a positive symbol τ).
+:func:`step_expectation_mp` extends them to polynomials in x and in
+``floor``/``ceiling``/``frac`` of linear arguments (thousands of jumps, polynomial
+pieces), summing exact Gaussian integrals interval by interval.
 """
 
 from __future__ import annotations
@@ -29,11 +32,15 @@ import sympy as sp
 from .activations import Staircase
 
 __all__ = [
+    "MAX_STEP_DEGREE",
+    "MAX_STEP_JUMPS",
     "MOMENT_KEYS",
     "interval_probability_mp",
     "interval_probability_expr",
     "staircase_moments_mp",
     "staircase_moment_exprs",
+    "step_expectation_mp",
+    "step_polynomial",
 ]
 
 #: The six moment names of docs/reference.rst §1, in canonical order.
