@@ -1179,9 +1179,17 @@ _EXP_ARGUMENT_CAP = mp.mpf(10) ** 6
 _OSCILLATORY_ARGUMENT_CAP = mp.mpf(10) ** 100
 
 
+#: ``exp(a)`` for ``a`` below this is taken as 0 (it is below 10^(−4·10^29)); mpmath would
+#: reduce such an argument with as many bits of log 2 as the argument has digits.
+_EXP_UNDERFLOW = -mp.mpf(10) ** 30
+
+
 def _guarded_exp(a):
-    if isinstance(a, mp.mpf) and a > _EXP_ARGUMENT_CAP:
-        return mp.inf
+    if isinstance(a, mp.mpf):
+        if a > _EXP_ARGUMENT_CAP:
+            return mp.inf
+        if a < _EXP_UNDERFLOW:
+            return mp.mpf(0)
     return mp.exp(a)
 
 

