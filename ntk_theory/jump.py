@@ -146,8 +146,10 @@ def staircase_moment_exprs(stair: Staircase, tau: sp.Symbol) -> dict[str, sp.Exp
 #: Most jumps (inside the window where the Gaussian weight matters) the step sum
 #: walks through; beyond it the call is refused with a typed error.  Each interval
 #: costs two erfc/exp evaluations and a short polynomial recurrence, done twice
-#: (at two precisions): 20 000 intervals are about 2 CPU seconds at 20 digits.
-MAX_STEP_JUMPS = 20_000
+#: (at two precisions): 20 000 intervals are about 2 CPU seconds at 20 digits, which a
+#: machine at load 20 stretched past a minute of wall-clock time; 8 000 keeps the worst
+#: case under one CPU second.
+MAX_STEP_JUMPS = 8_000
 #: Highest total degree (in x and the step functions) the step sum accepts.
 MAX_STEP_DEGREE = 12
 _STEP_ATOMS = (sp.floor, sp.ceiling, sp.frac)
