@@ -24,7 +24,7 @@ pieces), summing exact Gaussian integrals interval by interval.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import mpmath as mp
 import sympy as sp
