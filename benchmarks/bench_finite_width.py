@@ -136,7 +136,8 @@ def readout_table(n: int, widths: list[int], families: list[str], lam: float, se
                 yh = ridge_fit(F, y[:, None], lam, fit_intercept=False).predict(Ft)[:, 0]
                 mse.append(float(np.mean((yt - yh) ** 2)))
                 acc.append(float(np.mean(np.sign(yh) == yt)))
-            se = lambda a: float(np.std(a, ddof=1) / np.sqrt(len(a)))
+            def se(a):
+                return float(np.std(a, ddof=1) / np.sqrt(len(a)))
             rows.append({"network": fam, "delta": delta, "d": d, "lam": lam,
                          "test_mse_predicted": r.test_mse, "test_mse_measured": float(np.mean(mse)),
                          "test_mse_se": se(mse), "test_mse_limit": r.limit_test_mse,
@@ -178,7 +179,8 @@ def main() -> int:
     rows = []
     if args.readout:
         print(f"\nn = {args.n} train + {args.n} test, λ = {args.lam:g}, {args.seeds} networks per row")
-        print("\n| network | δ | d | test MSE pred | measured | limit | accuracy pred | measured | limit | pred CPU s |")
+        print("\n| network | δ | d | test MSE pred | measured | limit "
+              "| accuracy pred | measured | limit | pred CPU s |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         rows = readout_table(args.n, [int(w) for w in args.readout_widths.split(",")],
                              args.readout_families.split(","), args.lam, args.seeds)

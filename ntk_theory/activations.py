@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.special as sps
@@ -34,6 +34,7 @@ from .safe_parse import FUNCTIONS, NAMES, check_supported, parse_expression, rea
 __all__ = [
     "X",
     "Activation",
+    "KernelMaps",
     "Staircase",
     "ActivationFamily",
     "REGISTRY",
@@ -76,6 +77,8 @@ class Staircase:
 
     thresholds: tuple[float, ...]
     levels: tuple[float, ...]
+    #: label of the jump-formula closed form (``closed:staircase`` in the exact kernels' methods)
+    form: ClassVar[str] = "staircase"
 
     def __post_init__(self) -> None:
         if len(self.levels) != len(self.thresholds) + 1:
@@ -162,6 +165,53 @@ def _exact(v: float | int | str | sp.Expr) -> sp.Expr:
 
 
 # --------------------------------------------------------------------------- #
+# Kernel maps (closed-form Gaussian expectations) and fast NumPy paths
+# --------------------------------------------------------------------------- #
+PairMap = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class KernelMaps:
+    """Closed-form Gaussian maps and fast NumPy paths of one activation (all optional).
+
+    The exact-kernel layer map (:mod:`ntk_theory.exact`) and the finite networks
+    (:mod:`ntk_theory.network`) dispatch on these fields; an activation without them
+    gets certified quadrature and the generic vectorized function.  A new closed form
+    is one registry entry in this module.
+
+    Attributes
+    ----------
+    mean : callable, optional
+        ``s ↦ E[σ(√s ξ)]`` for an array of variances ``s ≥ 0``.
+    pair, d_pair : callable, optional
+        ``(a, b, c) ↦ E[σ(u)σ(v)]`` and ``E[σ'(u)σ'(v)]`` for
+        ``(u, v) ~ N(0, [[a, c], [c, b]])`` (arrays broadcast).  A closed form is used
+        only when both are given.
+    slopes : (p, q), optional
+        ``σ(t) = p t`` for ``t > 0`` and ``q t`` for ``t < 0``: the arc-cosine maps of the
+        piecewise-linear family (docs/reference.rst §3), which the exact kernels evaluate
+        fused, replace ``mean``/``pair``/``d_pair``.
+    apply_inplace : callable, optional
+        ``H ↦ σ(H)`` written into ``H`` (any float dtype, the dtype kept).
+    derivative_into : callable, optional
+        ``(H, out) ↦ out[...] = σ'(H)``.
+    """
+
+    mean: Callable[[np.ndarray], np.ndarray] | None = None
+    pair: PairMap | None = None
+    d_pair: PairMap | None = None
+    slopes: tuple[float, float] | None = None
+    apply_inplace: Callable[[np.ndarray], None] | None = None
+    derivative_into: Callable[[np.ndarray, np.ndarray], None] | None = None
+
+    @property
+    def has_closed_form(self) -> bool:
+        """True when the pair maps of σ and σ' are known in closed form."""
+        return self.slopes is not None or (
+            self.mean is not None and self.pair is not None and self.d_pair is not None)
+
+
+# --------------------------------------------------------------------------- #
 # Activation
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True)
@@ -180,6 +230,8 @@ class Activation:
         Vectorized NumPy implementation of σ.
     staircase : Staircase or None
         Set when σ is piecewise constant (jump formula applies).
+    kernel : KernelMaps or None
+        The registry family's closed-form Gaussian maps and fast paths, if any.
     """
 
     name: str
@@ -188,6 +240,7 @@ class Activation:
     func: NumpyFn = field(repr=False, compare=False)
     staircase: Staircase | None = None
     _deriv: NumpyFn | None = field(default=None, repr=False, compare=False)
+    kernel: KernelMaps | None = field(default=None, repr=False, compare=False)
 
     # -- evaluation -------------------------------------------------------- #
     def __call__(self, t: np.ndarray | float) -> np.ndarray:
@@ -291,6 +344,12 @@ class ActivationFamily:
     validate: Callable[[dict[str, Any]], None] | None = None
     list_params: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    #: the closed-form kernel maps and fast paths for these parameter values
+    build_kernel: Callable[[dict[str, Any]], KernelMaps] | None = None
+    #: piecewise-constant families: ``(thresholds, levels)`` from the parameters, with no
+    #: conversion (mpmath parameters stay mpmath, for the compression solvers); the
+    #: :class:`Staircase` is ``Staircase.from_pieces(*layout)``
+    staircase_layout: Callable[[Mapping[str, Any]], tuple[Sequence[Any], Sequence[Any]]] | None = None
 
     def make(self, **params: Any) -> Activation:
         unknown = set(params) - set(self.defaults)
@@ -329,6 +388,7 @@ class ActivationFamily:
             func=func,
             staircase=stair,
             _deriv=deriv,
+            kernel=self.build_kernel(values) if self.build_kernel else None,
         )
 
 
@@ -380,30 +440,146 @@ _SELU_LAMBDA_STR = "1.0507009873554804934193349852946"
 _SELU_ALPHA = float(_SELU_ALPHA_STR)
 _SELU_LAMBDA = float(_SELU_LAMBDA_STR)
 
+# ---- closed-form kernel maps ------------------------------------------------ #
+# Each map takes float arrays (a, b, c) = (Var u, Var v, Cov(u, v)) that broadcast.
+_TWO_PI = 2.0 * math.pi
+
+
+def _slope_maps(p: float, q: float, inplace: Callable[[np.ndarray], None] | None = None,
+                derivative_into: Callable[[np.ndarray, np.ndarray], None] | None = None) -> KernelMaps:
+    """Piecewise linear ``p t⁺ − q t⁻``: the arc-cosine maps (evaluated in ntk_theory.exact)."""
+    return KernelMaps(slopes=(p, q), apply_inplace=inplace, derivative_into=derivative_into)
+
+
+def _relu_inplace(h: np.ndarray) -> None:
+    np.maximum(h, 0, out=h)
+
+
+def _relu_derivative_into(h: np.ndarray, out: np.ndarray) -> None:
+    np.greater(h, 0, out=out)
+
+
+def _leaky_inplace(slope: float) -> Callable[[np.ndarray], None]:
+    def apply(h: np.ndarray) -> None:
+        np.multiply(h, h.dtype.type(slope), out=h, where=h < 0)
+    return apply
+
+
+def _scale_inplace(slope: float) -> Callable[[np.ndarray], None]:
+    def apply(h: np.ndarray) -> None:
+        h *= h.dtype.type(slope)
+    return apply
+
+
+def _erf_pair(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """arcsine kernel ``(2/π) arcsin(2c/√((1+2a)(1+2b)))``."""
+    q = (1.0 + 2.0 * a) * (1.0 + 2.0 * b)
+    return (2.0 / math.pi) * np.arcsin(np.clip(2.0 * c / np.sqrt(q), -1.0, 1.0))
+
+
+def _erf_d_pair(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``E[erf'(u) erf'(v)] = (4/π)/√((1+2a)(1+2b) − 4c²)``."""
+    q = (1.0 + 2.0 * a) * (1.0 + 2.0 * b)
+    return (4.0 / math.pi) / np.sqrt(q - 4.0 * c * c)
+
+
+def _zero_mean(s: np.ndarray) -> np.ndarray:
+    return np.zeros_like(s)
+
+
+def _gelu_maps(derivative: bool) -> PairMap:
+    """GELU ``σ(t) = t Φ(t)``: ``E[σ(u)σ(v)]`` or ``E[σ'(u)σ'(v)]`` in closed form.
+
+    With ``A = 1+a``, ``B = 1+b``, ``q = √(AB − c²)`` (≥ √(1+a+b) > 0) and
+    ``r = c/√(AB)``::
+
+        E[σ(u)σ(v)]   = c/4 + c·arcsin(r)/(2π) + (ab q² + c²)/(2π A B q),
+        E[σ'(u)σ'(v)] = 1/4 + arcsin(r)/(2π) + c (3 + a + b + c²/q²)/(2π A B q).
+
+    Derivation: ``Φ(u) = P(z₁ ≤ u)`` with independent ``z₁, z₂ ~ N(0,1)``, so
+    ``E[σσ] = E[u v 1{p ≥ 0, q' ≥ 0}]`` with ``(p, q') = (u − z₁, v − z₂) ~ N(0, [[A, c], [c, B]])``;
+    regressing ``(u, v)`` on ``(p, q')`` reduces it to the orthant probability and the
+    truncated second moments of a bivariate normal.  The second line is ``∂/∂c`` of the
+    first (Price's theorem).  Both are checked against mpmath 2-D quadrature in
+    ``tests/test_exact.py``.
+    """
+    def pair(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        A, B = 1.0 + a, 1.0 + b
+        AB = A * B
+        q2 = AB - c * c
+        q = np.sqrt(q2)
+        asin = np.arcsin(np.clip(c / np.sqrt(AB), -1.0, 1.0))
+        if derivative:
+            return 0.25 + asin / _TWO_PI + c * (3.0 + a + b + c * c / q2) / (_TWO_PI * AB * q)
+        return 0.25 * c + c * asin / _TWO_PI + (a * b * q2 + c * c) / (_TWO_PI * AB * q)
+    return pair
+
+
+def _trig_pair(hyperbolic_sine: bool) -> PairMap:
+    """``e^{−(a+b)/2} sinh c`` (or ``cosh c``) without overflow: ``½(e^{c−m} ∓ e^{−c−m})``, ``m = (a+b)/2``.
+
+    ``E[e^{i(u±v)}] = e^{−(a+b±2c)/2}`` gives ``E[sin u sin v] = e^{−(a+b)/2} sinh c`` and
+    ``E[cos u cos v] = e^{−(a+b)/2} cosh c``; ``sin' = cos`` and ``cos' = −sin``.
+    """
+    def pair(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        m = 0.5 * (a + b)
+        plus, minus = np.exp(c - m), np.exp(-c - m)
+        return 0.5 * (plus - minus) if hyperbolic_sine else 0.5 * (plus + minus)
+    return pair
+
+
+def _bump_pair(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``E[e^{−u²/2} e^{−v²/2}] = det(I + Σ)^{−1/2} = 1/q``, ``q² = (1+a)(1+b) − c²``."""
+    return 1.0 / np.sqrt((1.0 + a) * (1.0 + b) - c * c)
+
+
+def _bump_d_pair(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Price's theorem (``∂/∂c E[σ(u)σ(v)] = E[σ'(u)σ'(v)]``) on :func:`_bump_pair`: ``c/q³``."""
+    q = np.sqrt((1.0 + a) * (1.0 + b) - c * c)
+    return c / q**3
+
+
+_QUADRATIC_MAPS = KernelMaps(
+    mean=lambda s: s.copy(),
+    pair=lambda a, b, c: a * b + 2.0 * c * c,    # Isserlis
+    d_pair=lambda a, b, c: 4.0 * c,
+)
+_ERF_MAPS = KernelMaps(mean=_zero_mean, pair=_erf_pair, d_pair=_erf_d_pair)
+# Stein: E[u Φ(u)] = s E[φ(u)] = s / √(2π(1+s))
+_GELU_MAPS = KernelMaps(mean=lambda s: s / np.sqrt(_TWO_PI * (1.0 + s)),
+                        pair=_gelu_maps(False), d_pair=_gelu_maps(True))
+_SIN_MAPS = KernelMaps(mean=_zero_mean, pair=_trig_pair(True), d_pair=_trig_pair(False))
+_COS_MAPS = KernelMaps(mean=lambda s: np.exp(-0.5 * s), pair=_trig_pair(False), d_pair=_trig_pair(True))
+_BUMP_MAPS = KernelMaps(mean=lambda s: 1.0 / np.sqrt(1.0 + s), pair=_bump_pair, d_pair=_bump_d_pair)
+
 # ---- piecewise linear ------------------------------------------------------ #
 _register(ActivationFamily(
     "relu", "max(x, 0)", {},
     lambda p: sp.Max(x, 0),
     lambda p: (lambda t: np.maximum(t, 0.0)),
     lambda p: (lambda t: (t > 0).astype(float)),
+    build_kernel=lambda p: _slope_maps(1.0, 0.0, _relu_inplace, _relu_derivative_into),
 ))
 _register(ActivationFamily(
     "leaky_relu", "max(x, slope*x) for slope in [0, 1]", {"slope": 0.01},
     lambda p: sp.Piecewise((p["slope"] * x, x < 0), (x, True)),
     lambda p: (lambda t, s=p["slope"]: np.where(t < 0, s * t, t)),
     lambda p: (lambda t, s=p["slope"]: np.where(t < 0, s, 1.0)),
+    build_kernel=lambda p: _slope_maps(1.0, float(p["slope"]), _leaky_inplace(p["slope"])),
 ))
 _register(ActivationFamily(
     "abs", "|x|", {},
     lambda p: sp.Abs(x),
     lambda p: np.abs,
     lambda p: np.sign,
+    build_kernel=lambda p: _slope_maps(1.0, -1.0),
 ))
 _register(ActivationFamily(
     "linear", "slope*x", {"slope": 1.0},
     lambda p: p["slope"] * x,
     lambda p: (lambda t, s=p["slope"]: s * t),
     lambda p: (lambda t, s=p["slope"]: np.full_like(t, s)),
+    build_kernel=lambda p: _slope_maps(float(p["slope"]), float(p["slope"]), _scale_inplace(p["slope"])),
 ))
 _register(ActivationFamily(
     "hard_tanh", "clip(x, -1, 1)", {},
@@ -424,6 +600,7 @@ _register(ActivationFamily(
     lambda p: x**2,
     lambda p: np.square,
     lambda p: (lambda t: 2.0 * t),
+    build_kernel=lambda p: _QUADRATIC_MAPS,
 ))
 
 
@@ -447,12 +624,14 @@ _register(ActivationFamily(
     lambda p: sp.erf(x),
     lambda p: sps.erf,
     lambda p: (lambda t: 2.0 / math.sqrt(math.pi) * np.exp(-t * t)),
+    build_kernel=lambda p: _ERF_MAPS,
 ))
 _register(ActivationFamily(
     "gelu", "x * Phi(x) (exact GELU)", {},
     lambda p: x * (1 + sp.erf(x / sp.sqrt(2))) / 2,
     lambda p: (lambda t: t * sps.ndtr(t)),
     lambda p: (lambda t: sps.ndtr(t) + t * np.exp(-t * t / 2) / math.sqrt(2 * math.pi)),
+    build_kernel=lambda p: _GELU_MAPS,
 ))
 _register(ActivationFamily(
     "tanh", "tanh(x)", {},
@@ -496,43 +675,57 @@ _register(ActivationFamily(
 _register(ActivationFamily(
     "sin", "sin(x)", {},
     lambda p: sp.sin(x), lambda p: np.sin, lambda p: np.cos,
+    build_kernel=lambda p: _SIN_MAPS,
 ))
 _register(ActivationFamily(
     "cos", "cos(x)", {},
     lambda p: sp.cos(x), lambda p: np.cos, lambda p: (lambda t: -np.sin(t)),
+    build_kernel=lambda p: _COS_MAPS,
 ))
 _register(ActivationFamily(
     "gaussian", "exp(-x**2/2)", {},
     lambda p: sp.exp(-x**2 / 2),
     lambda p: (lambda t: np.exp(-t * t / 2)),
     lambda p: (lambda t: -t * np.exp(-t * t / 2)),
+    build_kernel=lambda p: _BUMP_MAPS,
 ))
 
 # ---- piecewise constant ---------------------------------------------------- #
+Layout = Callable[[Mapping[str, Any]], tuple[Sequence[Any], Sequence[Any]]]
+
+
+def _zero(v: Any) -> Any:
+    """A zero level of the same number type as ``v`` (mpmath stays mpmath; ``+0.0``, never ``−0.0``)."""
+    return v - v
+
+
 def _stair_family(
     name: str,
     description: str,
     defaults: Mapping[str, Any],
-    stair: Callable[[dict[str, Any]], Staircase],
+    layout: Layout,
     validate: Callable[[dict[str, Any]], None] | None = None,
     list_params: tuple[str, ...] = (),
     aliases: tuple[str, ...] = (),
 ) -> ActivationFamily:
+    def stair(p: Mapping[str, Any]) -> Staircase:
+        return Staircase.from_pieces(*layout(p))
+
     def build_expr(p: dict[str, sp.Expr]) -> sp.Expr:
         return stair({k: (tuple(float(u) for u in v) if isinstance(v, tuple) else float(v))
                       for k, v in p.items()}).expr(exact=True)
 
     return ActivationFamily(name, description, defaults, build_expr, None, None, stair,
-                            validate, list_params, aliases)
+                            validate, list_params, aliases, staircase_layout=layout)
 
 
 _register(_stair_family(
     "sign", "sign(x)", {},
-    lambda p: Staircase((0.0,), (-1.0, 1.0)),
+    lambda p: ((0.0,), (-1.0, 1.0)),
 ))
 _register(_stair_family(
     "step", "Heaviside step 1_{x > threshold}", {"threshold": 0.0},
-    lambda p: Staircase((p["threshold"],), (0.0, 1.0)),
+    lambda p: ((p["threshold"],), (0.0, 1.0)),
     aliases=("heaviside",),
 ))
 
@@ -545,7 +738,7 @@ def _sigma_t_validate(p: dict[str, Any]) -> None:
 _register(_stair_family(
     "sigma_T", "a*(1_{x<s1} + 1_{x>s2}), s1 < s2 (NTK-LC hidden layers)",
     {"s1": None, "s2": None, "a": 1.0},
-    lambda p: Staircase((p["s1"], p["s2"]), (p["a"], 0.0, p["a"])),
+    lambda p: ((p["s1"], p["s2"]), (p["a"], _zero(p["a"]), p["a"])),
     validate=_sigma_t_validate,
 ))
 
@@ -559,8 +752,7 @@ def _sigma_q_validate(p: dict[str, Any]) -> None:
 _register(_stair_family(
     "sigma_Q", "b1*(1_{x<r1} + 1_{x>r4}) + b2*1_{r2<=x<=r3} (NTK-LC last layer)",
     {"r1": None, "r2": None, "r3": None, "r4": None, "b1": 1.0, "b2": 0.0},
-    lambda p: Staircase.from_pieces(
-        (p["r1"], p["r2"], p["r3"], p["r4"]), (p["b1"], 0.0, p["b2"], 0.0, p["b1"])),
+    lambda p: ((p["r1"], p["r2"], p["r3"], p["r4"]), (p["b1"], _zero(p["b1"]), p["b2"], _zero(p["b1"]), p["b1"])),
     validate=_sigma_q_validate,
 ))
 
@@ -573,7 +765,7 @@ def _ternary_validate(p: dict[str, Any]) -> None:
 _register(_stair_family(
     "ternary", "odd ternary b*(1_{x>s} - 1_{x<-s}), s > 0",
     {"s": None, "b": 1.0},
-    lambda p: Staircase((-p["s"], p["s"]), (-p["b"], 0.0, p["b"])),
+    lambda p: ((-p["s"], p["s"]), (-p["b"], _zero(p["b"]), p["b"])),
     validate=_ternary_validate,
     aliases=("odd_ternary",),
 ))
@@ -586,7 +778,7 @@ def _three_level_validate(p: dict[str, Any]) -> None:
 _register(_stair_family(
     "three_level", "a1*1_{x<s1} + a2*1_{x>s2}, s1 < s2",
     {"s1": None, "s2": None, "a1": None, "a2": None},
-    lambda p: Staircase.from_pieces((p["s1"], p["s2"]), (p["a1"], 0.0, p["a2"])),
+    lambda p: ((p["s1"], p["s2"]), (p["a1"], _zero(p["a1"]), p["a2"])),
     validate=_three_level_validate,
 ))
 
@@ -603,7 +795,7 @@ def _staircase_validate(p: dict[str, Any]) -> None:
 _register(_stair_family(
     "staircase", "general K-level staircase: levels[k] between thresholds[k-1] and thresholds[k]",
     {"thresholds": None, "levels": None},
-    lambda p: Staircase.from_pieces(p["thresholds"], p["levels"]),
+    lambda p: (tuple(p["thresholds"]), tuple(p["levels"])),
     validate=_staircase_validate,
     list_params=("thresholds", "levels"),
 ))

@@ -21,14 +21,15 @@ engine's closed forms layer by layer into expressions in τ_0.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import mpmath as mp
 import sympy as sp
 
 from .activations import Activation, parse_activation
+from .centering import centered_variance, centered_w2
 from .errors import DomainError, ParameterError
 from .expectation import TAU, BudgetExceeded, time_budget, validate_tau
 from .moments import GaussianMoments, gaussian_moments, moment_closed_forms
@@ -39,8 +40,11 @@ __all__ = [
     "coefficients",
     "coefficient_recursion",
     "coefficient_closed_forms",
+    "scale_recursion",
     "TAU0",
 ]
+
+R = TypeVar("R")
 
 #: Symbol of the input scale in closed forms of the coefficients.
 TAU0 = sp.Symbol("tau0", positive=True)
@@ -142,6 +146,44 @@ def coefficient_recursion(
     return alpha, beta, kappa2
 
 
+def scale_recursion(
+    acts: Sequence[Activation], tau0: float, layer: Callable[[Activation, float], tuple[R, Any]],
+) -> list[tuple[float, R, float]]:
+    """The scale recursion ``τ_ℓ² = Var σ_ℓ(τ_{ℓ−1}ξ)`` from ``τ_0`` (docs/reference.rst §4).
+
+    ``layer(σ_ℓ, τ_{ℓ−1})`` evaluates one layer and returns ``(result, variance)``; the
+    variance may be a float or an mpmath number (shown in full when it leaves float64).
+    Every user of the scales (:func:`coefficients`, the exact kernels' centering
+    constants, the compression plan) runs this one loop with its own evaluator.
+
+    Returns
+    -------
+    list of ``(τ_{ℓ−1}, result, τ_ℓ)``, one per layer.
+
+    Raises
+    ------
+    DomainError
+        A layer whose variance is zero, undefined or beyond float64 (every later scale
+        would vanish or be meaningless).
+    """
+    out: list[tuple[float, R, float]] = []
+    tau_in = float(tau0)
+    for ell, act in enumerate(acts, start=1):
+        result, variance = layer(act, tau_in)
+        var = float(variance)
+        if math.isinf(var) or (var > 0 and not math.isfinite(var)):
+            raise DomainError(f"layer {ell} ({act.spec}) has a variance beyond float64 at tau={tau_in:g} "
+                              f"({mp.nstr(variance, 6)}): later layers cannot be "
+                              "computed in double precision")
+        if not (var > 0 and math.isfinite(var)):
+            raise DomainError(f"layer {ell} ({act.spec}) has zero variance at tau={tau_in:g}: "
+                              "every later layer would be constant")
+        tau = math.sqrt(var)
+        out.append((tau_in, result, tau))
+        tau_in = tau
+    return out
+
+
 def _as_acts(acts: Sequence[Activation | str] | Activation | str) -> list[Activation]:
     if isinstance(acts, (str, Activation)):
         acts = [acts]
@@ -171,27 +213,22 @@ def coefficients(acts: Sequence[Activation | str] | Activation | str, tau0: floa
         (every later scale would vanish).
     """
     tau0 = validate_tau(tau0)
+
+    def layer(act: Activation, tau_in: float) -> tuple[GaussianMoments, Any]:
+        g = gaussian_moments(act, tau_in, digits=digits, budget=budget)
+        return g, g.centered_moments["E[s^2]"].value
+
     layers: list[LayerCoefficients] = []
     alpha: tuple[Any, ...] = (1.0, 0.0, 0.0, 1.0)
     beta: tuple[Any, ...] = (1.0, 0.0, 0.0)
     kappa2 = tau0 * tau0
-    tau_in = tau0
-    for ell, act in enumerate(_as_acts(acts), start=1):
-        g = gaussian_moments(act, tau_in, digits=digits, budget=budget)
-        var = g.variance
-        if math.isinf(var) or (var > 0 and not math.isfinite(var)):
-            raise DomainError(f"layer {ell} ({act.spec}) has a variance beyond float64 at tau={tau_in:g} "
-                              f"({mp.nstr(g.centered_moments['E[s^2]'].value, 6)}): later layers cannot be "
-                              "computed in double precision")
-        if not (var > 0 and math.isfinite(var)):
-            raise DomainError(f"layer {ell} ({act.spec}) has zero variance at tau={tau_in:g}: "
-                              "every later layer would be constant")
-        alpha, beta, kappa2 = coefficient_recursion(alpha, beta, kappa2, var, g.m1, g.m2, g.v1, g.w2_bar)
-        tau = math.sqrt(var)
+    net = _as_acts(acts)
+    for ell, (act, (tau_in, g, tau)) in enumerate(zip(net, scale_recursion(net, tau0, layer)), start=1):
+        alpha, beta, kappa2 = coefficient_recursion(alpha, beta, kappa2, g.variance, g.m1, g.m2, g.v1,
+                                                    g.w2_bar)
         kappa = math.sqrt(kappa2) if math.isfinite(kappa2) else math.inf
         layers.append(LayerCoefficients(ell, act, tau_in, tau, tuple(float(a) for a in alpha),
                                         tuple(float(b) for b in beta), kappa, g))
-        tau_in = tau
     return NetworkCoefficients(tau0, tuple(layers))
 
 
@@ -219,8 +256,8 @@ def coefficient_closed_forms(acts: Sequence[Activation | str] | Activation | str
                     return None
                 exprs = {key: (e if e == sp.oo else e.subs(TAU, tau_in)) for key, e in forms.items()}
                 m0, m1, m2 = exprs["E[s]"], exprs["E[s']"], exprs["E[s'']"]
-                var = exprs["E[s^2]"] - m0**2
-                w2_bar = exprs["E[(s^2)'']"] - 2 * m0 * m2
+                var = centered_variance(exprs["E[s^2]"], m0)
+                w2_bar = centered_w2(exprs["E[(s^2)'']"], m0, m2)
                 alpha, beta, kappa2 = coefficient_recursion(alpha, beta, kappa2, var, m1, m2,
                                                             exprs["E[s'^2]"], w2_bar)
                 out.append({"tau2": var, "alpha": alpha, "beta": beta, "kappa2": kappa2})

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .coefficients import coefficients
-from .compress import CompressionResult, bit_accounting, compress_network, ternary_weights
+from .compress import CompressionResult, bit_accounting, compress_network, stored_parameter_count, ternary_weights
 from .data import gmm, population_statistics, sample
 from .errors import ParameterError
 from .io import check_output_path
@@ -208,7 +208,7 @@ def _run_demo(outdir: str | Path, settings: DemoSettings) -> DemoResult:
     readouts["compressed"] = readouts[head]
     shift = verify_ridge_shift(X, y, st, res, s.lam, seed=s.seed)
     tw = ternary_weights((s.p,) + tuple(s.widths), s.sparsity, s.seed + 1)
-    bits = bit_accounting(tw, sum(len(f.params) for f in res.layers))
+    bits = bit_accounting(tw, stored_parameter_count(res.layers))
     curves = {"dense, exact limit": np.linalg.eigvalsh(K_exact_dense),
               "dense, Gaussian weights": np.linalg.eigvalsh(Gd)}
     for f in s.families:

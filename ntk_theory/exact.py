@@ -37,6 +37,11 @@ covariance ``c``):
   against mpmath); ``sin``/``cos``: ``e^{−(a+b)/2} sinh c`` / ``cosh c``; the Gaussian bump
   ``e^{−t²/2}``: ``1/√((1+a)(1+b) − c²)``.
 
+The family-specific formulas (mean, pair and derivative-pair maps) are fields of the
+registry entries (:class:`ntk_theory.activations.KernelMaps`); this module evaluates
+them, the arc-cosine maps of any slopes ``(p, q)`` and the staircase maps, and never
+looks at an activation's name.
+
 Any other activation (tanh, swish, softplus, ELU, expressions) uses certified
 quadrature (:func:`layer_map`): Mehler's expansion ``Σ_k ρ^k A_k(a) A_k(b)`` for
 ``|ρ| ≤ 0.8``, truncated where ``0.8^{M+1} ≤ tol = 1e−12`` (relative to
@@ -112,9 +117,8 @@ __all__ = [
 MEMORY_LIMIT_BYTES = 22 * 2**30
 
 _TWO_PI = 2.0 * math.pi
-_CLOSED = ("relu", "leaky_relu", "abs", "linear", "quadratic", "erf", "gelu", "sin", "cos", "gaussian")
-#: closed forms of the piecewise-linear-through-0 family ``p t⁺ − q t⁻``
-_PWL = ("relu", "leaky_relu", "abs", "linear", "piecewise_linear")
+#: :func:`closed_form_name` of a piecewise linear expression (arc-cosine maps)
+PIECEWISE_LINEAR_FORM = "piecewise_linear"
 
 
 def derivative_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
@@ -152,17 +156,27 @@ def derivative_function(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def closed_form_name(act: Activation) -> str | None:
-    """``"relu"``, ..., ``"staircase"`` when a closed form is used for ``act``, else ``None``.
+    """The registry family's name when its kernel maps are closed forms
+    (:class:`~ntk_theory.activations.KernelMaps`), ``"staircase"`` for a staircase, else ``None``.
 
     Any activation that is piecewise linear with its only kink at 0 (``p t`` for
     ``t > 0``, ``q t`` for ``t < 0``; e.g. the expression ``Abs(x)/2`` or
     ``Max(x, x/4)``) gets the arc-cosine closed form too: ``"piecewise_linear"``.
     """
     if act.staircase is not None:
-        return "staircase"
-    if act.name in _CLOSED:
+        return Staircase.form
+    if act.kernel is not None and act.kernel.has_closed_form:
         return act.name
-    return "piecewise_linear" if piecewise_linear_slopes(act) is not None else None
+    return PIECEWISE_LINEAR_FORM if piecewise_linear_slopes(act) is not None else None
+
+
+def _closed_slopes(act: Activation) -> tuple[float, float] | None:
+    """``(p, q)`` of the arc-cosine closed form for ``act`` (registry slopes first), else None."""
+    if act.kernel is not None and act.kernel.slopes is not None:
+        return act.kernel.slopes
+    if act.kernel is not None and act.kernel.has_closed_form:
+        return None
+    return piecewise_linear_slopes(act)
 
 
 def piecewise_linear_slopes(act: Activation) -> tuple[float, float] | None:
@@ -244,21 +258,6 @@ def _jump_points(act: Activation, t_max: float) -> tuple[float, ...]:
                                  f"live (more than {_MAX_JUMPS}); its exact kernel is not supported")
         out.update((k - b) / a for k in range(math.ceil(lo), math.floor(hi) + 1))
     return tuple(sorted(out))
-
-
-def _slopes(act: Activation, name: str) -> tuple[float, float]:
-    if name == "relu":
-        return 1.0, 0.0
-    if name == "leaky_relu":
-        return 1.0, float(act.param_dict["slope"])
-    if name == "abs":
-        return 1.0, -1.0
-    if name == "linear":
-        s = float(act.param_dict["slope"])
-        return s, s
-    pq = piecewise_linear_slopes(act)
-    assert pq is not None
-    return pq
 
 
 # --------------------------------------------------------------------------- #
@@ -368,22 +367,14 @@ def _staircase_mean(st: Staircase, s: np.ndarray) -> np.ndarray:
 def gaussian_mean(act: Activation, s: np.ndarray | float, *, quad_nodes: int = 24) -> np.ndarray:
     """``E[σ(√s ξ)]`` for an array of variances ``s ≥ 0`` (closed form or 1-D Gauss–Hermite)."""
     s = np.asarray(s, dtype=float)
-    name = closed_form_name(act)
-    if name == "staircase":
-        return _staircase_mean(act.staircase, s)  # type: ignore[arg-type]
-    if name in _PWL:
-        p, q = _slopes(act, name)
+    if act.staircase is not None:
+        return _staircase_mean(act.staircase, s)
+    pq = _closed_slopes(act)
+    if pq is not None:
+        p, q = pq
         return (p - q) * np.sqrt(s / _TWO_PI)  # E[p u⁺ − q u⁻] = (p − q) E[u⁺]
-    if name in ("erf", "sin"):
-        return np.zeros_like(s)
-    if name == "quadratic":
-        return s.copy()
-    if name == "gelu":  # Stein: E[u Φ(u)] = s E[φ(u)] = s / √(2π(1+s))
-        return s / np.sqrt(_TWO_PI * (1.0 + s))
-    if name == "cos":
-        return np.exp(-0.5 * s)
-    if name == "gaussian":
-        return 1.0 / np.sqrt(1.0 + s)
+    if act.kernel is not None and act.kernel.has_closed_form:
+        return act.kernel.mean(s)  # type: ignore[misc]
     x, w = split_rule(s, activation_breakpoints(act), quad_nodes)
     return np.sum(act(x) * w, axis=-1)
 
@@ -401,39 +392,6 @@ def _rho(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 def _relu_kernel(a: np.ndarray, b: np.ndarray, rho: np.ndarray) -> np.ndarray:
     th = np.arccos(rho)
     return np.sqrt(a * b) * (np.sqrt((1.0 - rho) * (1.0 + rho)) + (math.pi - th) * rho) / _TWO_PI
-
-
-def _gelu_pair(a: np.ndarray, b: np.ndarray, c: np.ndarray, derivative: bool) -> np.ndarray:
-    """GELU ``σ(t) = t Φ(t)``: ``E[σ(u)σ(v)]`` or ``E[σ'(u)σ'(v)]`` in closed form.
-
-    With ``A = 1+a``, ``B = 1+b``, ``q = √(AB − c²)`` (≥ √(1+a+b) > 0) and
-    ``r = c/√(AB)``::
-
-        E[σ(u)σ(v)]   = c/4 + c·arcsin(r)/(2π) + (ab q² + c²)/(2π A B q),
-        E[σ'(u)σ'(v)] = 1/4 + arcsin(r)/(2π) + c (3 + a + b + c²/q²)/(2π A B q).
-
-    Derivation: ``Φ(u) = P(z₁ ≤ u)`` with independent ``z₁, z₂ ~ N(0,1)``, so
-    ``E[σσ] = E[u v 1{p ≥ 0, q' ≥ 0}]`` with ``(p, q') = (u − z₁, v − z₂) ~ N(0, [[A, c], [c, B]])``;
-    regressing ``(u, v)`` on ``(p, q')`` reduces it to the orthant probability and the
-    truncated second moments of a bivariate normal.  The second line is ``∂/∂c`` of the
-    first (Price's theorem).  Both are checked against mpmath 2-D quadrature in
-    ``tests/test_exact.py``.
-    """
-    A, B = 1.0 + a, 1.0 + b
-    AB = A * B
-    q2 = AB - c * c
-    q = np.sqrt(q2)
-    asin = np.arcsin(np.clip(c / np.sqrt(AB), -1.0, 1.0))
-    if derivative:
-        return 0.25 + asin / _TWO_PI + c * (3.0 + a + b + c * c / q2) / (_TWO_PI * AB * q)
-    return 0.25 * c + c * asin / _TWO_PI + (a * b * q2 + c * c) / (_TWO_PI * AB * q)
-
-
-def _trig_pair(a: np.ndarray, b: np.ndarray, c: np.ndarray, hyperbolic_sine: bool) -> np.ndarray:
-    """``e^{−(a+b)/2} sinh c`` (or ``cosh c``) without overflow: ``½(e^{c−m} ∓ e^{−c−m})``, ``m = (a+b)/2``."""
-    m = 0.5 * (a + b)
-    plus, minus = np.exp(c - m), np.exp(-c - m)
-    return 0.5 * (plus - minus) if hyperbolic_sine else 0.5 * (plus + minus)
 
 
 def gauss_hermite_expectation(
@@ -519,10 +477,8 @@ def pair_expectation(
     available (module docstring), else :func:`gauss_hermite_expectation`.
     """
     a, b, c = (np.asarray(v, dtype=float) for v in (a, b, c))
-    name = closed_form_name(act)
-    if name == "staircase":
-        st = act.staircase
-        assert st is not None
+    st = act.staircase
+    if st is not None:
         if not derivative:
             return _staircase_pair(st, a, b, c)
         if staircase_derivative == "ae":
@@ -530,36 +486,21 @@ def pair_expectation(
         if staircase_derivative != "dirac":
             raise ParameterError(f"staircase_derivative must be 'dirac' or 'ae', got '{staircase_derivative}'")
         return _staircase_dirac(st, a, b, c)
-    if name is not None:
+    pq = _closed_slopes(act)
+    if pq is not None:
+        # σ = q t + (p − q) relu(t) and E[u relu(v)] = c/2, so
+        # E[σσ] = p q c + (p − q)² k_relu and E[σ'σ'] = p q + (p − q)² (π − θ)/(2π)
+        p, q = pq
+        shape = np.broadcast_shapes(a.shape, b.shape, c.shape)
+        if p == q:  # no kink (and ρ undefined at a zero variance does not matter)
+            return np.full(shape, p * q) if derivative else np.broadcast_to(p * q * c, shape).copy()
         rho = _rho(a, b, c)
-        if name in _PWL:
-            # σ = q t + (p − q) relu(t) and E[u relu(v)] = c/2, so
-            # E[σσ] = p q c + (p − q)² k_relu and E[σ'σ'] = p q + (p − q)² (π − θ)/(2π)
-            p, q = _slopes(act, name)
-            shape = np.broadcast_shapes(a.shape, b.shape, c.shape)
-            if p == q:  # linear: no kink (and ρ undefined at a zero variance does not matter)
-                return np.full(shape, p * q) if derivative else np.broadcast_to(p * q * c, shape).copy()
-            if derivative:
-                return p * q + (p - q) ** 2 * (math.pi - np.arccos(rho)) / _TWO_PI
-            return p * q * c + (p - q) ** 2 * _relu_kernel(a, b, rho)
-        if name == "quadratic":
-            return 4.0 * c if derivative else a * b + 2.0 * c * c
-        if name == "erf":
-            q = (1.0 + 2.0 * a) * (1.0 + 2.0 * b)
-            if derivative:
-                return (4.0 / math.pi) / np.sqrt(q - 4.0 * c * c)
-            return (2.0 / math.pi) * np.arcsin(np.clip(2.0 * c / np.sqrt(q), -1.0, 1.0))
-        if name == "gelu":
-            return _gelu_pair(a, b, c, derivative)
-        if name in ("sin", "cos"):
-            # E[e^{i(u±v)}] = e^{−(a+b±2c)/2}: E[sin u sin v] = e^{−(a+b)/2} sinh c and
-            # E[cos u cos v] = e^{−(a+b)/2} cosh c; sin' = cos, cos' = −sin
-            return _trig_pair(a, b, c, hyperbolic_sine=(name == "sin") != derivative)
-        if name == "gaussian":
-            # E[e^{−u²/2} e^{−v²/2}] = det(I + Σ)^{−1/2} = 1/q, q² = (1+a)(1+b) − c²;
-            # Price's theorem (d/dc E[σ(u)σ(v)] = E[σ'(u)σ'(v)]) gives K̇ = c/q³
-            q = np.sqrt((1.0 + a) * (1.0 + b) - c * c)
-            return c / q**3 if derivative else 1.0 / q
+        if derivative:
+            return p * q + (p - q) ** 2 * (math.pi - np.arccos(rho)) / _TWO_PI
+        return p * q * c + (p - q) ** 2 * _relu_kernel(a, b, rho)
+    maps = act.kernel
+    if maps is not None and maps.has_closed_form:
+        return (maps.d_pair if derivative else maps.pair)(a, b, c)  # type: ignore[misc]
     fn = derivative_function(act) if derivative else act
     return gauss_hermite_expectation(fn, fn, a, b, c, quad_nodes)
 
@@ -957,21 +898,18 @@ def layer_scales(activations: Sequence[Activation | str], tau0: float) -> LayerS
     """
     if not (math.isfinite(tau0) and tau0 > 0):
         raise DomainError(f"tau0 must be positive and finite, got {tau0}")
-    acts = [parse_activation(a) for a in activations]
-    taus = [float(tau0)]
-    cs = []
-    for act in acts:
-        s = np.array(taus[-1] ** 2)
+    from .coefficients import scale_recursion
+
+    def mean_variance(act: Activation, tau: float) -> tuple[float, float]:
         if closed_form_name(act) is None:
-            c, var = _mean_variance_quad(act, taus[-1])
-        else:
-            c = float(gaussian_mean(act, s))
-            var = float(pair_expectation(act, s, s, s)) - c * c
-        if not (math.isfinite(var) and var > 0):
-            raise DomainError(f"activation {act.spec} has zero or undefined variance at tau={taus[-1]:.6g}")
-        cs.append(c)
-        taus.append(math.sqrt(var))
-    return LayerScales(taus=tuple(taus), centering=tuple(cs))
+            return _mean_variance_quad(act, tau)
+        s = np.array(tau * tau)
+        c = float(gaussian_mean(act, s))
+        return c, float(pair_expectation(act, s, s, s)) - c * c
+
+    layers = scale_recursion([parse_activation(a) for a in activations], float(tau0), mean_variance)
+    return LayerScales(taus=(float(tau0), *(t for _, _, t in layers)),
+                       centering=tuple(c for _, c, _ in layers))
 
 
 # --------------------------------------------------------------------------- #
@@ -1123,10 +1061,9 @@ def layer_map(
             Ad, Ad2, _ = certified_coefficients(dfn, d, M, breaks=rule.breaks, rho_max=rho_max,
                                                 spec=f"the derivative of {act.spec}")
     fused = None
-    if closed in _PWL:
-        pq = _slopes(act, closed)
-        if pq[0] != pq[1]:  # (linear has no kink and its own branch)
-            fused = (pq[0], pq[1], gaussian_mean(act, d))
+    pq = _closed_slopes(act) if closed is not None and act.staircase is None else None
+    if pq is not None and pq[0] != pq[1]:  # (p = q has no kink and its own branch)
+        fused = (pq[0], pq[1], gaussian_mean(act, d))
     B = _block_rows(n, block_bytes, 12 if closed is not None else 6)
     if fused is not None:  # blocks of about 2^20 entries: the buffers stay in cache
         B = max(1, min(B, 2**20 // max(n, 1)))
@@ -1247,6 +1184,6 @@ def exact_kernels(
             Th += K
             Ths.append(Th)
             Kds.append(Kd)
-            maybe_inf = maybe_inf or name == "staircase"
+            maybe_inf = maybe_inf or act.staircase is not None
     return ExactKernels(K=tuple(Ks), Theta=tuple(Ths) if ntk else (), Kdot=tuple(Kds),
                         centering=cs, methods=tuple(methods))

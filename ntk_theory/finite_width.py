@@ -1052,7 +1052,9 @@ def _ridge_equivalent(t: np.ndarray, U: np.ndarray, Ph: np.ndarray, phh: np.ndar
     if math.isinf(d):
         e = 1.0
     else:
-        h = lambda ee: ee - 1.0 - float(np.sum(t * ee / (t + lam * ee))) / d
+        def h(ee: float) -> float:
+            return ee - 1.0 - float(np.sum(t * ee / (t + lam * ee))) / d
+
         e = brentq(h, 1.0, 2.0 + float(np.sum(t)) / (d * lam), xtol=1e-15, rtol=1e-14)
     psi = t / e
     q = 1.0 / (psi + lam)  # eigenvalues of Q̄ in the eigenbasis U of P

@@ -29,6 +29,7 @@ import mpmath as mp
 import sympy as sp
 
 from .activations import Activation, X, derivative_expr, parse_activation, to_piecewise
+from .centering import centered_w2
 from .errors import DivergenceError, NTKTheoryError, NumericalError, ParameterError
 from .expectation import (
     CALLS_PER_SECOND,
@@ -423,10 +424,10 @@ def _center(ms: list[Moment], tau: float, digits: int) -> list[Moment]:
         var = Moment(value, v0.abs_error + 2 * abs(float(m0.value)) * d0 + d0 * d0, None, "quadrature",
                      key="E[s^2]")
     if all(p.expr is not None for p in (w2, m0, m2)):
-        w2_bar = closed("E[(s^2)'']", w2.expr - 2 * m0.expr * m2.expr)
+        w2_bar = closed("E[(s^2)'']", centered_w2(w2.expr, m0.expr, m2.expr))
     else:
         with mp.workdps(digits + 20):
-            value = w2.value - 2 * m0.value * m2.value
+            value = centered_w2(w2.value, m0.value, m2.value)
         d0, d2 = m0.abs_error, m2.abs_error
         w2_bar = Moment(value, w2.abs_error + 2 * abs(float(m2.value)) * d0 + 2 * abs(float(m0.value)) * d2
                         + 2 * d0 * d2, None, "quadrature", key="E[(s^2)'']")

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from .activations import Activation, parse_activation
+from .centering import centered_w2
 from .errors import ParameterError
 from .expectation import validate_tau
 from .jump import MOMENT_KEYS
@@ -124,7 +125,7 @@ def monte_carlo_moments(
             out["E[s^2]"].stderr + 2 * abs(m0.mean) * m0.stderr, n)
         w2 = out["E[(s^2)'']"]
         out["E[(s^2)'']"] = MonteCarloEstimate(
-            "E[(s^2)'']", w2.mean - 2 * m0.mean * m2.mean,
+            "E[(s^2)'']", centered_w2(w2.mean, m0.mean, m2.mean),
             w2.stderr + 2 * abs(m2.mean) * m0.stderr + 2 * abs(m0.mean) * m2.stderr, n)
         out["E[s]"] = MonteCarloEstimate("E[s]", 0.0, 0.0, n)
     return {k: out[k] for k in MOMENT_KEYS}

@@ -261,13 +261,10 @@ class MLP:
         """``(σ_l(H) − c)/√d_l`` in the network's dtype."""
         act = self.activations[l]
         scale = 1.0 / math.sqrt(self.widths[l])
-        if act.name == "relu":
-            out = np.maximum(H, 0)
-        elif act.name == "linear":
-            out = H * act.param_dict["slope"]
-        elif act.name == "leaky_relu":
-            s = act.param_dict["slope"]
-            out = np.where(H > 0, H, H * s)
+        fast = act.kernel.apply_inplace if act.kernel is not None else None
+        if fast is not None:  # the registry's NumPy path, on a copy in H's dtype
+            out = np.array(H, copy=True)
+            fast(out)
         else:
             out = act(H).astype(self.dtype, copy=False)
         if center != 0.0:
@@ -277,19 +274,19 @@ class MLP:
 
     def _dact(self, l: int, H: np.ndarray) -> np.ndarray:
         act = self.activations[l]
-        if act.name == "relu":
-            return (H > 0).astype(self.dtype)
+        fast = act.kernel.derivative_into if act.kernel is not None else None
+        if fast is not None:
+            out = np.empty(H.shape, dtype=self.dtype)
+            fast(H, out)
+            return out
         return self._derivs[l](H).astype(self.dtype, copy=False)
 
     def _act_inplace(self, l: int, H: np.ndarray, center: float) -> None:
         """``H ← (σ_l(H) − c)/√d_l`` in place (same arithmetic as :meth:`_act`)."""
         act = self.activations[l]
-        if act.name == "relu":
-            np.maximum(H, 0, out=H)
-        elif act.name == "linear":
-            H *= self.dtype.type(act.param_dict["slope"])
-        elif act.name == "leaky_relu":
-            np.multiply(H, self.dtype.type(act.param_dict["slope"]), out=H, where=H < 0)
+        fast = act.kernel.apply_inplace if act.kernel is not None else None
+        if fast is not None:
+            fast(H)
         else:
             H[...] = act(H)
         if center != 0.0:
@@ -299,8 +296,9 @@ class MLP:
     def _dact_into(self, l: int, H: np.ndarray, out: np.ndarray) -> None:
         """``out ← σ_l'(H)`` (almost-everywhere derivative)."""
         act = self.activations[l]
-        if act.name == "relu":
-            np.greater(H, 0, out=out)
+        fast = act.kernel.derivative_into if act.kernel is not None else None
+        if fast is not None:
+            fast(H, out)
         else:
             out[...] = self._derivs[l](H)
 

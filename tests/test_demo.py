@@ -86,3 +86,15 @@ def test_demo_quiet_prints_only_figures(demo_run, tmp_path, capsys, monkeypatch)
 def test_demo_missing_outdir_exits_2(tmp_path, capsys):
     assert main(["demo", "--outdir", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_bits_use_the_stored_parameter_count(demo_run):
+    """Same count as ``ntk-theory compress`` and Experiment 2 (docs/reference.rst §6):
+    3 floats per σ_T or staircase:K layer, plus one centering constant per layer."""
+    _, res, _, _, _ = demo_run
+    layers = res["compression"]["layers"]
+    L = len(layers)
+    per_family = {"ternary": 2, "sigma_T": 3, "three_level": 3, "sigma_Q": 6}
+    n_act = sum(per_family.get(l["family"], 3) for l in layers)
+    assert res["bits"]["seed"] == 64 + 32 + 32 * (L + 1) + 32 * (n_act + L)
+

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..compress import bit_accounting, compress_network, save_npz, ternary_weights
+    from ..compress import bit_accounting, compress_network, save_npz, stored_parameter_count, ternary_weights
     from ..latex import compression_table
 
     L = len(args.activations)
@@ -67,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
                            last_family=args.last_family, digits=args.precision)
     solve_seconds = time.perf_counter() - t0
     weights = ternary_weights(widths, args.sparsity, args.seed)
-    n_act = sum(_count_params(f.params) for f in res.layers)
-    bits = bit_accounting(weights, n_act)
+    bits = bit_accounting(weights, stored_parameter_count(res.layers))
     out: dict[str, Any] = res.to_dict()
     out["solve_seconds"] = solve_seconds
     out["bits"] = bits
@@ -124,9 +123,5 @@ def _check_weight_memory(widths: list[int]) -> None:
     if need > _WEIGHT_MEMORY_LIMIT:
         raise ResourceError(f"{sum(sizes):.3g} ternary weights need about {need / 2**30:.1f} GiB to "
                             f"draw (limit {_WEIGHT_MEMORY_LIMIT / 2**30:.0f} GiB): use smaller --widths")
-
-
-def _count_params(params: dict[str, Any]) -> int:
-    return sum(len(v) if isinstance(v, (tuple, list)) else 1 for v in params.values())
 
 

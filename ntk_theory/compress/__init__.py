@@ -8,7 +8,7 @@
   weights (the pre-activations live on a lattice).
 """
 
-from .families import AUTO_ORDER, AlphaTargets, parse_family
+from .families import AUTO_ORDER, AlphaTargets, parse_family, stored_parameter_count
 from .lattice import LatticeReport, lattice_layer_moments
 from .network import CompressionResult, DenseLayer, compress_network, dense_layer_moments
 from .solve import LayerFit, relative_residuals, solve_alpha, solve_auto
@@ -24,7 +24,7 @@ from .weights import (
 )
 
 __all__ = [
-    "AUTO_ORDER", "AlphaTargets", "parse_family", "LayerFit", "relative_residuals",
+    "AUTO_ORDER", "AlphaTargets", "parse_family", "stored_parameter_count", "LayerFit", "relative_residuals",
     "solve_alpha", "solve_auto", "CompressionResult", "DenseLayer", "compress_network",
     "dense_layer_moments", "TernaryWeights", "bit_accounting", "load_npz", "pack_ternary",
     "save_npz", "ternary_entropy_bits", "ternary_weights", "unpack_ternary",

@@ -45,7 +45,8 @@ import mpmath as mp
 import numpy as np
 from scipy import special as sps
 
-from ..activations import Activation, Staircase, activation
+from ..activations import REGISTRY, Activation, Staircase, activation
+from ..centering import centered_variance, centered_w2
 from ..errors import ParameterError
 from ..jump import staircase_moments_mp
 
@@ -62,6 +63,7 @@ __all__ = [
     "StaircaseKFamily",
     "SigmaQFamily",
     "parse_family",
+    "stored_parameter_count",
     "AUTO_ORDER",
 ]
 
@@ -112,11 +114,11 @@ class StairMoments:
     @property
     def w2_bar(self) -> Any:
         """Centered ``E[(σ̄²)''] = E[(σ²)''] − 2 E[σ] E[σ'']`` (docs/reference.rst §1)."""
-        return self.w2 - 2 * self.m0 * self.m2
+        return centered_w2(self.w2, self.m0, self.m2)
 
     @property
     def variance(self) -> Any:
-        return self.v0 - self.m0 * self.m0
+        return centered_variance(self.v0, self.m0)
 
     def alpha_dict(self) -> dict[str, float]:
         return {"m1^2": float(self.m1) ** 2, "m2^2": float(self.m2) ** 2,
@@ -158,7 +160,7 @@ def stair_moments_np(z: np.ndarray, levels: np.ndarray) -> dict[str, np.ndarray]
     m2 = np.sum(jumps * z * phi, axis=-1)
     w2 = np.sum(sq_jumps * z * phi, axis=-1)
     return {"m0": m0, "m1": m1, "m2": m2, "v0": v0, "w2": w2,
-            "w2_bar": w2 - 2 * m0 * m2, "var": v0 - m0 * m0}
+            "w2_bar": centered_w2(w2, m0, m2), "var": centered_variance(v0, m0)}
 
 
 # --------------------------------------------------------------------------- #
@@ -168,21 +170,32 @@ class Family:
     """A quantized activation family.
 
     Subclasses define ``name`` (as accepted by ``--family``), ``registry`` (the
-    activation registry name), ``cost`` (floats stored per layer) and
-    :meth:`params_to_activation`.
+    activation registry name, whose staircase layout the family uses),
+    ``stored_parameters`` (the floats a compressed layer stores for its activation,
+    see :func:`stored_parameter_count`) and ``fallback`` (the family suggested when
+    this one is infeasible).
     """
 
     name: str = ""
     registry: str = ""
-    cost: int = 0
+    stored_parameters: int = 0
+    fallback: str = ""
+
+    @property
+    def cost(self) -> int:
+        """Floats stored per layer for the activation (same as ``stored_parameters``)."""
+        return self.stored_parameters
 
     def params_to_activation(self, params: Mapping[str, Any]) -> Activation:
         """The registry :class:`~ntk_theory.activations.Activation` with these (float) parameters."""
         return activation(self.registry, **{k: _as_float(v) for k, v in params.items()})
 
     def staircase(self, params: Mapping[str, Any]) -> Staircase:
-        """The staircase, kept at full precision (mpmath numbers allowed)."""
-        raise NotImplementedError
+        """The registry family's staircase layout at full precision (mpmath numbers allowed)."""
+        layout = REGISTRY[self.registry].staircase_layout
+        assert layout is not None  # every compression family is a registry staircase
+        thresholds, levels = layout(params)
+        return _MpStaircase(tuple(thresholds), tuple(levels))
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"
@@ -205,28 +218,15 @@ def _mp_stair(thresholds: list[Any], levels: list[Any]) -> Staircase:
     return _MpStaircase(tuple(thresholds), tuple(levels))
 
 
-class TernaryFamily(Family):
-    """Odd ternary ``b(1_{t>s} − 1_{t<−s})`` (docs/reference.rst §6): matches odd activations."""
-
-    name = "ternary"
-    registry = "ternary"
-    cost = 2
-
-    def staircase(self, params: Mapping[str, Any]) -> Staircase:
-        s, b = params["s"], params["b"]
-        return _mp_stair([-s, s], [-b, 0 * b, b])
-
-
 class SigmaTFamily(Family):
-    """NTK-LC's hidden-layer family ``a(1_{t<s1} + 1_{t>s2})``, ``s1 < s2`` (docs/reference.rst §6)."""
+    """NTK-LC's hidden-layer family ``a(1_{t<s1} + 1_{t>s2})``, ``s1 < s2`` (docs/reference.rst §6).
+
+    Stores ``s1, s2, a``."""
 
     name = "sigma_T"
     registry = "sigma_T"
-    cost = 3
-
-    def staircase(self, params: Mapping[str, Any]) -> Staircase:
-        a = params["a"]
-        return _mp_stair([params["s1"], params["s2"]], [a, 0 * a, a])
+    stored_parameters = 3
+    fallback = "three_level"
 
     @staticmethod
     def shape_np(z1: np.ndarray, z2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -296,39 +296,67 @@ class SymmetricQuantizer:
         return mo["m1"], me["m2"], mo["w2_bar"], me["w2_bar"], mo["var"], me["var"]
 
 
-class ThreeLevelFamily(Family):
-    """``a1 1_{t<s1} + a2 1_{t>s2}`` solved on the slice ``s1 = −s2 = −s`` (docs/reference.rst §6)."""
+class SymmetricFamily(Family):
+    """A family solved through a :class:`SymmetricQuantizer`: one shape parameter ``z`` and
+    the odd/even amplitudes ``(u, v)`` (docs/reference.rst §6).  ``odd_only`` families
+    have no even part (``v = 0``)."""
+
+    quantizer: SymmetricQuantizer = SymmetricQuantizer((-1.0, 1.0))
+    odd_only: bool = False
+
+    def params_from(self, z: Any, u: Any, v: Any, tau: Any) -> dict[str, Any]:
+        """Registry parameters (absolute units) of the quantizer's staircase at scale ``tau``."""
+        raise NotImplementedError
+
+
+class TernaryFamily(SymmetricFamily):
+    """Odd ternary ``b(1_{t>s} − 1_{t<−s})`` (docs/reference.rst §6): matches odd activations.
+
+    Stores ``s, b``."""
+
+    name = "ternary"
+    registry = "ternary"
+    stored_parameters = 2
+    fallback = "three_level"
+    odd_only = True
+
+    def params_from(self, z: Any, u: Any, v: Any, tau: Any) -> dict[str, Any]:
+        return {"s": z * tau, "b": u}
+
+
+class ThreeLevelFamily(SymmetricFamily):
+    """``a1 1_{t<s1} + a2 1_{t>s2}`` solved on the slice ``s1 = −s2 = −s`` (docs/reference.rst §6).
+
+    Stores ``s, a1, a2`` (the slice fixes ``s1 = −s2``)."""
 
     name = "three_level"
     registry = "three_level"
-    cost = 3
-    quantizer = SymmetricQuantizer((-1.0, 1.0))
-
-    def staircase(self, params: Mapping[str, Any]) -> Staircase:
-        a1, a2 = params["a1"], params["a2"]
-        return _mp_stair([params["s1"], params["s2"]], [a1, 0 * a1, a2])
+    stored_parameters = 3
+    fallback = "staircase:4"
 
     def params_from(self, z: Any, u: Any, v: Any, tau: Any) -> dict[str, Any]:
         lv = self.quantizer.levels(u, v)
         return {"s1": -z * tau, "s2": z * tau, "a1": lv[0], "a2": lv[2]}
 
 
-class StaircaseKFamily(Family):
-    """A K-level quantizer ``staircase:K`` with equally spaced symmetric thresholds."""
+class StaircaseKFamily(SymmetricFamily):
+    """A K-level quantizer ``staircase:K`` with equally spaced symmetric thresholds.
+
+    Stores the spacing ``s`` and the odd and even amplitudes ``u, v``: the thresholds are
+    ``s·c_j`` with the family's fixed offsets ``c_j`` and the K levels are linear in
+    ``(u, v)`` (:meth:`SymmetricQuantizer.levels`), so three floats rebuild them."""
 
     registry = "staircase"
+    stored_parameters = 3
 
     def __init__(self, K: int) -> None:
         if K < 3:
             raise ParameterError(f"staircase:K needs K >= 3 levels, got {K}")
         self.K = int(K)
         self.name = f"staircase:{self.K}"
-        self.cost = self.K + 1  # K levels and one spacing
+        self.fallback = f"staircase:{self.K + 1}"
         self.quantizer = SymmetricQuantizer(
             tuple(j - (self.K - 2) / 2 for j in range(self.K - 1)))
-
-    def staircase(self, params: Mapping[str, Any]) -> Staircase:
-        return _mp_stair(list(params["thresholds"]), list(params["levels"]))
 
     def params_from(self, z: Any, u: Any, v: Any, tau: Any) -> dict[str, Any]:
         st = self.quantizer.staircase(z, u, v, tau)
@@ -336,19 +364,30 @@ class StaircaseKFamily(Family):
 
 
 class SigmaQFamily(Family):
-    """NTK-LC's last-layer family ``b1(1_{t<r1} + 1_{t>r4}) + b2 1_{r2≤t≤r3}``."""
+    """NTK-LC's last-layer family ``b1(1_{t<r1} + 1_{t>r4}) + b2 1_{r2≤t≤r3}``.
+
+    Stores ``r1, r2, r3, r4, b1, b2``."""
 
     name = "sigma_Q"
     registry = "sigma_Q"
-    cost = 6
-
-    def staircase(self, params: Mapping[str, Any]) -> Staircase:
-        b1, b2 = params["b1"], params["b2"]
-        return _mp_stair([params["r1"], params["r2"], params["r3"], params["r4"]],
-                         [b1, 0 * b1, b2, 0 * b1, b1])
+    stored_parameters = 6
+    fallback = "--last-family none"
 
 
-#: ``--family auto`` tries these, cheapest first (floats stored per layer).
+def stored_parameter_count(layers: Any) -> int:
+    """Floats a compressed network stores for its activations (docs/reference.rst §6, memory).
+
+    ``layers``: the solved layers (anything with a ``family`` name, e.g.
+    :class:`~ntk_theory.compress.LayerFit`).  Each layer stores its family's free
+    parameters (:attr:`Family.stored_parameters`); the decoder rebuilds thresholds and
+    levels from them and the family name.  The per-layer centering constants and weight
+    scales are counted by :func:`~ntk_theory.compress.bit_accounting`.  Every bit count
+    (``ntk-theory compress``, the demo, Experiment 2) uses this function.
+    """
+    return sum(parse_family(f.family).stored_parameters for f in layers)
+
+
+#: ``--family auto`` tries these in order: fewest stored floats first, then fewest levels.
 AUTO_ORDER: tuple[str, ...] = ("ternary", "sigma_T", "three_level",
                                "staircase:4", "staircase:5", "staircase:6")
 

@@ -36,7 +36,7 @@ from scipy import special as sps
 
 from ..activations import Activation, parse_activation
 from ..errors import InfeasibleError, ParameterError
-from .families import stair_moments_np
+from .families import SigmaQFamily, stair_moments_np
 from .network import DenseLayer, compress_network, dense_layer_moments
 from .solve import solve_alpha
 
@@ -365,7 +365,7 @@ def delta_zero_cell(act: Activation | str, family: str, tau: float) -> Feasibili
     """
     a = parse_activation(act)
     try:
-        res = compress_network([a, a], tau, family=family, last_family="sigma_Q")
+        res = compress_network([a, a], tau, family=family, last_family=SigmaQFamily.name)
     except InfeasibleError as exc:
         label = bound_label(exc)
         if exc.layer == 1:

@@ -12,7 +12,13 @@ with the targets ``(A1, A2, W) = (τ'²m1², τ'⁴m2², τ'²w̄2)`` (all in un
   finder (``mpmath.findroot``, Anderson–Björck);
 * ``sigma_T`` is a square 3×3 system in ``(z1, z2, a²)``, solved by multidimensional
   Newton (``mpmath.findroot`` with the analytic Jacobian) from the local minima of
-  the residual on a fixed grid — structured, deterministic starting points.
+  the residual on a fixed grid — structured, deterministic starting points;
+* ``sigma_Q`` at the last layer (:func:`solve_last_layer_sigma_q`) adds the equation
+  ``Var σ_Q(τ'_{L−1}ξ) = τ_L²`` (δ = 0); its solutions form a 2-D manifold and a
+  deterministic member is found on an ordered list of slices (:func:`q_slices`).
+  δ = 0 is impossible once ``τ'_{L−1}² m1_L² > τ_L²`` (Cauchy–Schwarz) or, sharper,
+  ``τ'_{L−1}² m1_L² + τ'_{L−1}⁴ m2_L²/2 > τ_L²`` (the first two Hermite terms of the
+  variance), and the error says so with the numbers.
 
 When several exact solutions exist, the one with the **smallest output variance**
 is returned: it inflates the compressed network's scale least (docs/reference.rst §6,
@@ -27,6 +33,7 @@ When no solution exists :class:`InfeasibleError` names the bound ruling it out.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +42,7 @@ import numpy as np
 from scipy import special as sps
 
 from ..activations import Activation
+from ..centering import centered_variance, centered_w2
 from ..errors import DomainError, InfeasibleError, NumericalError, ParameterError
 from .families import (
     AUTO_ORDER,
@@ -42,15 +50,15 @@ from .families import (
     Family,
     SigmaQFamily,
     SigmaTFamily,
-    StaircaseKFamily,
+    SymmetricFamily,
     SymmetricQuantizer,
     TernaryFamily,
-    ThreeLevelFamily,
     parse_family,
     stair_moments_mp,
 )
 
-__all__ = ["LayerFit", "solve_alpha", "solve_auto", "relative_residuals", "residual_tolerance"]
+__all__ = ["LayerFit", "solve_alpha", "solve_auto", "relative_residuals", "residual_tolerance",
+           "solve_last_layer_sigma_q", "q_slices", "QSigns", "LAST_LAYER_SOLVERS"]
 
 #: A target below this fraction of the largest one counts as an exact zero.
 _ZERO = 1e-20
@@ -133,7 +141,8 @@ def _sign(x: float) -> int:
 # 1-D families: ternary, three_level, staircase:K
 # --------------------------------------------------------------------------- #
 def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
-                     odd_only: bool, fam_name: str) -> list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]]:
+                     odd_only: bool, fam_name: str, fallback: str
+                     ) -> list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]]:
     """All roots ``(z, u, v, variance)`` of ``A1 Wo/G1² + A2 We/G2² = W`` (see SymmetricQuantizer).
 
     Raises InfeasibleError with the best residual when none exists.
@@ -184,10 +193,10 @@ def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
             roots.append(z)
     if not roots:
         best = float(np.nanmin(np.abs(F[ok]))) if ok.any() else 1.0
-        bound, reason = _symmetric_bound(fam_name, odd_only, Wf, A1f)
+        bound, reason = _symmetric_bound(odd_only, Wf)
         raise InfeasibleError(family=fam_name, bound=bound, reason=reason, residual=best,
                               scan=f"over the scan z in [1e-8, {30.0 / cmax:g}]",
-                              suggestion=_suggest_after(fam_name))
+                              suggestion=fallback)
     out = []
     for z in roots:
         g1, g2, _, _, vo, ve = q.parts_mp(z)
@@ -197,25 +206,13 @@ def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
     return out
 
 
-def _symmetric_bound(fam_name: str, odd_only: bool, W: float, A1: float) -> tuple[str, str]:
+def _symmetric_bound(odd_only: bool, W: float) -> tuple[str, str]:
     """``(bound, reason)`` of a symmetric family without a root (InfeasibleError fields)."""
     if odd_only and W <= 0:
         return "ternary_w2", ("an odd ternary has E[(σ̄²)''] = 2b²zφ(z)/τ² > 0, but the target "
                               f"τ²w̄2 = {W:.3g} <= 0")
     return "hermite_budget", ("no root of the scale-free matching equation A1·Wo/G1² + A2·We/G2² = W "
                               "(Hermite budget: the staircase's variance is spread over all Hermite orders)")
-
-
-def _suggest_after(fam_name: str) -> str:
-    if fam_name == "ternary":
-        return "three_level"
-    if fam_name == "sigma_T":
-        return "three_level"
-    if fam_name == "three_level":
-        return "staircase:4"
-    if fam_name.startswith("staircase:"):
-        return f"staircase:{int(fam_name.split(':')[1]) + 1}"
-    return "three_level"
 
 
 # --------------------------------------------------------------------------- #
@@ -356,11 +353,11 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
     D = max(A1, A2, abs(W))
     if A2 <= _ZERO * D and abs(W) > _ZERO * D:
         raise InfeasibleError(
-            family="sigma_T", bound="odd_target",
+            family=SigmaTFamily.name, bound="odd_target",
             reason=("odd activation vs sigma_T — the target has E[σ''] = 0, and "
                     "sigma_T has E[σ''] = 0 only when z1φ(z1) = z2φ(z2), which forces "
                     f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (docs/reference.rst §6)"),
-            residual=abs(float(W)) / float(D), suggestion="ternary")
+            residual=abs(float(W)) / float(D), suggestion=TernaryFamily.name)
     S = mp.sqrt(A1 + A2 + abs(W))
     sols: list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]] = []
     tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
@@ -404,11 +401,11 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
         sols.append((z1r, z2r, ar, ar * ar * P * (1 - P)))
     if not sols:
         raise InfeasibleError(
-            family="sigma_T", bound="hermite_budget",
+            family=SigmaTFamily.name, bound="hermite_budget",
             reason=("the third α-matching equation has no root along the curves "
                     "where (E[σ'], E[σ'']) has the target's direction (Hermite budget of sigma_T's "
                     "two-threshold shape)"),
-            residual=best, suggestion="three_level")
+            residual=best, suggestion=SigmaTFamily.fallback)
     return sols
 
 
@@ -437,8 +434,9 @@ def solve_alpha(family: str | Family, targets: AlphaTargets, tau: float, *, digi
         A solution was found but its residual misses the tolerance (never expected).
     """
     fam = parse_family(family)
-    if isinstance(fam, SigmaQFamily):
-        raise ParameterError("sigma_Q is a last-layer family: use solve_last_layer (δ = 0 matching)")
+    if not isinstance(fam, (SigmaTFamily, SymmetricFamily)):
+        raise ParameterError(f"{fam.name} is a last-layer family: use solve_last_layer_sigma_q "
+                             "(δ = 0 matching)")
     if not (isinstance(tau, (int, float, mp.mpf)) and float(tau) > 0 and math.isfinite(float(tau))):
         raise DomainError(f"the compressed input scale must be finite and > 0, got {tau!r}")
     for name, v in (("m1", targets.m1), ("m2", targets.m2), ("w2_bar", targets.w2_bar)):
@@ -459,27 +457,19 @@ def solve_alpha(family: str | Family, targets: AlphaTargets, tau: float, *, digi
                 a = -a
             params = {"s1": z1 * t, "s2": z2 * t, "a": a}
         else:
-            if isinstance(fam, TernaryFamily):
-                q, odd_only = ThreeLevelFamily.quantizer, True
+            if fam.odd_only:
                 D = max(A1, A2, abs(W))
                 if A2 > _ZERO * D:
                     raise InfeasibleError(
-                        family="ternary", bound="not_odd",
-                        reason=("an odd ternary has E[σ''] = 0 but the target "
+                        family=fam.name, bound="not_odd",
+                        reason=(f"an odd {fam.name} has E[σ''] = 0 but the target "
                                 f"m2² = {float(targets.m2) ** 2:.3g} is not (the dense activation is not odd)"),
-                        residual=float(A2 / D), suggestion="sigma_T or three_level")
-            elif isinstance(fam, (ThreeLevelFamily, StaircaseKFamily)):
-                q, odd_only = fam.quantizer, False
-            else:  # pragma: no cover - parse_family only builds the families above
-                raise ParameterError(f"no α-matching solver for family {fam.name}")
-            sols = _solve_symmetric(q, A1, A2, W, odd_only, fam.name)
+                        residual=float(A2 / D), suggestion=f"{SigmaTFamily.name} or {fam.fallback}")
+            sols = _solve_symmetric(fam.quantizer, A1, A2, W, fam.odd_only, fam.name, fam.fallback)
             z, u, v, _ = min(sols, key=lambda s: s[3])
             u = u * _sign(float(targets.m1))
             v = v * _sign(float(targets.m2))
-            if isinstance(fam, TernaryFamily):
-                params = {"s": z * t, "b": u}
-            else:
-                params = fam.params_from(z, u, v, t)
+            params = fam.params_from(z, u, v, t)
         return finish_fit(fam, params, t, targets, digits)
 
 
@@ -528,3 +518,224 @@ def solve_auto(targets: AlphaTargets, tau: float, *, digits: int = 15,
         except InfeasibleError as exc:
             causes.append(exc)
     raise InfeasibleError(family="auto", causes=tuple(causes))
+
+
+# --------------------------------------------------------------------------- #
+# sigma_Q: α-matching plus δ = 0 at the last layer
+# --------------------------------------------------------------------------- #
+#: The first slice tried: the middle bump occupies the middle third of ``[r1, r4]``.
+_Q_FRACTIONS = (1.0 / 3.0, 2.0 / 3.0)
+#: Resolution of the fallback slices: ``f1 = i/8 < f2 = j/8``.
+_Q_SLICE_STEP = 8
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+@dataclass(frozen=True, order=True)
+class QSigns:
+    """Signs of ``τm1`` and ``τ²m2`` chosen for a σ_Q candidate (each ±1).
+
+    α-matching fixes only ``m1²`` and ``m2²``; each of the four sign choices gives its own
+    linear system for the amplitudes ``(b1, b2)``.  Ordered as ``(m1, m2)`` so candidates
+    with equal residuals are tried in a fixed order.
+    """
+
+    m1: int
+    m2: int
+
+
+def q_slices(step: int = _Q_SLICE_STEP) -> list[tuple[float, float]]:
+    """The ordered σ_Q slices ``(f1, f2)``: ``r2 = r1 + f1(r4 − r1)``, ``r3 = r1 + f2(r4 − r1)``.
+
+    σ_Q has six parameters for four equations, so its δ = 0 solutions form a
+    2-dimensional manifold (in scale-free shape space, after the amplitudes are
+    eliminated).  A slice fixes the bump's relative position and leaves the outer
+    thresholds ``(z1, z4)`` as a square 2×2 system.  The member returned is the one on
+    the first slice of this list that has a root: the middle third first, then the
+    grid ``0 ≤ f1 < f2 ≤ 1`` of step ``1/step`` ordered by L1 distance from it (ties by
+    ``(f1, f2)``) — deterministic.  Every σ_Q lies on the slice of its own fractions,
+    so the union of all slices is the whole family.
+    """
+    first = _Q_FRACTIONS
+    grid = [(i / step, j / step) for i in range(step) for j in range(i + 1, step + 1)]
+    grid.sort(key=lambda f: (round(abs(f[0] - first[0]) + abs(f[1] - first[1]), 12), f))
+    return [first] + [f for f in grid if not (math.isclose(f[0], first[0]) and math.isclose(f[1], first[1]))]
+
+
+def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float, *,
+                             digits: int = 15) -> LayerFit:
+    """``sigma_Q`` at the last layer: α-matching and ``Var σ_Q(τ'ξ) = τ_L²`` (δ = 0).
+
+    Four equations (``m1², m2², w̄2`` and the variance) for six parameters: the
+    solutions form a 2-D manifold and one deterministic member is returned (see
+    :func:`q_slices`).  On a slice the thresholds are ``(z1, z4)`` plus the fixed
+    fractions; ``τm1`` and ``τ²m2`` are linear in ``(b1, b2)``, so the two linear
+    equations give ``(b1, b2)`` (for each sign choice of ``m1, m2``), and the remaining
+    two equations ``τ²w̄2 = W`` and ``Var = τ_L²`` are solved for ``(z1, z4)`` by Newton
+    from the grid's near-roots, then polished with ``mpmath.findroot``.
+
+    Raises
+    ------
+    InfeasibleError
+        Cauchy–Schwarz (``τ'²m1² > τ_L²``) or the two-term Hermite budget
+        (``τ'²m1² + τ'⁴m2²/2 > τ_L²``) rule δ = 0 out, or no slice has a root.
+    """
+    A1, A2, W = (float(x) for x in targets.scaled(tau))
+    V = float(variance)
+    if A1 > V:
+        raise InfeasibleError(
+            family=SigmaQFamily.name, bound="cauchy_schwarz",
+            reason=(f"δ = 0 violates Cauchy–Schwarz, τ'²m1² = {A1:.3f} > τ_L² = {V:.3f} "
+                    "(Var σ(τξ) ≥ τ²E[σ']² for every σ, docs/reference.rst §6)"),
+            residual=(A1 - V) / V, suggestion="none", option="last_family",
+            note="(δ reported as a ridge shift)")
+    if A1 + A2 / 2 > V:
+        raise InfeasibleError(
+            family=SigmaQFamily.name, bound="two_term_budget",
+            reason=(f"δ = 0 violates the Hermite budget, τ'²m1² + τ'⁴m2²/2 = {A1 + A2 / 2:.3f} > "
+                    f"τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, docs/reference.rst §6)"),
+            residual=(A1 + A2 / 2 - V) / V, suggestion="none", option="last_family")
+    best = math.inf
+    for fr in q_slices():
+        fit, b = _q_solve_slice(fr, targets, tau, V, digits)
+        best = min(best, b)
+        if fit is not None:
+            return fit
+    raise InfeasibleError(
+        family=SigmaQFamily.name, bound="sigma_q_slices",
+        reason=f"no root of the δ = 0 system on any of {len(q_slices())} slices of sigma_Q (Hermite budget)",
+        residual=best, suggestion="none", option="last_family")
+
+
+def _q_solve_slice(fr: tuple[float, float], targets: AlphaTargets, tau: float, V: float,
+                   digits: int) -> tuple[LayerFit | None, float]:
+    """The δ = 0 σ_Q on one slice ``fr = (f1, f2)`` (or None) and the slice's best grid residual."""
+    A1, A2, W = (float(x) for x in targets.scaled(tau))
+    D = max(A1, A2, abs(W), V)
+    zs = np.linspace(-6.0, 6.0, 241)
+    Z1, Z4 = np.meshgrid(zs, zs, indexing="ij")
+    valid = Z4 > Z1 + 1e-3
+    sgn1 = 1.0 if targets.m1 >= 0 else -1.0
+    sgn2 = 1.0 if targets.m2 >= 0 else -1.0
+    best = math.inf
+    candidates: list[tuple[float, float, float, QSigns]] = []
+    for s1 in (sgn1, -sgn1):
+        for s2 in (sgn2, -sgn2):
+            lv_var, lv_w = _q_var_w(Z1, Z4, fr, s1 * math.sqrt(A1), s2 * math.sqrt(A2))
+            with np.errstate(all="ignore"):
+                R = np.hypot(lv_w - W, lv_var - V) / D
+            R = np.where(valid & np.isfinite(R), R, np.inf)
+            if np.isfinite(R).any():
+                best = min(best, float(R.min()))
+            for i, j in _local_minima(R, 10):
+                if np.isfinite(R[i, j]):
+                    candidates.append((float(R[i, j]), float(Z1[i, j]), float(Z4[i, j]),
+                                       QSigns(int(s1), int(s2))))
+    candidates.sort()
+    fam = SigmaQFamily()
+    f1, f2 = fr
+
+    def eqs_mp(z1: mp.mpf, z4: mp.mpf, signs: QSigns) -> tuple[list[mp.mpf], mp.mpf, mp.mpf]:
+        th = [z1, z1 + f1m * (z4 - z1), z1 + f2m * (z4 - z1), z4]
+        mo = stair_moments_mp(fam.staircase({"r1": th[0], "r2": th[1], "r3": th[2], "r4": th[3],
+                                             "b1": mp.mpf(1), "b2": mp.mpf(0)}), 1)
+        mb = stair_moments_mp(fam.staircase({"r1": th[0], "r2": th[1], "r3": th[2], "r4": th[3],
+                                             "b1": mp.mpf(0), "b2": mp.mpf(1)}), 1)
+        det = mo.m1 * mb.m2 - mo.m2 * mb.m1
+        r1, r2 = signs.m1 * mp.sqrt(A1m), signs.m2 * mp.sqrt(A2m)
+        b1 = (r1 * mb.m2 - r2 * mb.m1) / det
+        b2 = (mo.m1 * r2 - mo.m2 * r1) / det
+        m = stair_moments_mp(fam.staircase({"r1": th[0], "r2": th[1], "r3": th[2], "r4": th[3],
+                                            "b1": b1, "b2": b2}), 1)
+        return [(m.w2_bar - Wm) / Dm, (m.variance - Vm) / Dm], b1, b2
+
+    from scipy.optimize import root
+
+    with mp.workdps(max(30, digits + 15)):
+        t = mp.mpf(tau)
+        f1m, f2m = mp.mpf(f1), mp.mpf(f2)
+        A1m, A2m, Wm = (mp.mpf(t) ** 2 * mp.mpf(targets.m1) ** 2, mp.mpf(t) ** 4 * mp.mpf(targets.m2) ** 2,
+                        mp.mpf(t) ** 2 * mp.mpf(targets.w2_bar))
+        Vm, Dm = mp.mpf(V), max(A1m, A2m, abs(Wm), mp.mpf(V))
+        tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
+        for _, z1, z4, signs in candidates:
+            def fun(x: np.ndarray, signs: QSigns = signs) -> np.ndarray:
+                return _q_residual_np(x[0], x[1], signs, A1, A2, W, V, D, fr)
+
+            sol = root(fun, np.array([z1, z4]), method="hybr")
+            if not sol.success or sol.x[1] <= sol.x[0] or np.max(np.abs(fun(sol.x))) > 1e-8:
+                continue
+            try:
+                x = mp.findroot(lambda a, c, signs=signs: eqs_mp(a, c, signs)[0],
+                                (mp.mpf(sol.x[0]), mp.mpf(sol.x[1])), tol=tol, maxsteps=20,
+                                verify=False)
+            except (ValueError, ZeroDivisionError):
+                continue
+            res, b1, b2 = eqs_mp(x[0], x[1], signs)
+            if max(abs(v) for v in res) > tol:
+                continue
+            z1r, z4r = x[0], x[1]
+            params = {"r1": z1r * t, "r2": (z1r + f1m * (z4r - z1r)) * t,
+                      "r3": (z1r + f2m * (z4r - z1r)) * t, "r4": z4r * t, "b1": b1, "b2": b2}
+            try:
+                fit = finish_fit(fam, params, t, targets, digits)
+            except NumericalError:
+                continue  # float64 rounding of an ill-conditioned root: try the next one
+            if abs(fit.variance - V) > residual_tolerance(digits) * V:
+                continue
+            return fit, best
+    return None, best
+
+
+def _local_minima(R: np.ndarray, keep: int) -> list[tuple[int, int]]:
+    """Indices of the ``keep`` smallest 8-neighbourhood local minima of a 2-D array."""
+    is_min = local_minima_mask(R)
+    idx = np.argwhere(is_min)
+    order = np.lexsort((idx[:, 1], idx[:, 0], R[is_min]))
+    return [(int(idx[k][0]), int(idx[k][1])) for k in order[:keep]]
+
+
+def _q_var_w(z1: Any, z4: Any, fr: tuple[float, float], r1: float, r2: float) -> tuple[Any, Any]:
+    """Variance and centered ``w̄2`` of the σ_Q with ``τm1 = r1``, ``τ²m2 = r2`` (τ = 1).
+
+    Jump formula on the slice ``fr`` (arrays or scalars): σ_Q = b1·outer + b2·bump with
+    ``outer = 1 − 1_{[r1, r4]}`` (jumps −1, +1) and ``bump = 1_{[r2, r3]}`` (jumps +1, −1);
+    ``(b1, b2)`` solve the two linear equations for ``m1, m2`` (Cramer's rule), and the
+    disjoint supports give ``σ² = b1²·outer + b2²·bump``.  NaN where the 2×2 system is
+    singular.
+    """
+    f1, f2 = fr
+    scalar = isinstance(z1, float)  # math for scalars: the Newton stage calls this ~10⁴ times
+    exp, ndtr = (math.exp, _ndtr_scalar) if scalar else (np.exp, sps.ndtr)
+    z2, z3 = z1 + f1 * (z4 - z1), z1 + f2 * (z4 - z1)
+    p1, p2, p3, p4 = (exp(-0.5 * z * z) / _SQRT_2PI for z in (z1, z2, z3, z4))
+    o_m0 = ndtr(z1) + ndtr(-z4)
+    o_m1, o_m2 = p4 - p1, z4 * p4 - z1 * p1
+    b_m0 = ndtr(z3) - ndtr(z2)
+    b_m1, b_m2 = p2 - p3, z2 * p2 - z3 * p3
+    with np.errstate(all="ignore"):
+        det = o_m1 * b_m2 - o_m2 * b_m1
+        if scalar and det == 0:
+            return math.nan, math.nan
+        b1 = (r1 * b_m2 - r2 * b_m1) / det
+        b2 = (o_m1 * r2 - o_m2 * r1) / det
+        m0 = b1 * o_m0 + b2 * b_m0
+        m2 = b1 * o_m2 + b2 * b_m2
+        var = centered_variance(b1 * b1 * o_m0 + b2 * b2 * b_m0, m0)
+        w = centered_w2(b1 * b1 * o_m2 + b2 * b2 * b_m2, m0, m2)
+    return var, w
+
+
+def _ndtr_scalar(z: float) -> float:
+    return 0.5 * math.erfc(-z / _SQRT2)
+
+
+def _q_residual_np(z1: float, z4: float, signs: QSigns, A1: float, A2: float, W: float,
+                   V: float, D: float, fr: tuple[float, float] = _Q_FRACTIONS) -> np.ndarray:
+    """Float64 residuals ``(τ²w̄2 − W, Var − V)/D`` with ``(b1, b2)`` eliminated (signs ``signs``)."""
+    var, w = _q_var_w(float(z1), float(z4), fr, signs.m1 * math.sqrt(A1), signs.m2 * math.sqrt(A2))
+    out = np.array([(w - W) / D, (var - V) / D])
+    return out if np.all(np.isfinite(out)) else np.array([1e3, 1e3])
+
+
+#: Last-layer families (δ = 0 matching): name → solver ``(targets, tau, variance, digits=)``.
+LAST_LAYER_SOLVERS: dict[str, Callable[..., LayerFit]] = {SigmaQFamily.name: solve_last_layer_sigma_q}
