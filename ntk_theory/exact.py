@@ -692,6 +692,8 @@ def _one_dim(fn, sd: np.ndarray, breaks: Sequence[float], panels: int, m: int, o
              ) -> tuple[np.ndarray, np.ndarray]:
     """Hermite coefficients ``A_k = E[fn(√s ξ) h_k(ξ)]`` (k ≤ order) and ``E[fn(√s ξ)²]``
     with one composite rule; rows of ``sd`` (shape (r, 1)) are the points."""
+    if not breaks:
+        return _one_dim_shared(fn, sd, panels, m, order)
     xi, w = _gl_nodes(_xi_edges(sd, breaks, panels), m)
     F = np.asarray(fn(sd * xi), dtype=float)
     F = np.broadcast_to(F, xi.shape)
@@ -704,6 +706,26 @@ def _one_dim(fn, sd: np.ndarray, breaks: Sequence[float], panels: int, m: int, o
         h_prev, h = h, (xi * h - math.sqrt(k) * h_prev) / math.sqrt(k + 1)
         out[k + 1] = np.einsum("ij,ij->i", Fw, h)
     return out, diag
+
+
+def _one_dim_shared(fn, sd: np.ndarray, panels: int, m: int, order: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_one_dim` for an activation without kinks: every row uses the same ξ nodes
+    (``panels`` uniform panels on ``[−L, L]``, ``L = 10 + 2 max √s``, wide enough for every
+    row), so the Hermite functions ``h_k(ξ)`` are evaluated once and the coefficients of
+    all rows are one matrix product ``(F·w) Hᵀ`` instead of a recurrence per row."""
+    L = 10.0 + 2.0 * float(sd.max())
+    xi, w = _gl_nodes(L * np.linspace(-1.0, 1.0, panels + 1), m)       # (N,)
+    H = np.empty((order + 1, xi.size))
+    H[0] = 1.0
+    if order >= 1:
+        H[1] = xi
+    for k in range(1, order):
+        H[k + 1] = (xi * H[k] - math.sqrt(k) * H[k - 1]) / math.sqrt(k + 1)
+    F = np.asarray(fn(sd * xi[None, :]), dtype=float)
+    F = np.broadcast_to(F, (sd.shape[0], xi.size))
+    Fw = F * w
+    return H @ Fw.T, np.einsum("ij,ij->i", F, Fw)
 
 
 def certified_coefficients(
@@ -849,6 +871,47 @@ def certified_pairs(
     return out, err
 
 
+#: Largest Mehler order used for activations without kinks (their Hermite coefficients
+#: decay fast: tanh's Parseval tail falls below 1e−12 of ``E f²`` by k ≈ 100 at variance 1
+#: and by k ≈ 400 at variance 5; swish's by k ≈ 190 at variance 10).
+_M_CAP = 512
+
+
+def _mehler_coefficients(fn, d: np.ndarray, rule: _LayerRule, spec: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hermite coefficients ``A`` (``M + 1`` rows), second moments and certified Parseval tails.
+
+    Returns ``(A, second, tail)`` with ``tail_i ≥ Σ_{k>M} A_k(i)²`` for every point, the
+    quantity that bounds the Mehler truncation error of :func:`_quadrature_block` at *any*
+    correlation, ``ρ = 1`` included.  For an activation with kinks the coefficients decay only
+    algebraically: ``M = mehler_order(rho_max, tol)`` and the trivial bound ``tail = second``
+    (the Mehler series is then used for ``|ρ| ≤ rho_max`` only, as before).  Without kinks the
+    coefficients are computed to order ``_M_CAP`` and the tail is
+    ``T_M = E f² − Σ_{k≤M} A_k²`` (Parseval, both sides from one quadrature rule) plus a
+    margin for the certified quadrature errors ``δ`` (``|δ Σ A_k²| ≤ 2√(E f²) Σ|δA_k|``) and
+    for rounding in the sum (``4(M+2)·eps·E f²``).  ``M`` is the smallest order (at least
+    ``mehler_order(rho_max, tol)``) at which every point that reaches ``T ≤ tol·E f²`` at all
+    does so; such points need no tensor rule at any correlation (their pairs' bound is at most
+    ``tol √(E f(u)² E f(v)²)``).  If some point never gets there (large variance), ``M = _M_CAP``
+    so that the factor ``|ρ|^{M+1}`` covers as many of its pairs as possible.
+    """
+    M0 = mehler_order(rule.rho_max, rule.tol)
+    if rule.breaks or M0 >= _M_CAP:
+        A, second, _ = certified_coefficients(fn, d, M0, breaks=rule.breaks, rho_max=rule.rho_max, spec=spec)
+        return A, second, second
+    A, second, err = certified_coefficients(fn, d, _M_CAP, rho_max=1.0, spec=spec)
+    k = np.arange(_M_CAP + 1)[:, None]
+    margin = (2.0 * np.sqrt(second) + 1.0) * err + 4.0 * (k + 2) * np.finfo(float).eps * second
+    T = np.minimum(np.maximum(second - np.cumsum(A * A, axis=0), 0.0) + margin, second + err)
+    good = T <= rule.tol * second                                   # (M_CAP + 1, n)
+    reached = good[-1]
+    if np.all(reached):
+        M = max(M0, int(np.argmax(good, axis=0).max()))
+    else:
+        M = _M_CAP
+    return A[:M + 1], second, T[M]
+
+
 def _quadrature_block(
     fn: Callable[[np.ndarray], np.ndarray],
     A: np.ndarray,
@@ -859,15 +922,25 @@ def _quadrature_block(
     c: np.ndarray,
     rule: _LayerRule,
     spec: str,
+    tail: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``E[fn(u) fn(v)]`` on rows ``i0:i1``, columns ``i0:``: Mehler's series where
-    ``|ρ| ≤ rho_max``, the certified 1-D second moments on the diagonal, and the certified
-    tensor rule (:func:`certified_pairs`) on the remaining, strongly correlated pairs."""
+    """``E[fn(u) fn(v)]`` on rows ``i0:i1``, columns ``i0:``: Mehler's series where its
+    truncation is certified, the certified 1-D second moments on the diagonal, and the
+    certified tensor rule (:func:`certified_pairs`) on the remaining pairs.
+
+    With ``M + 1 = len(A)`` terms the truncation error of a pair is at most
+    ``|ρ|^{M+1} √(T_i T_j)`` (Cauchy–Schwarz), ``T`` = ``tail``, a bound on the Parseval
+    tail ``Σ_{k>M} A_k²`` of each point (default: the second moment, which bounds it
+    trivially — then exactly the pairs with ``|ρ| > rho_max`` exceed ``tol``).  A pair
+    takes the tensor rule when that bound exceeds ``tol·√(E fn(u)² E fn(v)²)``."""
     a = d[i0:i1, None]
     b = d[None, i0:]
     rho = _rho(a, b, c)
     out = _mehler_block(A[:, i0:i1], A[:, i0:], rho)
-    hi = np.abs(rho) > rule.rho_max
+    T = second if tail is None else tail
+    with np.errstate(under="ignore"):
+        bound = np.abs(rho) ** A.shape[0] * np.sqrt(np.multiply.outer(T[i0:i1], T[i0:]))
+    hi = bound > rule.tol * np.sqrt(np.multiply.outer(second[i0:i1], second[i0:]))
     diag = np.arange(i1 - i0)
     out[diag, diag] = second[i0:i1]
     hi[diag, diag] = False
@@ -1113,13 +1186,11 @@ def layer_map(
         breaks = activation_breakpoints(act) + _jump_points(act, smax * (10.0 + 2.0 * smax))
     rule = _LayerRule(rho_max=rho_max, tol=tol, breaks=breaks)
     if closed is None:
-        M = mehler_order(rho_max, tol)
         f = lambda t: act(t) - center  # noqa: E731  (centred before integrating: no cancellation)
-        A, A2, _ = certified_coefficients(f, d, M, breaks=rule.breaks, rho_max=rho_max, spec=act.spec)
+        A, A2, T = _mehler_coefficients(f, d, rule, act.spec)
         dfn = derivative_function(act) if derivative else None
         if derivative:
-            Ad, Ad2, _ = certified_coefficients(dfn, d, M, breaks=rule.breaks, rho_max=rho_max,
-                                                spec=f"the derivative of {act.spec}")
+            Ad, Ad2, Td = _mehler_coefficients(dfn, d, rule, f"the derivative of {act.spec}")
     fused = None
     if closed in _PWL:
         pq = _slopes(act, closed)
@@ -1141,14 +1212,14 @@ def layer_map(
                           out_kd=None if Kd is None else Kd[i0:i1, i0:])
             continue
         if closed is None:
-            blk = _quadrature_block(f, A, A2, i0, i1, d, c, rule, act.spec)
+            blk = _quadrature_block(f, A, A2, i0, i1, d, c, rule, act.spec, tail=T)
         else:
             blk = _centered_closed(act, a, b, c, center)
         K[i0:i1, i0:] = blk
         K[i0:, i0:i1] = blk.T
         if Kd is not None:
             if closed is None:
-                bd = _quadrature_block(dfn, Ad, Ad2, i0, i1, d, c, rule, act.spec)
+                bd = _quadrature_block(dfn, Ad, Ad2, i0, i1, d, c, rule, act.spec, tail=Td)
             else:
                 bd = pair_expectation(act, a, b, c, derivative=True,
                                       staircase_derivative=staircase_derivative)
