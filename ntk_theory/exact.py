@@ -71,6 +71,8 @@ which is what back-propagation through :class:`ntk_theory.network.MLP` computes;
 from __future__ import annotations
 
 import math
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -628,6 +630,10 @@ class _LayerRule:
     rho_max: float = 0.8
     tol: float = 1e-12
     breaks: tuple[float, ...] = ()
+    #: ``time.process_time()`` after which the layer is refused (None: no limit)
+    deadline: float | None = None
+    #: tqdm bar over the tensor-rule pairs (None: when stderr is a terminal)
+    progress: bool | None = None
 
 
 # --------------------------------------------------------------------------- #
@@ -731,6 +737,7 @@ def _one_dim_shared(fn, sd: np.ndarray, panels: int, m: int, order: int
 def certified_coefficients(
     fn: Callable[[np.ndarray], np.ndarray], s: np.ndarray, order: int, *,
     breaks: Sequence[float] = (), rho_max: float = 0.8, spec: str = "activation",
+    max_panels: int = _MAX_PANELS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hermite coefficients and second moments with a certified error, for every variance in ``s``.
 
@@ -776,9 +783,9 @@ def certified_coefficients(
             if np.all(e <= _QUAD_TOL * (1.0 + np.sqrt(df))):
                 break
             panels *= 2
-            if panels > _MAX_PANELS:
+            if panels > max_panels:
                 raise NumericalError(f"Gaussian expectations of {spec} at variances up to {smax**2:.4g}: "
-                                     f"quadrature did not converge with {_MAX_PANELS} panels "
+                                     f"quadrature did not converge with {max_panels} panels "
                                      f"(error estimate {float(e.max()):.2g})")
         A[:, idx], second[idx], err[idx] = Af, df, e
     return A, second, err
@@ -816,6 +823,7 @@ def _pair_rule(f, a, b, rho, breaks, panels_s, panels_d, m):
 def certified_pairs(
     fn: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray, c: np.ndarray, *,
     breaks: Sequence[float] = (), scale: np.ndarray | None = None, spec: str = "activation",
+    deadline: float | None = None, progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``E[fn(u) fn(v)]`` for ``(u, v) ~ N(0, [[a, c], [c, b]])`` (1-D arrays of pairs) with an
     error estimate; meant for strongly correlated pairs, where Mehler's series is slow.
@@ -826,18 +834,34 @@ def certified_pairs(
     (``scale``: per pair, e.g. ``√(E fn(u)² E fn(v)²)``; default 0).  Returns the 20-node
     values and the estimates ``|coarse − fine|``.
 
+    ``deadline`` (a ``time.process_time()`` value) refuses the work once passed;
+    ``progress`` shows a tqdm bar over the pairs on stderr (default: for 64 pairs or more
+    when stderr is a terminal).
+
     Raises
     ------
     NumericalError
         No agreement with up to 4096 panels per direction, or non-finite values.
+    ResourceError
+        The ``deadline`` passed before every pair was certified.
     """
     a, b, c = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (a, b, c))
+    from tqdm.auto import tqdm
+
+    show = (sys.stderr.isatty() and a.size >= 64) if progress is None else bool(progress)
+    with tqdm(total=a.size, desc=f"exact kernel pairs ({spec})", unit="pair", leave=False,
+              disable=not show, file=sys.stderr) as bar:
+        return _certified_pairs(fn, a, b, c, breaks, scale, spec, deadline, bar)
+
+
+def _certified_pairs(fn, a, b, c, breaks, scale, spec, deadline, bar) -> tuple[np.ndarray, np.ndarray]:
+    """The refinement loop of :func:`certified_pairs`."""
     rho = _rho(a, b, c)
     scale = np.zeros(a.size) if scale is None else np.asarray(scale, float)
     out = np.empty(a.size)
     err = np.empty(a.size)
     todo = np.arange(a.size)
-    refine = 1
+    refine, certified = 1, 0
     while todo.size:
         sa = np.sqrt(np.maximum(a[todo], b[todo]))
         r = np.abs(rho[todo])
@@ -856,6 +880,10 @@ def certified_pairs(
             chunk = max(1, _WORK // (nS * nD))
             for j0 in range(0, sel.size, chunk):
                 p = sel[j0:j0 + chunk]
+                if deadline is not None and time.process_time() > deadline:
+                    raise ResourceError(f"E[f(u)f(v)] of {spec}: the time budget ran out with "
+                                        f"{a.size - certified} of {a.size} strongly correlated pairs "
+                                        f"not yet certified; raise the budget")
                 with np.errstate(all="ignore"):
                     vc = _pair_rule(fn, a[p], b[p], rho[p], breaks, key[0], key[1], _M_COARSE)
                     vf = _pair_rule(fn, a[p], b[p], rho[p], breaks, key[0], key[1], _M_FINE)
@@ -866,6 +894,8 @@ def certified_pairs(
                 ok = e <= _QUAD_TOL * (1.0 + scale[p])
                 out[p], err[p] = vf, e
                 failed.append(p[~ok])
+                certified += int(ok.sum())
+                bar.update(int(ok.sum()))
         todo = np.concatenate(failed) if failed else np.array([], dtype=int)
         refine *= 2
     return out, err
@@ -875,6 +905,9 @@ def certified_pairs(
 #: decay fast: tanh's Parseval tail falls below 1e−12 of ``E f²`` by k ≈ 100 at variance 1
 #: and by k ≈ 400 at variance 5; swish's by k ≈ 190 at variance 10).
 _M_CAP = 512
+#: Panel limit of that order-``_M_CAP`` attempt (its ``H_k(ξ)`` table is
+#: ``(_M_CAP + 1) × 20·panels`` floats: 21 MB at 256 panels).
+_MAX_PANELS_TAIL = 256
 
 
 def _mehler_coefficients(fn, d: np.ndarray, rule: _LayerRule, spec: str
@@ -899,7 +932,14 @@ def _mehler_coefficients(fn, d: np.ndarray, rule: _LayerRule, spec: str
     if rule.breaks or M0 >= _M_CAP:
         A, second, _ = certified_coefficients(fn, d, M0, breaks=rule.breaks, rho_max=rule.rho_max, spec=spec)
         return A, second, second
-    A, second, err = certified_coefficients(fn, d, _M_CAP, rho_max=1.0, spec=spec)
+    try:
+        A, second, err = certified_coefficients(fn, d, _M_CAP, rho_max=1.0, spec=spec,
+                                                max_panels=_MAX_PANELS_TAIL)
+    except NumericalError:
+        # Σ_k |δA_k| over all _M_CAP + 1 coefficients cannot be certified (rounding in
+        # E f² at large variance, or a fast-oscillating activation): the rule of kinked ones
+        A, second, _ = certified_coefficients(fn, d, M0, rho_max=rule.rho_max, spec=spec)
+        return A, second, second
     k = np.arange(_M_CAP + 1)[:, None]
     margin = (2.0 * np.sqrt(second) + 1.0) * err + 4.0 * (k + 2) * np.finfo(float).eps * second
     T = np.minimum(np.maximum(second - np.cumsum(A * A, axis=0), 0.0) + margin, second + err)
@@ -910,6 +950,21 @@ def _mehler_coefficients(fn, d: np.ndarray, rule: _LayerRule, spec: str
     else:
         M = _M_CAP
     return A[:M + 1], second, T[M]
+
+
+def _deadline(budget: float | None) -> float | None:
+    """The ``time.process_time()`` value at which a ``budget`` of CPU seconds runs out."""
+    if budget is None:
+        return None
+    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+        raise ParameterError(f"budget must be a positive number of seconds, got {budget!r}")
+    return time.process_time() + float(budget)
+
+
+def _check_deadline(rule: _LayerRule, spec: str) -> None:
+    if rule.deadline is not None and time.process_time() > rule.deadline:
+        raise ResourceError(f"exact kernel of {spec}: the time budget ran out before the layer was "
+                            f"certified; raise the budget")
 
 
 def _quadrature_block(
@@ -947,7 +1002,8 @@ def _quadrature_block(
     if np.any(hi):
         aa, bb = np.broadcast_arrays(a, b)
         sc = np.sqrt(np.multiply.outer(second[i0:i1], second[i0:]))[hi]
-        out[hi], _ = certified_pairs(fn, aa[hi], bb[hi], c[hi], breaks=rule.breaks, scale=sc, spec=spec)
+        out[hi], _ = certified_pairs(fn, aa[hi], bb[hi], c[hi], breaks=rule.breaks, scale=sc, spec=spec,
+                                     deadline=rule.deadline, progress=rule.progress)
     return out
 
 
@@ -1156,6 +1212,8 @@ def layer_map(
     rho_max: float = 0.8,
     tol: float = 1e-12,
     block_bytes: int = 256 * 2**20,
+    budget: float | None = None,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One layer: ``(K_ℓ, K̇_ℓ)`` from ``K_{ℓ−1}`` with centering constant ``center``.
 
@@ -1184,7 +1242,8 @@ def layer_map(
     if closed is None:
         smax = float(np.sqrt(d.max()))
         breaks = activation_breakpoints(act) + _jump_points(act, smax * (10.0 + 2.0 * smax))
-    rule = _LayerRule(rho_max=rho_max, tol=tol, breaks=breaks)
+    rule = _LayerRule(rho_max=rho_max, tol=tol, breaks=breaks, progress=progress,
+                      deadline=_deadline(budget))
     if closed is None:
         f = lambda t: act(t) - center  # noqa: E731  (centred before integrating: no cancellation)
         A, A2, T = _mehler_coefficients(f, d, rule, act.spec)
@@ -1212,6 +1271,7 @@ def layer_map(
                           out_kd=None if Kd is None else Kd[i0:i1, i0:])
             continue
         if closed is None:
+            _check_deadline(rule, act.spec)
             blk = _quadrature_block(f, A, A2, i0, i1, d, c, rule, act.spec, tail=T)
         else:
             blk = _centered_closed(act, a, b, c, center)
@@ -1243,6 +1303,8 @@ def exact_kernels(
     rho_max: float = 0.8,
     tol: float = 1e-12,
     block_bytes: int = 256 * 2**20,
+    budget: float | None = None,
+    progress: bool | None = None,
 ) -> ExactKernels:
     """Exact limiting CK and NTK of docs/reference.rst §3 for the data ``X`` (p×n, scaled as in §2).
 
@@ -1265,6 +1327,13 @@ def exact_kernels(
         Mehler settings for activations without closed form (see :func:`layer_map`).
     block_bytes : int
         Work space per row block.
+    budget : float, optional
+        CPU seconds allowed for each layer computed by quadrature (activations without a
+        closed form); past it the layer is refused with a
+        :class:`~ntk_theory.errors.ResourceError` instead of returning uncertified numbers.
+    progress : bool, optional
+        A tqdm bar on stderr over the pairs that need the 2-D tensor rule (default: when
+        stderr is a terminal).
 
     Raises
     ------
@@ -1302,7 +1371,8 @@ def exact_kernels(
     maybe_inf = False
     for act, c in zip(acts, cs):
         K, Kd = layer_map(act, Ks[-1], c, derivative=ntk, staircase_derivative=staircase_derivative,
-                          rho_max=rho_max, tol=tol, block_bytes=block_bytes)
+                          rho_max=rho_max, tol=tol, block_bytes=block_bytes, budget=budget,
+                          progress=progress)
         name = closed_form_name(act)
         methods.append(f"closed:{name}" if name else
                        f"mehler(rho<={rho_max},tol={tol:g})+certified-gauss-legendre")
