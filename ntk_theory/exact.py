@@ -38,22 +38,27 @@ covariance ``c``):
   ``e^{−t²/2}``: ``1/√((1+a)(1+b) − c²)``.
 
 Any other activation (tanh, swish, softplus, ELU, expressions) uses certified
-quadrature (:func:`layer_map`): Mehler's expansion ``Σ_k ρ^k A_k(a) A_k(b)`` for
-``|ρ| ≤ 0.8``, truncated where ``0.8^{M+1} ≤ tol = 1e−12`` (relative to
-``√(E f(u)² E f(v)²)``, a rigorous bound), with per-point Hermite coefficients and the
-diagonal from :func:`certified_coefficients`; the strongly correlated off-diagonal pairs
-(``0.8 < |ρ| < 1``) from :func:`certified_pairs`.  Both are composite Gauss–Legendre
-rules with panels at most 1 wide in the activation's argument and 2 in the Gaussian
-variable (split at kinks), each result computed with 12 and with 20 nodes per panel and
-the panels halved until the two agree to 1e−14 relative; disagreement beyond 4096 panels
-or a non-finite value is a :class:`~ntk_theory.errors.NumericalError`, never a silent
-number.  Tested (``tests/test_exact.py``): K, K̇ and Θ of tanh, swish and the closed
-forms within 1e−10 of independent adaptive quadrature (and mpmath) at squared input
-norms up to 50, ``ρ`` up to ±0.999, and norms down to 0.01.  (Before issue 11 the
-fixed 200-node Gauss–Hermite diagonal was 11 % low for tanh's NTK at squared norm 39.)
-Cost: the Mehler part is ``O(M n²)`` with ``M = 123``; a strongly correlated pair costs
-``10⁴–10⁶`` activation calls (growing with the input variance), so data with very many
-near-duplicate inputs at large norms are slow.
+quadrature (:func:`layer_map`): Mehler's expansion ``Σ_k ρ^k A_k(a) A_k(b)`` with per-point
+orthonormal Hermite coefficients ``A_k`` and the diagonal from
+:func:`certified_coefficients`.  The truncation after ``M`` terms is bounded, by
+Cauchy–Schwarz, by ``|ρ|^{M+1} √(T(a) T(b))`` with ``T = Σ_{k>M} A_k²`` the Parseval tail
+of each point (at most ``E f²``); a pair uses the series when that bound is at most
+``tol = 1e−12`` relative to ``√(E f(u)² E f(v)²)``.  With ``T ≤ E f²`` this covers every
+``|ρ| ≤ 0.8`` at ``M = 123``; for an activation without kinks the coefficients are
+computed to order 512 and ``T = E f² − Σ_{k≤M} A_k²`` is certified (quadrature error and
+rounding added), which for tanh at variances up to about 3 and swish up to about 10 covers
+*every* correlation, ``ρ → ±1`` included, and at larger variances all but the nearest
+duplicates (tanh at variance 50: ``|ρ| ≲ 0.97``).  The remaining pairs take
+:func:`certified_pairs`.  Both rules are composite Gauss–Legendre with panels at most 1
+wide in the activation's argument and 2 in the Gaussian variable (split at kinks), each
+result computed with 12 and with 20 nodes per panel and the panels halved until the two
+agree to 1e−14 relative; disagreement beyond 4096 panels or a non-finite value is a
+:class:`~ntk_theory.errors.NumericalError`, never a silent number, and a CPU-time
+``budget`` that runs out is a :class:`~ntk_theory.errors.ResourceError`.  Tested
+(``tests/test_exact.py``): K, K̇ and Θ of tanh, swish and the closed forms within 1e−10
+of independent adaptive quadrature (and mpmath) at squared input norms up to 50, ``ρ`` up
+to ±0.9999, and norms down to 0.01.  Cost: ``O(M n²)`` for the series (``M`` ≈ 100–500)
+plus a 1-D rule per point; a pair left to the 2-D rule costs ``10⁴–10⁶`` activation calls.
 
 The scales and centering constants (:func:`layer_scales`) use adaptive quadrature
 split at the kinks.
