@@ -597,13 +597,18 @@ def hermite_coefficients(
         return out
     x, w = _gh_rule(nodes)
     F = fn(np.sqrt(s)[:, None] * x[None, :]) * w[None, :]
+    return _hermite_table(x, order) @ F.T
+
+
+def _hermite_table(x: np.ndarray, order: int) -> np.ndarray:
+    """``h_k(x)`` for ``k = 0..order`` (rows), by the orthonormal three-term recurrence."""
     H = np.empty((order + 1, x.size))
     H[0] = 1.0
     if order >= 1:
         H[1] = x
     for k in range(1, order):
         H[k + 1] = (x * H[k] - math.sqrt(k) * H[k - 1]) / math.sqrt(k + 1)
-    return H @ F.T
+    return H
 
 
 def mehler_order(rho_max: float, tol: float) -> int:
@@ -727,12 +732,7 @@ def _one_dim_shared(fn, sd: np.ndarray, panels: int, m: int, order: int
     all rows are one matrix product ``(F·w) Hᵀ`` instead of a recurrence per row."""
     L = 10.0 + 2.0 * float(sd.max())
     xi, w = _gl_nodes(L * np.linspace(-1.0, 1.0, panels + 1), m)       # (N,)
-    H = np.empty((order + 1, xi.size))
-    H[0] = 1.0
-    if order >= 1:
-        H[1] = xi
-    for k in range(1, order):
-        H[k + 1] = (xi * H[k] - math.sqrt(k) * H[k - 1]) / math.sqrt(k + 1)
+    H = _hermite_table(xi, order)
     F = np.asarray(fn(sd * xi[None, :]), dtype=float)
     F = np.broadcast_to(F, (sd.shape[0], xi.size))
     Fw = F * w
