@@ -90,7 +90,7 @@ def main() -> int:
         if a.tt_rank:
             modes.append((f"TT rank {a.tt_rank}", dict(tt_rank=a.tt_rank, sparsity=None)))
         for label, kw in modes:
-            c0, w0 = time.process_time(), time.perf_counter()
+            c0 = time.process_time()
             r = train_bcd(Xtr, ytr, hidden, iterations=a.iterations, seed=0, progress=False, **kw)
             cpu = (time.process_time() - c0) / a.iterations
             wall = r.seconds / a.iterations

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ntk_theory.data import gmm, sample
-from ntk_theory.network import MLP, ntk_flops, ntk_memory_bytes, per_sample_jacobian
+from ntk_theory.network import MLP, ntk_memory_bytes, per_sample_jacobian
 
 WIDTHS = (2000, 2000, 1000)
 P_IN = 784
@@ -145,14 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
           f"{args.repeats} interleaved repeats (best time of each shown)")
     print("load average (1/5/15 min): before " + "/".join(f"{v:.1f}" for v in load_before)
-          + ", after the n=%d repeats " % args.n + "/".join(f"{v:.1f}" for v in load_mid)
+          + f", after the n={args.n} repeats " + "/".join(f"{v:.1f}" for v in load_mid)
           + ", at the end " + "/".join(f"{v:.1f}" for v in os.getloadavg()) + "\n")
     print("| computation | seconds | GFLOP/s | of matmul | notes |")
     print("|---|---:|---:|---:|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
     print(f"\nspeed-up of the structured NTK over the (scaled) baseline at n={args.n}: {t_base / t_s:.0f}×")
-    print("\ncommand: python3 benchmarks/bench_empirical_ntk.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print("\ncommand: python3 benchmarks/bench_empirical_ntk.py "
+          + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0
 
 

@@ -7,7 +7,8 @@ previous version sent a third of all pairs through its 2-D tensor rule):
 * **time** — CPU seconds of one ``exact_kernels(X, acts)`` call (CK and NTK) with the current
   ``ntk_theory.exact`` and with the version at ``--baseline`` (default ``main``, loaded from git
   into a separate interpreter so that a run past ``--baseline-timeout`` seconds is stopped and
-  reported as "> timeout"; the limit is on CPU time, RLIMIT_CPU); the baseline is timed only at the sizes in ``--baseline-sizes``.
+  reported as "> timeout"; the limit is on CPU time, RLIMIT_CPU); the baseline is timed
+  only at the sizes in ``--baseline-sizes``.
 * **accuracy** — a sample of entries (the most correlated off-diagonal pair and one
   diagonal entry) of K_ℓ and K̇_ℓ at the first and the last layer against an
   mpmath reference: the layer map ``E[(σ(u) − c)(σ(v) − c)]`` (and ``E[σ'(u)σ'(v)]``) at the
@@ -35,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from bench_exact_kernels import data, load_baseline
+from bench_exact_kernels import data, load_baseline  # noqa: E402
 
 CONFIGS = ((["tanh"], "tanh"), (["tanh"] * 3, "tanh×3"), (["swish"], "swish"), (["swish"] * 3, "swish×3"))
 
@@ -81,7 +82,10 @@ def mp_pair(name, derivative, a, b, c, center):
     import mpmath as mp
 
     mp.mp.dps = 17
-    sig = lambda t: 1 / (1 + mp.exp(-t))
+
+    def sig(t):
+        return 1 / (1 + mp.exp(-t))
+
     f = {("tanh", False): lambda t: mp.tanh(t) - center,
          ("tanh", True): lambda t: mp.sech(t) ** 2,
          ("swish", False): lambda t: t * sig(t) - center,

@@ -64,8 +64,9 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mpmath as mp
 import numpy as np
@@ -78,8 +79,8 @@ if ROOT not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, ROOT)
 
 from ntk_theory.activations import (  # noqa: E402
-    X,
     Activation,
+    X,
     derivative_expr,
     example_activations,
     parse_activation,
@@ -667,7 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         acts = [a for a in acts if a.name in names]
 
     tau = 1.0
-    command = "python benchmarks/bench_moments.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    command = "python benchmarks/bench_moments.py" + (" " + " ".join(sys.argv[1:])
+                                                      if argv is None and sys.argv[1:] else "")
     print(f"# {command}", flush=True)
     print(f"# {datetime.date.today().isoformat()}, {source_revision()} — {environment_line()}", flush=True)
     print(f"# load average before the run: {_loadavg()}", flush=True)

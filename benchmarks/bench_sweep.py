@@ -205,7 +205,8 @@ def throughput(args: argparse.Namespace) -> int:
         warm(client)
         start = time.perf_counter() - t0
         # start every worker's job process and its imports (sympy, scipy) outside the timings
-        w = sw.sweep({"job": "moments", "grid": {"activations": "linear", "tau": [0.1 * (k + 1) for k in range(4 * n)]}},
+        taus = [0.1 * (k + 1) for k in range(4 * n)]
+        w = sw.sweep({"job": "moments", "grid": {"activations": "linear", "tau": taus}},
                      tmp / f"warm_{n}.sqlite", client)
         results_warm = w.seconds
         c0 = cpu(client)

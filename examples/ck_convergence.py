@@ -7,7 +7,8 @@ limit K_∞ at finite width d?  This script measures ``‖CK − K_∞‖`` (ope
 against ``‖K_∞‖`` for one centered ReLU layer on two-class GMM data
 (:func:`ntk_theory.data.gmm` with its defaults: ‖μ_a‖ = 2, C_a = s_a I with
 s_a = 1 + 2a/√p; n = 1200, p = 800 — the sizes of docs/reference.rst §3) for a sweep of widths
-d and several weight seeds, with the exact arc-cosine kernel (:func:`ntk_theory.exact.exact_kernels`) as K_∞ and the NumPy
+d and several weight seeds, with the exact arc-cosine kernel
+(:func:`ntk_theory.exact.exact_kernels`) as K_∞ and the NumPy
 network :class:`ntk_theory.network.MLP` for CK.
 
 The gap shrinks like √(n/d): the script fits ``‖CK − K_∞‖ ≈ C √(n/d)`` on the widest

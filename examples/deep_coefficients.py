@@ -30,8 +30,8 @@ share α_{ℓ,1}τ_0²/τ_ℓ² and the NTK share β_{ℓ,1}τ_0²/κ_ℓ² agai
 from __future__ import annotations
 
 import argparse
-import sys
 import math
+import sys
 from pathlib import Path
 
 import numpy as np

@@ -175,7 +175,8 @@ def main() -> int:
                     help="add NN-BCD rows (trained pruned and TT networks at the NTK-LC memory; docs/bcd.rst)")
     ap.add_argument("--bcd-hidden", type=int, nargs="+", default=[300, 100], help="NN-BCD hidden widths")
     ap.add_argument("--bcd-iterations", type=int, default=40, help="NN-BCD sweeps")
-    ap.add_argument("--epsilons", type=float, nargs="+", default=None, help="NTK-LC sparsities (default 0 0.5 0.9 0.99)")
+    ap.add_argument("--epsilons", type=float, nargs="+", default=None,
+                    help="NTK-LC sparsities (default 0 0.5 0.9 0.99)")
     ap.add_argument("--store", default=None,
                     help="SQLite store of the results, resumed if it exists (default: a temporary one)")
     where = ap.add_mutually_exclusive_group()

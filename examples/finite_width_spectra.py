@@ -125,10 +125,12 @@ def main() -> int:
     fig, axes = _figure(3, 1)
     for col, r in enumerate((1.0, 4.0)):
         ws = [int(round(n / r))] * 3
-        panel(axes[0, col], empirical(["relu"] * 3, X, ws, False), predict_spectrum(["relu"] * 3, X, ws, grid_points=grid),
+        panel(axes[0, col], empirical(["relu"] * 3, X, ws, False),
+              predict_spectrum(["relu"] * 3, X, ws, grid_points=grid),
               f"3× relu (uncentered), n/d = {r:g}")
     d = n // 4
-    panel(axes[0, 2], empirical(["erf"], X, [d], False, kernel="ntk"), predict_spectrum(["erf"], X, [d], kernel="ntk", grid_points=grid),
+    panel(axes[0, 2], empirical(["erf"], X, [d], False, kernel="ntk"),
+          predict_spectrum(["erf"], X, [d], kernel="ntk", grid_points=grid),
           "one-layer NTK, erf, n/d = 4")
     axes[0, 0].legend(fontsize=6)
     fig.savefig(out / "finite_width_failure.png", dpi=110)

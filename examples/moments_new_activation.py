@@ -26,8 +26,8 @@ six closed forms against τ with the quadrature and Monte Carlo checks as marker
 from __future__ import annotations
 
 import argparse
-import sys
 import math
+import sys
 from pathlib import Path
 
 import numpy as np

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.special as sps
@@ -39,6 +40,7 @@ __all__ = [
     "activation",
     "from_expr",
     "parse_activation",
+    "lambdify_numpy",
     "staircase",
     "list_activations",
     "EXAMPLE_PARAMS",
@@ -90,7 +92,7 @@ class Staircase:
             )
 
     @classmethod
-    def from_pieces(cls, thresholds: Sequence[float], levels: Sequence[float]) -> "Staircase":
+    def from_pieces(cls, thresholds: Sequence[float], levels: Sequence[float]) -> Staircase:
         """Build a staircase, merging repeated thresholds and dropping zero jumps.
 
         Thresholds may be non-decreasing here (e.g. ``sigma_Q`` with ``r1 == r2``);
@@ -261,6 +263,12 @@ def _lambdify(expr: sp.Expr) -> NumpyFn:
             return np.asarray(f(t), dtype=float)
 
     return fn
+
+
+def lambdify_numpy(expr: sp.Expr) -> NumpyFn:
+    """A vectorized float64 function of an expression in :data:`X` (SciPy/NumPy special
+    functions; piecewise parts as ``Piecewise``; floating-point warnings silenced)."""
+    return _lambdify(expr)
 
 
 # --------------------------------------------------------------------------- #

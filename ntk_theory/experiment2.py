@@ -39,19 +39,20 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
 
+from .bcd import train_bcd
 from .compress import compress_network, ternary_entropy_bits, ternary_weights
 from .data import gmm, load_dataset, sample
 from .errors import ParameterError
-from .bcd import train_bcd
 from .network import MLP
 from .readout import accuracy, ridge_cv, ridge_fit, softmax_fit
-from .verify import compressed_centering, compressed_activations
+from .verify import compressed_activations, compressed_centering
 
 __all__ = ["Experiment2Row", "Experiment2Result", "pruning_density", "magnitude_prune",
            "load_split", "run_experiment2", "accuracy_bits_figure", "markdown_table"]
@@ -121,9 +122,9 @@ class Experiment2Result:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Experiment2Result":
+    def from_dict(cls, d: dict[str, Any]) -> Experiment2Result:
         """Inverse of :meth:`to_dict`, also after a JSON round trip
-        (:func:`ntk_theory.cli._common.to_jsonable`: tuples stored as lists, a non-finite
+        (:func:`ntk_theory.io.to_jsonable`: tuples stored as lists, a non-finite
         float as ``"nan"``/``"inf"``), e.g. a result read back from a sweep store.
 
         Raises
@@ -372,10 +373,10 @@ def _tt_size(modes: tuple[int, ...], R: int) -> int:
 
 def accuracy_bits_figure(results: Sequence[Experiment2Result], *, readout: str = "ridge"):
     """Test accuracy vs weight memory (bits, log scale), one panel per data set."""
-    from .plotting import _figure
+    from .plotting import new_figure
 
     key = "ridge_accuracy" if readout == "ridge" else "softmax_accuracy"
-    fig = _figure(4.2 * len(results), 3.6)
+    fig = new_figure(4.2 * len(results), 3.6)
     for i, r in enumerate(results):
         ax = fig.add_subplot(1, len(results), i + 1)
         fams = sorted({x.family or "sigma_T" for x in r.rows if x.method == "ntk-lc"})

@@ -63,8 +63,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import scipy.linalg as sla
@@ -380,7 +380,6 @@ def generalized_mp(pop: PopulationMeasure, d: int, *, grid_points: int = 1200) -
     # (i) spikes: grow the spike set while the next candidate separates from the rest
     top = np.sort(pop.top)[::-1]
     k = 0
-    bulk_t, bulk_w = pop.atoms, pop.weights
     while k < top.size and k < nonzero - 1:
         bt = np.concatenate([pop.atoms, top[k + 1:]])
         bw = np.concatenate([pop.weights, np.full(top.size - k - 1, 1.0 / n)])
@@ -412,7 +411,6 @@ def generalized_mp(pop: PopulationMeasure, d: int, *, grid_points: int = 1200) -
     for eta in np.geomspace(hi, float(eta_final.min()), 14)[1:]:
         et = np.maximum(eta_final, eta)
         m = solve_companion(grid + 1j * et, t_eq, w_eq, c, m0=m)
-    z = grid + 1j * eta_final
     atom_c = 1.0 - nonzero / d  # companion atom at 0
     dens = (m.imag - atom_c * (eta_final / (grid ** 2 + eta_final ** 2))) / (math.pi * c)
     dens = np.clip(dens, 0.0, None)

@@ -1,4 +1,5 @@
-"""Checked, atomic file output: every file ntk-theory writes goes through this module.
+"""Checked, atomic file output and JSON-ready values: every file ntk-theory writes goes
+through this module.
 
 Two steps, used by every writer (``compress --out``, ``spectrum --plot``, the ``demo``
 figures, :func:`ntk_theory.compress.save_npz`, :func:`ntk_theory.plotting.save_figure`):
@@ -17,18 +18,23 @@ figures, :func:`ntk_theory.compress.save_npz`, :func:`ntk_theory.plotting.save_f
   rename wins, so the target is always one complete file.  On any error the temporary
   file is removed.  (After SIGKILL a stray ``.<name>.*.tmp`` may remain in the
   directory; the target itself is intact.)
+
+:func:`to_jsonable` and :func:`huge_number` turn results into JSON-ready data (the
+CLI's ``--json`` output, sweep stores, saved results).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 from .errors import ParameterError
 
-__all__ = ["check_output_path", "atomic_write"]
+__all__ = ["check_output_path", "atomic_write", "to_jsonable", "huge_number"]
 
 
 def check_output_path(path: str | os.PathLike, extensions: Sequence[str] = (), *,
@@ -132,3 +138,61 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None], *,
         raise
     _fsync_dir(parent)
     return p
+
+
+# --------------------------------------------------------------------------- #
+# JSON-ready values
+# --------------------------------------------------------------------------- #
+class _LazyNumpy:
+    """``numpy``, imported on first attribute access.
+
+    The CLI builds its parser (``--help``, usage errors) without importing NumPy and imports
+    this module at start-up, so NumPy is loaded only when a result is converted.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        import numpy
+
+        return getattr(numpy, name)
+
+
+_np = _LazyNumpy()
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert results to JSON-ready data: ±inf as ``"inf"``/``"-inf"``, NumPy to Python."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, _np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (_np.integer,)):
+        return int(obj)
+    if type(obj).__name__ == "mpf":  # mpmath value: float64, or a string beyond its range
+        return to_jsonable(huge_number(obj))
+    if isinstance(obj, (float, _np.floating)):
+        f = float(obj)
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        if math.isnan(f):  # never expected: results are checked before output
+            return "nan"
+        return f
+    return obj
+
+
+def huge_number(v: Any) -> float | str:
+    """A finite high-precision value as float64 when it fits, else as a decimal string
+    ``"1.2345678901234567e+400"`` (never ``"inf"``, which means infinite)."""
+    import mpmath as mp
+
+    v = mp.mpf(v)
+    if not mp.isfinite(v):
+        return float(v)
+    f = float(v)
+    if v != 0 and (math.isinf(f) or f == 0 or abs(f) < 2.2250738585072014e-308):
+        s = mp.nstr(v, 17, min_fixed=1, max_fixed=0).replace("e+", "e+").lower()
+        mant, _, exp = s.partition("e")
+        mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
+        return f"{mant}e{'+' if not exp.startswith('-') else '-'}{exp.lstrip('+-')}"
+    return f

@@ -20,7 +20,7 @@ precision; used by the engine and by the compression solvers) and
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import mpmath as mp
 import sympy as sp

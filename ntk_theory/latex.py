@@ -14,8 +14,8 @@ Renderings: :meth:`Table.to_latex` (booktabs; the fragment's first line
 ``% requires: booktabs, graphicx, amssymb`` names exactly the packages it needs, numbers
 are aligned on the decimal point and a table wider than the text is scaled to
 ``\\linewidth``; ``standalone=True`` gives a complete document that ``pdflatex``
-compiles with exactly those packages), :meth:`Table.to_markdown`, :meth:`Table.to_text`, and
-:func:`ntk_theory.display.table_html`.
+compiles with exactly those packages), :meth:`Table.to_markdown`, :meth:`Table.to_text` and
+:meth:`Table.to_html` (which the notebook helpers of :mod:`ntk_theory.display` use).
 
 Number formats (``digits`` significant digits everywhere):
 
@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import mpmath as mp
 
@@ -329,7 +330,7 @@ class Table:
         body = f"% requires: {', '.join(required_packages(body))}\n" + body
         return standalone_document(body) if standalone else body
 
-    def with_row_labels(self, labels: Sequence[str], header: str = "") -> "Table":
+    def with_row_labels(self, labels: Sequence[str], header: str = "") -> Table:
         """The table with its first column replaced by user row labels (text, ``$...$`` math kept).
 
         Raises
@@ -339,7 +340,8 @@ class Table:
         """
         labels = [str(l) for l in labels]
         if len(labels) != len(self.rows):
-            raise ParameterError(f"--labels needs {len(self.rows)} label(s), one per row, got {len(labels)}")
+            raise ParameterError(f"needs {len(self.rows)} label(s), one per row, got {len(labels)}",
+                                 option="labels")
         first = self.columns[0]
         col = Column("label", latex_text(header) if header else first.latex, header or first.text,
                      header or first.html, "text", "row label")
@@ -359,23 +361,48 @@ class Table:
                   for r in self.cells("text")]
         return "\n".join(lines)
 
-    def to_text(self) -> str:
-        """Aligned plain-text columns (caption on the first line)."""
+    def to_text(self, *, caption: bool = True, number_width: int = 0) -> str:
+        """Aligned plain-text columns, two spaces apart (caption on the first line).
+
+        ``caption=False`` leaves the caption out; number columns are at least
+        ``number_width`` characters wide (so that tables of different runs line up).
+        """
         cells = self.cells("text")
         heads = [c.text for c in self.columns]
-        widths = [max([len(h)] + [len(r[j]) for r in cells]) for j, h in enumerate(heads)]
+        widths = [max([len(h), number_width if c.kind == "number" else 0] + [len(r[j]) for r in cells])
+                  for j, (h, c) in enumerate(zip(heads, self.columns))]
 
         def line(vals: Sequence[str]) -> str:
             return "  ".join(v.ljust(w) if c.align == "l" else v.rjust(w)
                              for v, w, c in zip(vals, widths, self.columns)).rstrip()
-        out = [self.caption] if self.caption else []
+        out = [self.caption] if self.caption and caption else []
         return "\n".join(out + [line(heads)] + [line(r) for r in cells])
 
     def to_html(self) -> str:
-        """An HTML ``<table>`` (see :func:`ntk_theory.display.table_html`)."""
-        from .display import table_html
+        """A booktabs-like HTML ``<table>`` (top, mid and bottom rules).
 
-        return table_html(self)
+        Headers come from :attr:`Column.html` (trusted markup of this package: Greek
+        letters, ``<sub>``/``<sup>``); cells from :meth:`cells` with ``"html"``, which
+        escapes every text; the caption keeps ``$…$`` pairs for MathJax and escapes the
+        rest; the LaTeX label becomes the table's ``id``.
+        """
+        cells = self.cells("html")
+        ident = f' id="{_html_escape(self.label)}"' if self.label else ""
+        out = [f'<table class="ntk-theory-table"{ident} style="{_HTML_STYLE}">']
+        if self.caption:
+            caption = "".join(_html_escape(f"${p}$" if is_math else p, quote=False)
+                              for p, is_math in split_math(self.caption))
+            out.append(f"<caption>{caption}</caption>")
+        ths = "".join(f'<th style="text-align:{"left" if c.align == "l" else "right"};padding:2px 8px;'
+                      f'border-bottom:1px solid currentColor">{c.html}</th>' for c in self.columns)
+        out.append(f"<thead><tr>{ths}</tr></thead><tbody>")
+        for row in cells:
+            tds = "".join(f'<td style="text-align:{"left" if c.align == "l" else "right"};padding:2px 8px">'
+                          + (f"<code>{v}</code>" if c.kind == "code" and v else v) + "</td>"
+                          for c, v in zip(self.columns, row))
+            out.append(f"<tr>{tds}</tr>")
+        out.append("</tbody></table>")
+        return "".join(out)
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -397,10 +424,15 @@ def check_label(label: str) -> str:
     return label
 
 
-def _html_escape(text: str) -> str:
+def _html_escape(text: str, quote: bool = True) -> str:
     import html
 
-    return html.escape(text, quote=True)
+    return html.escape(text, quote=quote)
+
+
+#: The rules of :meth:`Table.to_html` (booktabs look: thick top and bottom rules).
+_HTML_STYLE = ("border-collapse:collapse;border-top:2px solid currentColor;"
+               "border-bottom:2px solid currentColor")
 
 
 def booktabs_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, caption: str | None = None,
@@ -428,7 +460,7 @@ def booktabs_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, cap
     return "\n".join(lines)
 
 
-def decimal_aligned(values: Sequence[Any], fmt: "NumberFormat") -> list[str | None]:
+def decimal_aligned(values: Sequence[Any], fmt: NumberFormat) -> list[str | None]:
     """Math-mode cells of one number column padded so the decimal points line up.
 
     Right-aligned cells are padded on the right with ``\\phantom`` copies of the
@@ -661,6 +693,8 @@ COMPRESSION_COLUMNS = _cols(
     Column("tau_dense", r"$\tau_\ell$", "tau", "\u03c4<sub>\u2113</sub>", "number", "dense scale τ_ℓ"),
     Column("tau_compressed", r"$\tau'_\ell$", "tau'", "\u03c4\u2032<sub>\u2113</sub>", "number",
            "compressed scale τ'_ℓ"),
+    Column("variance", r"$\tau'^2_\ell$", "variance", "\u03c4\u2032<sub>\u2113</sub><sup>2</sup>", "number",
+           "variance of the compressed layer's output, τ'_ℓ²"),
     Column("mean", r"$\mathbb{E}[\sigma'_\ell]$", "mean", "E[\u03c3\u2032<sub>\u2113</sub>]", "number",
            "centering constant of the compressed layer"),
     Column("res_m1sq", r"$r_{m_1^2}$", "res m1^2", "r<sub>m1\u00b2</sub>", "number",
@@ -708,6 +742,8 @@ def compression_table(res: Any, digits: int = 6, *, columns: Sequence[str] | str
             return res.tau_dense[i + 1]
         if key == "tau_compressed":
             return res.tau_compressed[i + 1]
+        if key == "variance":
+            return f.variance
         if key == "mean":
             return f.mean
         if key == "max_res":

@@ -34,22 +34,18 @@ from .expectation import (
     CALLS_PER_SECOND,
     TAU,
     Expectation,
-    _check_integrable_singularities,
-    _compile,
-    _derive,
-    _evaluate_closed,
-    _NotCovered,
-    _to_real,
-    _validate_tau,
+    NotCovered,
     derivation_work,
+    derive_closed_form,
+    evaluate_closed_form,
     gaussian_expectation,
     pieces,
+    validate_tau,
 )
 from .jump import MOMENT_KEYS, staircase_moment_exprs
 
 __all__ = ["MOMENT_KEYS", "Moment", "GaussianMoments", "gaussian_moments", "moment_closed_forms", "has_jump"]
 
-_ATTR = dict(zip(("m0", "m1", "m2", "v0", "v1", "w2"), MOMENT_KEYS))
 _LATEX_NAMES = {
     "E[s]": r"\mathbb{E}[\sigma]",
     "E[s']": r"\mathbb{E}[\sigma']",
@@ -106,11 +102,35 @@ class GaussianMoments:
                 return m
         raise KeyError(key)
 
-    def __getattr__(self, name: str) -> float:
-        key = _ATTR.get(name)
-        if key is None:
-            raise AttributeError(name)
-        return float(self[key])
+    @property
+    def m0(self) -> float:
+        """``E[σ(τξ)]`` as a float."""
+        return float(self["E[s]"])
+
+    @property
+    def m1(self) -> float:
+        """``E[σ'(τξ)]`` as a float."""
+        return float(self["E[s']"])
+
+    @property
+    def m2(self) -> float:
+        """``E[σ''(τξ)]`` as a float."""
+        return float(self["E[s'']"])
+
+    @property
+    def v0(self) -> float:
+        """``E[σ(τξ)²]`` as a float."""
+        return float(self["E[s^2]"])
+
+    @property
+    def v1(self) -> float:
+        """``E[σ'(τξ)²]`` as a float (``inf`` when σ jumps)."""
+        return float(self["E[s'^2]"])
+
+    @property
+    def w2(self) -> float:
+        """``E[(σ²)''(τξ)]`` as a float."""
+        return float(self["E[(s^2)'']"])
 
     @property
     def values(self) -> dict[str, float]:
@@ -153,7 +173,7 @@ class GaussianMoments:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (``inf`` stays a float; the CLI writes it as ``"inf"``; a
         finite value beyond float64 is a string such as ``"1.2345678901234567e+400"``)."""
-        from .cli._common import huge_number
+        from .io import huge_number
 
         d: dict[str, Any] = {
             "activation": self.activation.spec,
@@ -205,7 +225,7 @@ def has_jump(f: sp.Expr) -> bool:
             return True  # integer-valued steps of a non-constant argument
     try:
         ps = pieces(f)
-    except _NotCovered:
+    except NotCovered:
         return False
     for (g1, _a1, b1), (g2, a2, _b2) in zip(ps, ps[1:]):
         if b1 != a2 or not b1.is_finite:
@@ -282,7 +302,7 @@ def gaussian_moments(
         A moment other than ``E[s'^2]`` does not exist.
     """
     a = parse_activation(act)
-    tau = _validate_tau(tau)
+    tau = validate_tau(tau)
     digits = _validate_digits(digits)
     if not (isinstance(budget, (int, float)) and math.isfinite(budget) and 0 <= budget <= MAX_BUDGET):
         raise ParameterError(f"budget must be a number of seconds in [0, {MAX_BUDGET:g}], got {budget!r}")
@@ -295,7 +315,7 @@ def gaussian_moments(
             if e == sp.oo:
                 ms.append(Moment(mp.inf, 0.0, None, "infinite (jump)", key=key))
             else:
-                v, err = _evaluate_closed(e, tau, digits) if e.has(TAU) else (mp.mpf(sp.N(e, digits + 10)), 0.0)
+                v, err = evaluate_closed_form(e, tau, digits) if e.has(TAU) else (mp.mpf(sp.N(e, digits + 10)), 0.0)
                 ms.append(Moment(v, err, e, "jump formula", key=key))
     else:
         # the budget is work counted by the derivations (deterministic, load-independent)
@@ -358,16 +378,10 @@ def moment_closed_forms(act: Activation | str | sp.Expr, *, budget: float = 2.0)
             remaining = budget - (derivation_work() - work_start) / CALLS_PER_SECOND
             if remaining <= 0:
                 return None
-            _check_integrable_singularities(g, nonneg)
-            der = _derive(g, order, remaining, allow_integrate=True)
-            if der.expr is None:
+            expr = derive_closed_form(g, order, remaining, nonnegative=nonneg)
+            if expr is None:
                 return None
-            for cond in der.conditions:
-                if cond.is_positive is not True:
-                    with mp.workdps(30):
-                        if not _to_real(_compile(cond)(mp.mpf(1))) > 0:
-                            return None
-            out[key] = der.expr
+            out[key] = expr
     except NTKTheoryError:
         return None
     return out
@@ -395,7 +409,7 @@ def _center(ms: list[Moment], tau: float, digits: int) -> list[Moment]:
 
     def closed(key: str, e: sp.Expr) -> Moment:
         if e.has(TAU):
-            v, err = _evaluate_closed(e, tau, digits)
+            v, err = evaluate_closed_form(e, tau, digits)
         else:
             v, err = mp.mpf(sp.N(e, digits + 10)), 0.0
         return Moment(v, err, e, "closed form", key=key)

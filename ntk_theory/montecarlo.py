@@ -18,7 +18,7 @@ from scipy import stats
 
 from .activations import Activation, parse_activation
 from .errors import ParameterError
-from .expectation import _validate_tau
+from .expectation import validate_tau
 from .jump import MOMENT_KEYS
 from .moments import has_jump
 
@@ -74,7 +74,7 @@ def monte_carlo_moments(
         below the standard error).
     """
     a = parse_activation(act)
-    tau = _validate_tau(tau)
+    tau = validate_tau(tau)
     if not isinstance(n, int) or n < 100:
         raise ParameterError(f"n must be an integer >= 100, got {n!r}")
     rng = np.random.default_rng(seed)
@@ -85,7 +85,6 @@ def monte_carlo_moments(
     keys = ("s", "xs", "hs", "s2", "d2", "hs2")
     tot = {k: 0.0 for k in keys}
     tot_sq = {k: 0.0 for k in keys}
-    cross = {"s_xs": 0.0, "s_hs": 0.0}
     done = 0
     while done < n:
         m = min(batch, n - done)

@@ -38,8 +38,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -546,7 +547,7 @@ class _TaskRunner:
         self._pool: Any = None
         self._limits: Any = None
 
-    def __enter__(self) -> "_TaskRunner":
+    def __enter__(self) -> _TaskRunner:
         if self.workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 

@@ -9,15 +9,15 @@ pyplot state or an interactive backend.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from .errors import ParameterError
 from .io import atomic_write, check_output_path
 
-__all__ = ["spectra_figure", "eigenvector_figure", "comparison_figure", "save_figure"]
+__all__ = ["new_figure", "spectra_figure", "eigenvector_figure", "comparison_figure", "save_figure"]
 
 #: the figure formats :func:`save_figure` writes
 FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
@@ -25,7 +25,12 @@ FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """An empty matplotlib ``Figure`` of ``width`` × ``height`` inches (constrained layout).
+
+    Drawn on the Agg canvas directly — no pyplot, so no global figure registry and no GUI
+    backend; save it with :func:`save_figure`.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -56,7 +61,7 @@ def spectra_figure(spectra: Mapping[str, np.ndarray], *, bins: int = 60, clip_qu
     so that isolated spikes do not squash the bulk; their count is in the legend)."""
     if not spectra:
         raise ParameterError("need at least one spectrum")
-    fig = _figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     _hist(ax, spectra, bins, clip_quantile)
     if title:
@@ -84,7 +89,7 @@ def eigenvector_figure(vectors: Mapping[str, np.ndarray], *, k: int = 2, labels:
     if not vectors:
         raise ParameterError("need at least one set of eigenvectors")
     k = max(1, min(int(k), min(np.asarray(U).shape[1] for U in vectors.values())))
-    fig = _figure(7.0, 2.2 * k)
+    fig = new_figure(7.0, 2.2 * k)
     axes = fig.subplots(k, 1, squeeze=False)[:, 0]
     for j, ax in enumerate(axes):
         for (name, u), col in zip(_signed(vectors, j).items(), _COLORS):
@@ -105,7 +110,7 @@ def comparison_figure(spectra: Mapping[str, np.ndarray], vectors: Mapping[str, n
                       k: int = 2, labels: Sequence[int] | None = None, title: str | None = None,
                       bins: int = 60, clip_quantile: float = 0.99):
     """Histogram panel on the left, ``k`` leading eigenvectors on the right."""
-    fig = _figure(12.0, max(4.0, 2.2 * k))
+    fig = new_figure(12.0, max(4.0, 2.2 * k))
     gs = fig.add_gridspec(k, 2)
     _hist(fig.add_subplot(gs[:, 0]), spectra, bins, clip_quantile)
     for j in range(k):

@@ -456,7 +456,7 @@ def softmax_fit(Phi: np.ndarray, labels: np.ndarray, lam: float = 1e-4, *, steps
     k = 0
     gnorm = g0
     t_prev = 1.0
-    for k in range(1, int(steps) + 1):
+    for _ in range(1, int(steps) + 1):
         _, gW, gb = _objective_and_grad(Phi, Y, Wm, bm, lam)
         W_new = Wm - eta * gW
         b_new = bm - eta * gb

@@ -41,8 +41,8 @@ import ast
 import difflib
 import math
 import re
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Callable, Iterable
 
 import sympy as sp
 
@@ -511,7 +511,7 @@ def parse_expression(text: str) -> sp.Expr:
         raise ParseError(f"expression too long: {len(s)} characters (at most {MAX_LENGTH})")
     tokens = _implicit_products(_lex(s))
     depth = 0
-    for kind, tok in tokens:
+    for _kind, tok in tokens:
         if tok == "(":
             depth += 1
             if depth > MAX_BRACKETS:

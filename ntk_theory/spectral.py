@@ -31,8 +31,9 @@ Their accuracy is stated in each docstring and tested against full eigendecompos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -350,7 +351,7 @@ class SpectralDensity:
     method: str
 
     @classmethod
-    def from_eigenvalues(cls, eigenvalues: np.ndarray) -> "SpectralDensity":
+    def from_eigenvalues(cls, eigenvalues: np.ndarray) -> SpectralDensity:
         """The exact distribution ``(1/n) Σ δ(λ − λ_i)`` of a full spectrum."""
         lam = np.sort(np.asarray(eigenvalues, dtype=float))
         return cls(lam, np.full(lam.size, 1.0 / lam.size), lam.size, "exact")

@@ -62,9 +62,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from .errors import NTKTheoryError, ParameterError, ResourceError
 
@@ -100,7 +101,7 @@ class SweepInterrupted(KeyboardInterrupt):
     Everything finished before the interrupt is committed; ``summary`` counts it.
     """
 
-    def __init__(self, summary: "SweepSummary") -> None:
+    def __init__(self, summary: SweepSummary) -> None:
         super().__init__(f"sweep interrupted: {summary.done} result(s) committed to {summary.store}")
         self.summary = summary
 
@@ -124,7 +125,7 @@ class SweepSpec:
     grid: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "SweepSpec":
+    def from_mapping(cls, data: Mapping[str, Any]) -> SweepSpec:
         if not isinstance(data, Mapping):
             raise SpecError(f"a sweep spec is a table with 'job' and [grid], got {type(data).__name__}")
         unknown = sorted(set(data) - {"job", "grid"})
@@ -141,7 +142,7 @@ class SweepSpec:
         return cls(job, dict(grid))
 
     @classmethod
-    def from_toml(cls, text: str, source: str = "spec") -> "SweepSpec":
+    def from_toml(cls, text: str, source: str = "spec") -> SweepSpec:
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover - Python 3.10
@@ -196,7 +197,7 @@ def _check_value(name: str, v: Any, depth: int = 0) -> None:
                     "(use strings, numbers, booleans, or lists of them)")
 
 
-def load_spec(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]") -> SweepSpec:
+def load_spec(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str]) -> SweepSpec:
     """A :class:`SweepSpec` from itself, a dict, or the path of a TOML file."""
     if isinstance(spec, SweepSpec):
         return spec
@@ -374,7 +375,7 @@ class _PyJob:
         return out
 
     def __call__(self, point: Mapping[str, Any]) -> Any:
-        from .cli._common import to_jsonable
+        from .io import to_jsonable
 
         return to_jsonable(self.fn(**self.validate(point)))
 
@@ -444,7 +445,7 @@ def available_jobs() -> list[str]:
     return sorted(names)
 
 
-def _job(name: str) -> "_CLIJob | _PyJob":
+def _job(name: str) -> _CLIJob | _PyJob:
     if name in _PY_JOBS:
         job = _PY_JOBS[name]()
         if name == "experiment2":  # options are run_experiment2's (its data= is not a grid option)
@@ -579,7 +580,7 @@ class ResultStore:
     Use as a context manager; ``lock=False`` opens it for reading only.
     """
 
-    def __init__(self, path: "str | os.PathLike[str]", *, lock: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
         self.path = Path(path)
         self._lockfile = None
         self.conn = None
@@ -659,7 +660,7 @@ class ResultStore:
             self._lockfile.close()  # releases the lock
             self._lockfile = None
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -672,15 +673,15 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
-def read_store(path: "str | os.PathLike[str]") -> list[dict[str, Any]]:
+def read_store(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every stored point as ``{"key": {...}, "status": ..., "result": JSON or message}``."""
     with ResultStore(path, lock=False) as st:
         return [{"key": json.loads(k), "status": s, "result": json.loads(r) if s == "ok" else r}
                 for k, s, r in st.rows()]
 
 
-def sweep_results(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
-                  store: "str | os.PathLike[str]") -> list[tuple[dict[str, Any], str | None, Any]]:
+def sweep_results(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str],
+                  store: str | os.PathLike[str]) -> list[tuple[dict[str, Any], str | None, Any]]:
     """The stored results of ``spec``'s points, in grid order (last axis fastest).
 
     Returns ``[(point, status, result), ...]``: ``point`` as written in the spec,
@@ -746,7 +747,7 @@ class SweepSummary:
         return d
 
 
-def plan(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]") -> tuple[SweepSpec, list[tuple[str, dict]]]:
+def plan(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str]) -> tuple[SweepSpec, list[tuple[str, dict]]]:
     """Validate a spec: ``(spec, [(key, point), ...])``; :class:`SpecError` on any bad point.
 
     Every point is parsed by its job's own parser here, before a cluster starts.
@@ -761,8 +762,8 @@ def plan(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]") -> tupl
     return spec, list(out.items())
 
 
-def sweep(spec: "SweepSpec | Mapping[str, Any] | str | os.PathLike[str]",
-          store: "str | os.PathLike[str]", client: Any = None, *, workers: int | None = None,
+def sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str],
+          store: str | os.PathLike[str], client: Any = None, *, workers: int | None = None,
           progress: bool | None = None, on_result: Callable[[str, str, str], None] | None = None,
           ) -> SweepSummary:
     """Run ``spec`` on dask and store every result in ``store`` (module docstring).

@@ -1,7 +1,7 @@
 """Building blocks for property-based tests of NTK equivalence results.
 
 This module is public: users of ntk-theory write their own property tests with it,
-and the toolkit's own test-suite uses the same pieces (issue 5).  It offers
+and the toolkit's own test-suite uses the same pieces.  It offers
 
 * `Hypothesis <https://hypothesis.readthedocs.io>`_ **strategies**, each callable with
   no arguments and narrowed by keyword arguments:
@@ -41,10 +41,11 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import mpmath as mp
 import numpy as np
@@ -1104,8 +1105,8 @@ def watchdog(seconds: float) -> Iterator[bool]:
 
     Uses ``SIGALRM``/``ITIMER_REAL``, independent of the engine's CPU-time budget
     (``ITIMER_PROF``), and fires again every 0.5 s until the block is left, since an
-    exception raised while Python runs a gc callback or a finalizer is dropped.  Yields False (no watchdog) outside the main thread or on
-    platforms without ``setitimer``.
+    exception raised while Python runs a gc callback or a finalizer is dropped.  Yields False
+    (no watchdog) outside the main thread or on platforms without ``setitimer``.
     """
     if not (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()):
         yield False
@@ -1175,7 +1176,7 @@ def check_expectation(
 ) -> EngineOutcome:
     """Call :func:`ntk_theory.expectation.gaussian_expectation` and classify what happened.
 
-    The contract (issue 5): a result with its closed-form flag and a finite error
+    The contract: a result with its closed-form flag and a finite error
     estimate — never NaN, and ``+inf`` only for integrands declared non-negative —
     or a documented :class:`~ntk_theory.errors.NTKTheoryError`, within ``timeout``
     seconds of wall-clock time.
@@ -1211,7 +1212,7 @@ def check_expectation(
 
 
 # --------------------------------------------------------------------------- #
-# Hostile expression texts (issue 11): parsing, size limits, certification
+# Hostile expression texts: parsing, size limits, certification
 # --------------------------------------------------------------------------- #
 #: The classes of :func:`hostile_texts`.
 HOSTILE_TEXT_CLASSES = ("huge literal", "nested special", "non-dyadic pole", "incomplete piecewise",

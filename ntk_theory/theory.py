@@ -18,8 +18,9 @@ to leading order); ``identity="printed"`` reproduces the paper's formula.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -140,7 +141,8 @@ def theory_kernels(
             b1, b2, b3 = c.beta
             specs.append(("ntk", b1, structure_matrix(b2, b3, stats.t, stats.T),
                           _identity_coefficient(c.kappa**2, tau0, b1, b3, identity)))
-    CK, NTK = [], []
+    CK: list[np.ndarray] = []
+    NTK: list[np.ndarray] = []
     diag = np.diag_indices(n)
     for i, (kind, c1, S, c0) in enumerate(specs):
         if i == len(specs) - 1:

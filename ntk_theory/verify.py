@@ -1,4 +1,4 @@
-"""Verification of an NTK-LC compression (docs/reference.rst §4–§6; issue 4, items (a)–(d)).
+"""Verification of an NTK-LC compression (docs/reference.rst §4–§6).
 
 Given a :class:`~ntk_theory.compress.CompressionResult` (dense activations, the solved
 quantized activations at the compressed network's own scales, and δ):
@@ -33,8 +33,9 @@ compare conjugate kernels only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ def verify_coefficients(result: CompressionResult) -> CoefficientCheck:
 
     The compressed network's coefficients come from its own activations' Gaussian
     moments at its own scales (the engine's staircase jump formula), not from the
-    solver's residuals — an independent check of issue 4(a).
+    solver's residuals — an independent check of the α-matching.
     """
     tau0 = result.tau_dense[0]
     dense = coefficients(list(result.activations), tau0)
@@ -260,7 +261,7 @@ class EmpiricalSpectra:
 
 def empirical_spectra(X: np.ndarray, result: CompressionResult, widths: Sequence[int], *,
                       sparsity: float = 0.9, seed: int = 0, exact: bool = True) -> EmpiricalSpectra:
-    """CK spectra of a wide dense network and a wide compressed network (issue 4(c), figure)."""
+    """CK spectra of a wide dense network and a wide compressed network (a figure)."""
     X = _check_X(X)
     p, n = X.shape
     dn = dense_network(result, p, widths, seed=seed)
@@ -302,7 +303,7 @@ class RidgeShiftCheck:
     theory_rel_diff : float
         Relative (Frobenius) difference of the test predictions, kernel ridge on the compressed
         theory kernel (λ) vs on the dense theory kernel (λ + δ): an algebraic identity
-        up to the 1e−10 α-matching (issue 4(a)).
+        up to the 1e−10 α-matching.
     theory_rel_diff_unshifted : float
         The same against the dense theory kernel with λ (no shift).
     empirical_rel_diff : float or None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import mpmath as mp
 import sympy as sp
 
-from ntk_theory.activations import X, Activation, derivative_expr, to_piecewise
+from ntk_theory.activations import Activation, X, derivative_expr, to_piecewise
 from ntk_theory.jump import MOMENT_KEYS
 
 

@@ -10,9 +10,8 @@ import pytest
 import sympy as sp
 
 from ntk_theory.activations import (
-    REGISTRY,
-    X,
     Staircase,
+    X,
     activation,
     example_activations,
     from_expr,

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from ntk_theory.compress import load_npz, save_npz, ternary_weights

@@ -29,8 +29,19 @@ from hypothesis import strategies as st
 from scipy import optimize
 
 from ntk_theory import bcd
-from ntk_theory.bcd import (BCDHyperparameters, BCDState, bcd_iteration, init_state, n_kept, objective,
-                            prune, relu_prox, train_bcd, tt_modes, tt_project)
+from ntk_theory.bcd import (
+    BCDHyperparameters,
+    BCDState,
+    bcd_iteration,
+    init_state,
+    n_kept,
+    objective,
+    prune,
+    relu_prox,
+    train_bcd,
+    tt_modes,
+    tt_project,
+)
 from ntk_theory.cli import main
 from ntk_theory.errors import ParameterError, ResourceError
 from ntk_theory.testing import bcd_hyperparameters, bcd_problems, sparsities, weight_matrices

@@ -72,13 +72,13 @@ def test_identity_conventions_match_theory():
     "bogus", "", "Ternary",
 ])
 def test_compress_family_type_agrees_with_parse_family(text):
-    """cmd_compress._family repeats parse_family's name checks (to stay import-free)."""
-    from ntk_theory.cli.cmd_compress import _family
+    """cli._common.family_name repeats parse_family's name checks (to stay import-free)."""
+    from ntk_theory.cli._common import family_name
     from ntk_theory.compress import parse_family
     from ntk_theory.errors import ParameterError
 
     try:
-        _family(text)
+        family_name(text)
         light_ok, light_msg = True, ""
     except argparse.ArgumentTypeError as exc:
         light_ok, light_msg = False, str(exc)

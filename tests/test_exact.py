@@ -11,6 +11,7 @@ from scipy.stats import multivariate_normal
 from ntk_theory.activations import parse_activation
 from ntk_theory.errors import ResourceError
 from ntk_theory.exact import (
+    MEMORY_LIMIT_BYTES,
     bivariate_normal_cdf,
     exact_kernels,
     exact_memory_bytes,
@@ -18,7 +19,6 @@ from ntk_theory.exact import (
     gaussian_mean,
     layer_scales,
     pair_expectation,
-    MEMORY_LIMIT_BYTES,
 )
 from ntk_theory.network import MLP
 
@@ -84,7 +84,8 @@ def test_smooth_closed_form_against_gauss_hermite(abc):
         float(gauss_hermite_expectation(act.derivative, act.derivative, a, b, c, 64)), abs=1e-11)
 
 
-@pytest.mark.parametrize("spec", ["sigma_T:s1=-1,s2=0.5,a=2", "staircase:thresholds=[-1.5,-0.5,0.5,1.5],levels=[-2,-1,0,1,2]"])
+@pytest.mark.parametrize("spec", ["sigma_T:s1=-1,s2=0.5,a=2",
+                                  "staircase:thresholds=[-1.5,-0.5,0.5,1.5],levels=[-2,-1,0,1,2]"])
 def test_staircase_dirac_derivative_is_mixed_derivative_of_orthant_formula(spec):
     # E[σ'(u)σ'(v)] = ∂²/∂e1∂e2 E[σ(u+e1)σ(v+e2)]; shifting σ by e moves its thresholds by −e.
     # Central mixed difference with h = 1e-3: truncation O(h²) ≈ 1e-6 relative, rounding
@@ -240,9 +241,9 @@ def test_piecewise_linear_closed_form_equals_leaky_relu_and_abs():
 def _quad_mean_var(act, tau: float, cuts) -> tuple[float, float]:
     """Independent reference: mpmath tanh-sinh at 30 digits, split at the given kinks."""
     import mpmath as mp
+    import sympy as sp
 
     from ntk_theory.activations import X
-    import sympy as sp
 
     f = sp.lambdify(X, act.expr, "mpmath")
     with mp.workdps(30):

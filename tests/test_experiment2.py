@@ -11,6 +11,7 @@ import pytest
 
 from ntk_theory.cli._common import to_jsonable
 from ntk_theory.compress import ternary_entropy_bits
+from ntk_theory.errors import ParameterError
 from ntk_theory.experiment2 import (
     Experiment2Result,
     Experiment2Row,
@@ -21,7 +22,6 @@ from ntk_theory.experiment2 import (
     pruning_density,
     run_experiment2,
 )
-from ntk_theory.errors import ParameterError
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.5, 0.9, 0.99])

@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ntk_theory.activations import X, from_expr, parse_activation
-from ntk_theory.expectation import clear_caches, gaussian_expectation
+from ntk_theory.expectation import gaussian_expectation
 from ntk_theory.testing import (
     HOSTILE,
     HOSTILE_TEXT_CLASSES,
@@ -38,7 +38,6 @@ from ntk_theory.testing import (
     expressions,
     hostile_texts,
     taus,
-    watchdog,
 )
 
 #: Hostile leaves used in CI.  Left out here (and covered by the benchmark):

@@ -10,20 +10,18 @@
 
 from __future__ import annotations
 
-import os
-
 import math
+import os
 import time
 
 import mpmath as mp
-import numpy as np
 import pytest
+from reference import reference_moments, rel_err
 
 from ntk_theory.activations import example_activations, parse_activation
 from ntk_theory.errors import DivergenceError, DomainError, ParameterError, ParseError
 from ntk_theory.moments import MOMENT_KEYS, gaussian_moments
 from ntk_theory.montecarlo import monte_carlo_moments
-from reference import reference_moments, rel_err
 
 EXAMPLES = example_activations()
 IDS = [a.spec for a in EXAMPLES]
@@ -325,9 +323,10 @@ def test_pole_at_a_non_dyadic_point_is_found():
 
 
 def test_integrable_singularities_have_values():
-    from ntk_theory.expectation import gaussian_expectation
-    from ntk_theory.activations import X
     import sympy as sp
+
+    from ntk_theory.activations import X
+    from ntk_theory.expectation import gaussian_expectation
 
     # E|ξ|^(-0.9) = 2^(-0.45) Γ(0.05)/Γ(1/2) (Gaussian absolute moment of order -0.9)
     r = gaussian_expectation(sp.Abs(X) ** sp.Rational(-9, 10), 1.0, 0, digits=12)
@@ -428,8 +427,8 @@ def test_budget_is_deterministic_under_load():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    code = ("import sys; sys.path.insert(0, %r); import test_moments; "
-            "test_moments._budget_determinism_check()" % here)
+    code = (f"import sys; sys.path.insert(0, {here!r}); import test_moments; "
+            "test_moments._budget_determinism_check()")
     env = {**os.environ, "PYTHONPATH": os.path.dirname(here) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -438,11 +437,10 @@ def test_budget_is_deterministic_under_load():
 def _budget_determinism_check():
     import threading
 
-    from ntk_theory.expectation import CALLS_PER_SECOND, clear_caches
-    from ntk_theory.moments import moment_closed_forms
-    from ntk_theory.expectation import derivation_work
-
     from sympy.core.cache import clear_cache as clear_sympy_cache
+
+    from ntk_theory.expectation import CALLS_PER_SECOND, clear_caches, derivation_work
+    from ntk_theory.moments import moment_closed_forms
 
     def cold():  # SymPy's own cache also saves calls: start each run cold, like a fresh process
         clear_caches()

@@ -82,7 +82,7 @@ def test_theory_kernels_are_symmetric_psd(spec, seed, acts, ratio):
 N, P = 180, 120
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data(n: int, p: int):
     d = sample(gmm(p, 2, seed=1), n, seed=2)
     return d, population_statistics(d)

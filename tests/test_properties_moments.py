@@ -263,7 +263,6 @@ def test_against_monte_carlo(act, tau, seed):
 @given(n=st.integers(20, 60), ratio=st.integers(4, 16), seed=st.integers(0, 2**32 - 1))
 def test_spectral_helper_on_linear_conjugate_kernels(n, ratio, seed):
     """X^T W^T W X / d → X^T X at the √(n/d) rate (Bai–Yin: ‖W^T W/d − I‖ → 2√(p/d) + p/d)."""
-    import numpy as np
 
     from ntk_theory.testing import assert_spectrally_equivalent, spectral_tolerance
 

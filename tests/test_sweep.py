@@ -89,7 +89,8 @@ def test_bad_spec_is_a_typed_error(tmp_path, text, message):
     assert message in str(exc.value)
 
 
-@pytest.mark.parametrize("text,message", BAD_SPECS[:3] + BAD_SPECS[-2:], ids=[m for _, m in BAD_SPECS[:3] + BAD_SPECS[-2:]])
+@pytest.mark.parametrize("text,message", BAD_SPECS[:3] + BAD_SPECS[-2:],
+                         ids=[m for _, m in BAD_SPECS[:3] + BAD_SPECS[-2:]])
 def test_cli_bad_spec_exits_2_before_any_cluster(tmp_path, monkeypatch, text, message):
     def no_cluster(*a, **k):
         raise AssertionError("a cluster was started for a bad spec")

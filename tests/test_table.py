@@ -248,7 +248,8 @@ def test_compression_table_values(comp_result):
         for k, v in fit.params.items():
             assert_rounded(parse_latex_number(params[k]), v, d)
         ref = {"tau_in": fit.tau_in, "tau_dense": comp_result.tau_dense[i + 1],
-               "tau_compressed": comp_result.tau_compressed[i + 1], "mean": fit.mean,
+               "tau_compressed": comp_result.tau_compressed[i + 1], "variance": fit.variance,
+               "mean": fit.mean,
                "max_res": fit.max_rel_residual, "res_m1sq": fit.residuals["m1^2"],
                "res_m2sq": fit.residuals["m2^2"], "res_w2bar": fit.residuals["w2_bar"],
                "delta": comp_result.tau_compressed[i + 1] ** 2 - comp_result.tau_dense[i + 1] ** 2}
@@ -257,6 +258,8 @@ def test_compression_table_values(comp_result):
     # the last layer's τ'² − τ² is δ (docs/reference.rst §6), and the default caption states it
     assert table.column("delta")[-1] == pytest.approx(comp_result.delta, rel=1e-12, abs=1e-15)
     assert r"\delta" in compression_table(comp_result).to_latex()
+    # a layer's output variance is its compressed scale squared
+    assert table.column("variance") == pytest.approx([t**2 for t in comp_result.tau_compressed[1:]], rel=1e-12)
 
 
 def test_list_valued_parameters_render_as_tuples():

@@ -41,14 +41,14 @@ RATE_CONSTANT = 3.0
 MAX_RATIO = 0.85
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data(n: int):
     p = 2 * n // 3
     d = sample(gmm(p, 2, seed=1), n, seed=2)
     return d, population_statistics(d)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exact(n: int, acts: tuple[str, ...], ntk: bool):
     d, st = _data(n)
     return exact_kernels(d.X, list(acts), tau0=st.tau0, ntk=ntk)

@@ -2,7 +2,8 @@
 
 Every module ``cmd_<name>.py`` in this package is a subcommand ``<name>``; it defines
 ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.  Errors of the
-:class:`~ntk_theory.errors.NTKTheoryError` hierarchy and argparse usage errors become one line on stderr and exit status 2; Ctrl-C (at any moment,
+:class:`~ntk_theory.errors.NTKTheoryError` hierarchy and argparse usage errors become one line on stderr
+and exit status 2; Ctrl-C (at any moment,
 start-up included) one line and exit status 130 — never a traceback.
 """
 
@@ -13,7 +14,7 @@ import importlib
 import os
 import pkgutil
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import NTKTheoryError
@@ -24,7 +25,7 @@ __all__ = ["main", "build_parser"]
 class _OneLineParser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line (no usage dump) and exit 2."""
 
-    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    def error(self, message: str) -> NoReturn:  # type: ignore[name-defined]  # noqa: F821
         prog = self.prog
         self.exit(2, f"{prog}: error: {message}\n")
 
@@ -83,7 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``ntk-theory <cmd>: interrupted`` and no traceback.
     """
     import signal
-
     import threading
 
     prog = _command_name(argv)
@@ -150,7 +150,8 @@ def _main(argv: Sequence[str] | None) -> int:
         _report_warnings(f"ntk-theory {args.command}", caught)
         return rc
     except NTKTheoryError as exc:
-        msg = " ".join(str(exc).split())
+        # the library names keyword arguments; the command line names its flags
+        msg = " ".join(exc.cli_message(getattr(args, "_flags", None)).split())
         sys.stderr.write(f"ntk-theory {args.command}: error: {msg}\n")
         return 2
     except KeyboardInterrupt:

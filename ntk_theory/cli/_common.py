@@ -8,63 +8,10 @@ import math
 import sys
 from typing import Any
 
+from ..io import huge_number, to_jsonable
+
 __all__ = ["dump_json", "to_jsonable", "huge_number", "positive_float", "positive_int", "finite_float",
-           "probability", "nonnegative_int"]
-
-
-class _LazyNumpy:
-    """``numpy``, imported on first attribute access.
-
-    The CLI builds its parser (``--help``, usage errors) without importing NumPy; this module
-    is imported by every subcommand, so NumPy is loaded only when a result is converted.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        import numpy
-
-        return getattr(numpy, name)
-
-
-np = _LazyNumpy()
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert results to JSON-ready data: ±inf as ``"inf"``/``"-inf"``, NumPy to Python."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if type(obj).__name__ == "mpf":  # mpmath value: float64, or a string beyond its range
-        return to_jsonable(huge_number(obj))
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        if math.isinf(f):
-            return "inf" if f > 0 else "-inf"
-        if math.isnan(f):  # never expected: results are checked before output
-            return "nan"
-        return f
-    return obj
-
-
-def huge_number(v: Any) -> float | str:
-    """A finite high-precision value as float64 when it fits, else as a decimal string
-    ``"1.2345678901234567e+400"`` (never ``"inf"``, which means infinite)."""
-    import mpmath as mp
-
-    v = mp.mpf(v)
-    if not mp.isfinite(v):
-        return float(v)
-    f = float(v)
-    if v != 0 and (math.isinf(f) or f == 0 or abs(f) < 2.2250738585072014e-308):
-        s = mp.nstr(v, 17, min_fixed=1, max_fixed=0).replace("e+", "e+").lower()
-        mant, _, exp = s.partition("e")
-        mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
-        return f"{mant}e{'+' if not exp.startswith('-') else '-'}{exp.lstrip('+-')}"
-    return f
+           "probability", "nonnegative_int", "family_name"]
 
 
 def dump_json(obj: Any) -> None:
@@ -125,3 +72,27 @@ def nonnegative_int(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"'{text}' must be >= 0")
     return v
+
+
+def family_name(text: str) -> str:
+    """argparse type of ``--family``: the name checks of
+    :func:`ntk_theory.compress.parse_family`, repeated here so that a typo is reported without
+    importing the solver stack (the CLI start-up tests check both agree)."""
+    if text == "auto":
+        return text
+    t = text.strip()
+    if t == "sigma_Q":
+        raise argparse.ArgumentTypeError("sigma_Q is a last-layer family: use --last-family sigma_Q")
+    if t in ("ternary", "odd_ternary", "sigma_T", "three_level"):
+        return text
+    if t.startswith("staircase:"):
+        try:
+            K = int(t.split(":", 1)[1])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"staircase:K needs an integer K, got '{t}'") from None
+        if not 3 <= K <= 64:
+            raise argparse.ArgumentTypeError(f"staircase:K needs 3 <= K <= 64, got {K}")
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown compression family '{t}' (known: auto, ternary, sigma_T, three_level, "
+        "staircase:K, sigma_Q)")

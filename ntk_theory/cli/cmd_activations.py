@@ -73,16 +73,19 @@ def run(args: argparse.Namespace) -> int:
 
         dump_json(rows)
         return 0
-    name_w = max(len(r["name"]) for r in rows)
-    par = [", ".join(_param_text(p) for p in r["parameters"]) or "-" for r in rows]
-    par_w = max(len(s) for s in par)
+    from ..latex import Column, Table
+
+    columns = (Column("name", "Name", "name", "name", "code"),
+               Column("parameters", "Parameters", "parameters (defaults)", "parameters (defaults)", "text"),
+               Column("aliases", "Aliases", "aliases", "aliases", "text"),
+               Column("description", "Description", "description", "description", "text"))
+    table = Table(columns, tuple(
+        (r["name"], ", ".join(_param_text(p) for p in r["parameters"]) or "-", ", ".join(r["aliases"]) or "-",
+         r["description"] + (" [staircase: E[s'^2] = inf]" if r["staircase"] else ""))
+        for r in rows))
     print(f"{len(rows)} activation families ('=?' marks a required parameter; "
           "use NAME or NAME:k=v,...; list values as v1;v2;...)")
-    print(f"{'name':<{name_w}}  {'parameters (defaults)':<{par_w}}  {'aliases':<12}  description")
-    for r, ps in zip(rows, par):
-        alias = ", ".join(r["aliases"]) or "-"
-        kind = " [staircase: E[s'^2] = inf]" if r["staircase"] else ""
-        print(f"{r['name']:<{name_w}}  {ps:<{par_w}}  {alias:<12}  {r['description']}{kind}")
+    print(table.to_text())
     needs = [r["example"] for r in rows if any(p["required"] for p in r["parameters"])]
     print("Examples with parameters: " + "  ".join(needs))
     print("Any SymPy expression in x is accepted too, e.g. \"x*exp(-x**2/2) + Max(x, 0)\".")

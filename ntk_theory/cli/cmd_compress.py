@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Any
 
 # light imports only: the parser is built for every command (see ntk_theory.cli)
 from ..errors import ParameterError, ResourceError
-from ._common import dump_json, nonnegative_int, positive_float, positive_int, probability
+from ._common import dump_json, family_name, nonnegative_int, positive_float, positive_int, probability
 
 HELP = ("compress a dense network into sparse ternary weights and quantized activations "
         "with the same kernel coefficients (NTK-LC)")
-
-
-def _family(text: str) -> str:
-    """argparse type of ``--family``: the name checks of
-    :func:`ntk_theory.compress.parse_family`, repeated here so that a typo is reported without
-    importing the solver stack (tests/test_cli_startup.py checks both agree)."""
-    if text == "auto":
-        return text
-    t = text.strip()
-    if t == "sigma_Q":
-        raise argparse.ArgumentTypeError("sigma_Q is a last-layer family: use --last-family sigma_Q")
-    if t in ("ternary", "odd_ternary", "sigma_T", "three_level"):
-        return text
-    if t.startswith("staircase:"):
-        try:
-            K = int(t.split(":", 1)[1])
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"staircase:K needs an integer K, got '{t}'") from None
-        if not 3 <= K <= 64:
-            raise argparse.ArgumentTypeError(f"staircase:K needs 3 <= K <= 64, got {K}")
-        return text
-    raise argparse.ArgumentTypeError(
-        f"unknown compression family '{t}' (known: auto, ternary, sigma_T, three_level, "
-        "staircase:K, sigma_Q)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dense activations of layers 1..L (e.g. relu, 'leaky_relu:slope=0.1')")
     parser.add_argument("--tau0", type=positive_float, required=True,
                         help="input scale τ_0 (τ_0² = tr C°/p)")
-    parser.add_argument("--family", type=_family, default="auto",
+    parser.add_argument("--family", type=family_name, default="auto",
                         help="auto|ternary|sigma_T|three_level|staircase:K (default auto: "
                              "cheapest family that solves exactly)")
     parser.add_argument("--last-family", choices=("none", "sigma_Q"), default="none",
@@ -55,8 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", type=positive_int, nargs="+", default=None, metavar="D",
                         help="d_0 d_1 ... d_L for the bit accounting and --out "
                              "(default 784 then 1000 per layer)")
-    parser.add_argument("--digits", type=positive_int, default=15,
-                        help="15: float64, residual <= 1e-12; e.g. 30: residual <= 1e-25")
+    parser.add_argument("--precision", "--digits", dest="precision", type=positive_int, default=15,
+                        metavar="P",
+                        help="working precision of the solvers in significant digits: 15 is float64 "
+                             "(residual <= 1e-12), more runs in mpmath (e.g. 30: residual <= 1e-25); "
+                             "--digits is an older name of this option")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--latex", action="store_true",
@@ -77,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if len(widths) != L + 1:
         raise ParameterError(f"--widths needs {L + 1} numbers (d_0 ... d_L) for {L} layer(s), "
                              f"got {len(widths)}")
-    if args.digits < 15:
-        raise ParameterError(f"--digits must be >= 15, got {args.digits}")
+    if args.precision < 15:
+        raise ParameterError(f"--precision/--digits must be >= 15 (float64 or more), got {args.precision}")
     _check_weight_memory(widths)
     if args.out:  # an unwritable or misnamed --out is refused before the computation
         from ..io import check_output_path
@@ -86,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.out, (".npz",), what="--out")
     t0 = time.perf_counter()
     res = compress_network(args.activations, args.tau0, family=args.family,
-                           last_family=args.last_family, digits=args.digits)
+                           last_family=args.last_family, digits=args.precision)
     solve_seconds = time.perf_counter() - t0
     weights = ternary_weights(widths, args.sparsity, args.seed)
     n_act = sum(_count_params(f.params) for f in res.layers)
@@ -116,10 +94,8 @@ def run(args: argparse.Namespace) -> int:
         print(compression_table(res).to_latex())
         return 0
     print(f"NTK-LC compression of {' -> '.join(res.activations)} at tau0 = {args.tau0:g}")
-    print(f"{'layer':>5} {'family':<12} {'tau_in':>9} {'variance':>10} {'max rel res':>12}  params")
-    for i, f in enumerate(res.layers, start=1):
-        ps = ", ".join(f"{k}={_fmt(v)}" for k, v in f.params.items())
-        print(f"{i:>5} {f.family:<12} {f.tau_in:>9.5f} {f.variance:>10.5f} {f.max_rel_residual:>12.2e}  {ps}")
+    print(compression_table(res, columns=("layer", "family", "tau_in", "variance", "max_res", "params"))
+          .to_text(caption=False))
     print(f"delta = tau'_L^2 - tau_L^2 = {res.delta:.6g}; ridge shift (compressed lambda = dense "
           f"lambda + shift) = {res.ridge_shift:.6g}")
     dev = out["lattice"]["last_deviation"]
@@ -154,7 +130,3 @@ def _count_params(params: dict[str, Any]) -> int:
     return sum(len(v) if isinstance(v, (tuple, list)) else 1 for v in params.values())
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, (tuple, list)):
-        return "[" + ",".join(f"{x:.6g}" for x in v) + "]"
-    return f"{v:.6g}" if math.isfinite(v) else str(v)

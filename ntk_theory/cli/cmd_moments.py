@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", default=None, metavar="L1,L2,...",
                    help="--latex: row labels instead of the activation specifications, one per ACT")
     p.add_argument("--digits", type=positive_int, default=15,
-                   help="significant digits to certify and print (default 15, at most 200)")
+                   help="significant digits, each certified correct, of the moments (default 15, at most "
+                        "200; the plain table prints at most 12, --latex at most 10)")
     p.add_argument("--budget", type=positive_float, default=2.0,
                    help="seconds of symbolic work per activation before quadrature (default 2)")
 
@@ -34,11 +35,10 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ParameterError
 
         raise ParameterError("--labels applies to --latex output only")
-    import mpmath as mp
     from tqdm import tqdm
 
     from ..latex import moments_table
-    from ..moments import MOMENT_KEYS, gaussian_moments
+    from ..moments import gaussian_moments
 
     # a progress bar on a terminal only (never in pipes, files or tests)
     acts = tqdm(args.activations, desc="moments", leave=False, file=sys.stderr,
@@ -54,14 +54,12 @@ def run(args: argparse.Namespace) -> int:
 
             table = table.with_row_labels(split_labels(args.labels))
         print(table.to_latex())
-    else:
+    else:  # the table model as plain text, at most 12 digits; rows without a closed form flagged
         shown = min(args.digits, 12)
-        width = max(len(r.activation.spec) for r in results)
-        head = f"{'activation':<{width}}  " + "  ".join(f"{k:>{shown + 7}}" for k in MOMENT_KEYS)
+        text = moments_table(results, shown).to_text(caption=False, number_width=shown + 7)
+        head, *rows = text.split("\n")
         print(f"tau = {args.tau:g}" + (" (centered)" if args.centered else ""))
         print(head)
-        for r in results:
-            vals = ["inf" if m.is_infinite else mp.nstr(m.value, shown) for m in r.moments]
-            flag = "" if r.closed_form else "   (numeric)"
-            print(f"{r.activation.spec:<{width}}  " + "  ".join(f"{v:>{shown + 7}}" for v in vals) + flag)
+        for r, row in zip(results, rows):
+            print(row + ("" if r.closed_form else "   (numeric)"))
     return 0

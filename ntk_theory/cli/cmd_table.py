@@ -26,8 +26,7 @@ from ..latex import (
     moments_table,
     select_columns,
 )
-from ._common import positive_float, positive_int
-from .cmd_compress import _family
+from ._common import family_name, positive_float, positive_int
 
 HELP = ("LaTeX (booktabs) tables of moments, per-layer coefficients or compression parameters, "
         "with a choice of columns, number format, caption and label")
@@ -49,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     scale.add_argument("--tau0", type=positive_float, default=None, dest="scale",
                        help="input scale τ0 > 0 of the network (required for coefficients and compression)")
     p.add_argument("--centered", action="store_true", help="moments of σ − E[σ(τξ)] (moments only)")
-    p.add_argument("--family", type=_family, default=None,
+    p.add_argument("--family", type=family_name, default=None,
                    help="compression only: auto|ternary|sigma_T|three_level|staircase:K (default auto)")
     p.add_argument("--last-family", choices=("none", "sigma_Q"), default=None,
                    help="compression only: sigma_Q also asks the last layer for δ = 0 (default none)")

@@ -37,8 +37,9 @@ Families
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import mpmath as mp
 import numpy as np

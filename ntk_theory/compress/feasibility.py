@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import mpmath as mp
 import numpy as np
@@ -51,6 +51,7 @@ __all__ = [
     "two_term_fraction",
     "residual_lower_bound",
     "best_staircase_match",
+    "BOUND_LABELS",
     "bound_label",
     "feasibility_cell",
     "delta_zero_cell",
@@ -292,25 +293,27 @@ def best_staircase_match(target: Sequence[float], K: int, *, starts: int = 16, s
 # --------------------------------------------------------------------------- #
 # Feasibility map cells
 # --------------------------------------------------------------------------- #
-#: Short labels of the bounds an InfeasibleError message names (first match wins).
-_BOUND_LABELS = (
-    ("odd activation vs sigma_T", "odd target: σ_T has E[σ'']=0 ⇒ E[(σ̄²)'']=0"),
-    ("not odd", "ternary is odd, target is not"),
-    ("odd ternary has E[(σ̄²)'']", "ternary needs E[(σ̄²)''] > 0"),
-    ("Cauchy–Schwarz", "Cauchy–Schwarz: τ'²m1² > τ_L²"),
-    ("Hermite budget, τ'²m1²", "two-term Hermite budget > τ_L²"),
-    ("E[σ'] = E[σ''] = 0", "no first/second-order signal"),
-    ("slices of sigma_Q", "σ_Q: no root on any slice"),
-    ("Hermite budget", "Hermite budget (no root)"),
-)
+#: Short labels of the bounds :attr:`InfeasibleError.bound` names.
+BOUND_LABELS = {
+    "odd_target": "odd target: σ_T has E[σ'']=0 ⇒ E[(σ̄²)'']=0",
+    "not_odd": "ternary is odd, target is not",
+    "ternary_w2": "ternary needs E[(σ̄²)''] > 0",
+    "cauchy_schwarz": "Cauchy–Schwarz: τ'²m1² > τ_L²",
+    "two_term_budget": "two-term Hermite budget > τ_L²",
+    "no_signal": "no first/second-order signal",
+    "sigma_q_slices": "σ_Q: no root on any slice",
+    "hermite_budget": "Hermite budget (no root)",
+}
 
 
-def bound_label(message: str) -> str:
-    """The short name of the bound an :class:`InfeasibleError` message cites."""
-    for key, label in _BOUND_LABELS:
-        if key in message:
-            return label
-    return "no root"
+def bound_label(bound: InfeasibleError | str | None) -> str:
+    """The short label of the bound an :class:`InfeasibleError` (or a bound name) names.
+
+    A search over families (``auto``) reports the most specific bound among its
+    causes; an error without a known bound is ``"no root"``.
+    """
+    name = bound.bound_name if isinstance(bound, InfeasibleError) else bound
+    return BOUND_LABELS.get(name or "", "no root")
 
 
 @dataclass(frozen=True)
@@ -337,17 +340,6 @@ class FeasibilityCell:
     residual: float
 
 
-def _best_residual(message: str) -> float:
-    key = "best residual "
-    if key not in message:
-        return math.nan
-    tok = message.split(key, 1)[1].split(";")[0].split()[0]
-    try:
-        return float(tok)
-    except ValueError:
-        return math.nan
-
-
 def feasibility_cell(act: Activation | str, family: str, tau: float, *,
                      dense: DenseLayer | None = None) -> FeasibilityCell:
     """Can ``family`` α-match one layer of ``act`` at input scale ``tau`` (docs/reference.rst §6)?
@@ -360,8 +352,7 @@ def feasibility_cell(act: Activation | str, family: str, tau: float, *,
     try:
         fit = solve_alpha(family, d.targets, tau)
     except InfeasibleError as exc:
-        msg = str(exc)
-        return FeasibilityCell(a.spec, family, float(tau), False, bound_label(msg), _best_residual(msg))
+        return FeasibilityCell(a.spec, family, float(tau), False, bound_label(exc), exc.best_residual)
     return FeasibilityCell(a.spec, family, float(tau), True, "", fit.max_rel_residual)
 
 
@@ -376,10 +367,9 @@ def delta_zero_cell(act: Activation | str, family: str, tau: float) -> Feasibili
     try:
         res = compress_network([a, a], tau, family=family, last_family="sigma_Q")
     except InfeasibleError as exc:
-        msg = str(exc)
-        label = bound_label(msg)
-        if msg.startswith("layer 1"):
+        label = bound_label(exc)
+        if exc.layer == 1:
             label = f"layer 1: {label}"
-        return FeasibilityCell(a.spec, family + "+sigma_Q", float(tau), False, label, _best_residual(msg))
+        return FeasibilityCell(a.spec, family + "+sigma_Q", float(tau), False, label, exc.best_residual)
     worst = max(f.max_rel_residual for f in res.layers)
     return FeasibilityCell(a.spec, family + "+sigma_Q", float(tau), True, "", worst)

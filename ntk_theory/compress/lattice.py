@@ -35,9 +35,9 @@ first layer sees the (continuous) data and is taken to be Gaussian.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Sequence
 
 import numpy as np
 from scipy import fft as sfft

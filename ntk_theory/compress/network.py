@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mpmath as mp
 import numpy as np
@@ -33,7 +34,7 @@ from scipy import special as sps
 from ..activations import Activation, parse_activation
 from ..errors import DomainError, InfeasibleError, NumericalError, ParameterError
 from .families import AlphaTargets, SigmaQFamily, stair_moments_mp
-from .solve import LayerFit, _finish, local_minima_mask, residual_tolerance, solve_alpha, solve_auto
+from .solve import LayerFit, finish_fit, local_minima_mask, residual_tolerance, solve_alpha, solve_auto
 
 __all__ = ["DenseLayer", "CompressionResult", "compress_network", "dense_layer_moments",
            "solve_last_layer_sigma_q", "q_slices"]
@@ -183,7 +184,7 @@ def compress_network(
     if last_family in ("none", None, ""):
         last_family = None
     elif last_family != "sigma_Q":
-        raise ParameterError(f"--last-family must be none or sigma_Q, got '{last_family}'")
+        raise ParameterError(f"must be none or sigma_Q, got '{last_family}'", option="last_family")
     acts = [parse_activation(a) for a in activations]
     t_start = time.perf_counter()
     dense: list[DenseLayer] = []
@@ -206,7 +207,7 @@ def compress_network(
             else:
                 fit = solve_alpha(family, d.targets, tau_c[-1], digits=digits)
         except InfeasibleError as exc:
-            raise InfeasibleError(f"layer {ell} ({acts[ell - 1].spec}): {exc}") from None
+            raise exc.at_layer(ell, acts[ell - 1].spec) from None
         fits.append(fit)
         tau_c.append(math.sqrt(fit.variance))
     delta = tau_c[-1] ** 2 - tau_d[-1] ** 2
@@ -275,14 +276,17 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
     V = float(variance)
     if A1 > V:
         raise InfeasibleError(
-            f"sigma_Q infeasible: δ = 0 violates Cauchy–Schwarz, τ'²m1² = {A1:.3f} > τ_L² = {V:.3f} "
-            "(Var σ(τξ) ≥ τ²E[σ']² for every σ, docs/reference.rst §6); best residual "
-            f"{(A1 - V) / V:.3g}; would work: --last-family none (δ reported as a ridge shift)")
+            family="sigma_Q", bound="cauchy_schwarz",
+            reason=(f"δ = 0 violates Cauchy–Schwarz, τ'²m1² = {A1:.3f} > τ_L² = {V:.3f} "
+                    "(Var σ(τξ) ≥ τ²E[σ']² for every σ, docs/reference.rst §6)"),
+            residual=(A1 - V) / V, suggestion="none", option="last_family",
+            note="(δ reported as a ridge shift)")
     if A1 + A2 / 2 > V:
         raise InfeasibleError(
-            f"sigma_Q infeasible: δ = 0 violates the Hermite budget, τ'²m1² + τ'⁴m2²/2 = "
-            f"{A1 + A2 / 2:.3f} > τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, docs/reference.rst §6); "
-            f"best residual {(A1 + A2 / 2 - V) / V:.3g}; would work: --last-family none")
+            family="sigma_Q", bound="two_term_budget",
+            reason=(f"δ = 0 violates the Hermite budget, τ'²m1² + τ'⁴m2²/2 = {A1 + A2 / 2:.3f} > "
+                    f"τ_L² = {V:.3f} (Var = Σ_k (τ^k E[σ^(k)])²/k!, docs/reference.rst §6)"),
+            residual=(A1 + A2 / 2 - V) / V, suggestion="none", option="last_family")
     best = math.inf
     for fr in q_slices():
         fit, b = _q_solve_slice(fr, targets, tau, V, digits)
@@ -290,8 +294,9 @@ def solve_last_layer_sigma_q(targets: AlphaTargets, tau: float, variance: float,
         if fit is not None:
             return fit
     raise InfeasibleError(
-        f"sigma_Q infeasible: no root of the δ = 0 system on any of {len(q_slices())} slices of "
-        f"sigma_Q (Hermite budget); best residual {best:.3g}; would work: --last-family none")
+        family="sigma_Q", bound="sigma_q_slices",
+        reason=f"no root of the δ = 0 system on any of {len(q_slices())} slices of sigma_Q (Hermite budget)",
+        residual=best, suggestion="none", option="last_family")
 
 
 def _q_solve_slice(fr: tuple[float, float], targets: AlphaTargets, tau: float, V: float,
@@ -366,7 +371,7 @@ def _q_solve_slice(fr: tuple[float, float], targets: AlphaTargets, tau: float, V
             params = {"r1": z1r * t, "r2": (z1r + f1m * (z4r - z1r)) * t,
                       "r3": (z1r + f2m * (z4r - z1r)) * t, "r4": z4r * t, "b1": b1, "b2": b2}
             try:
-                fit = _finish(fam, params, t, targets, digits)
+                fit = finish_fit(fam, params, t, targets, digits)
             except NumericalError:
                 continue  # float64 rounding of an ill-conditioned root: try the next one
             if abs(fit.variance - V) > residual_tolerance(digits) * V:

@@ -143,10 +143,11 @@ def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
     use2 = (A2 > _ZERO * D) and not odd_only
     if not use1 and not use2:
         raise InfeasibleError(
-            f"{fam_name} infeasible: the targets need E[σ'] = E[σ''] = 0 with "
-            f"E[(σ̄²)''] = {float(W):.3g} != 0, which no staircase with these parts reaches; "
-            "best residual 1; a dense layer without first- and second-order signal cannot "
-            "be α-matched by any family")
+            family=fam_name, bound="no_signal",
+            reason=(f"the targets need E[σ'] = E[σ''] = 0 with E[(σ̄²)''] = {float(W):.3g} != 0, "
+                    "which no staircase with these parts reaches"),
+            residual=1.0,
+            remark="a dense layer without first- and second-order signal cannot be α-matched by any family")
     A1f, A2f, Wf, Df = float(A1), float(A2), float(W), float(D)
     cmax = max(abs(c) for c in q.offsets)
     grid = np.geomspace(1e-8, 30.0 / cmax, 600)
@@ -183,10 +184,10 @@ def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
             roots.append(z)
     if not roots:
         best = float(np.nanmin(np.abs(F[ok]))) if ok.any() else 1.0
-        bound = _symmetric_bound(fam_name, odd_only, Wf, A1f)
-        raise InfeasibleError(
-            f"{fam_name} infeasible: {bound}; best residual {best:.3g} over the scan "
-            f"z in [1e-8, {30.0 / cmax:g}]; would work: {_suggest_after(fam_name)}")
+        bound, reason = _symmetric_bound(fam_name, odd_only, Wf, A1f)
+        raise InfeasibleError(family=fam_name, bound=bound, reason=reason, residual=best,
+                              scan=f"over the scan z in [1e-8, {30.0 / cmax:g}]",
+                              suggestion=_suggest_after(fam_name))
     out = []
     for z in roots:
         g1, g2, _, _, vo, ve = q.parts_mp(z)
@@ -196,12 +197,13 @@ def _solve_symmetric(q: SymmetricQuantizer, A1: mp.mpf, A2: mp.mpf, W: mp.mpf,
     return out
 
 
-def _symmetric_bound(fam_name: str, odd_only: bool, W: float, A1: float) -> str:
+def _symmetric_bound(fam_name: str, odd_only: bool, W: float, A1: float) -> tuple[str, str]:
+    """``(bound, reason)`` of a symmetric family without a root (InfeasibleError fields)."""
     if odd_only and W <= 0:
-        return ("an odd ternary has E[(σ̄²)''] = 2b²zφ(z)/τ² > 0, but the target "
-                f"τ²w̄2 = {W:.3g} <= 0")
-    return ("no root of the scale-free matching equation A1·Wo/G1² + A2·We/G2² = W "
-            "(Hermite budget: the staircase's variance is spread over all Hermite orders)")
+        return "ternary_w2", ("an odd ternary has E[(σ̄²)''] = 2b²zφ(z)/τ² > 0, but the target "
+                              f"τ²w̄2 = {W:.3g} <= 0")
+    return "hermite_budget", ("no root of the scale-free matching equation A1·Wo/G1² + A2·We/G2² = W "
+                              "(Hermite budget: the staircase's variance is spread over all Hermite orders)")
 
 
 def _suggest_after(fam_name: str) -> str:
@@ -354,10 +356,11 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
     D = max(A1, A2, abs(W))
     if A2 <= _ZERO * D and abs(W) > _ZERO * D:
         raise InfeasibleError(
-            "sigma_T infeasible: odd activation vs sigma_T — the target has E[σ''] = 0, and "
-            "sigma_T has E[σ''] = 0 only when z1φ(z1) = z2φ(z2), which forces "
-            f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (docs/reference.rst §6); "
-            f"best residual {abs(float(W)) / float(D):.3g}; would work: ternary")
+            family="sigma_T", bound="odd_target",
+            reason=("odd activation vs sigma_T — the target has E[σ''] = 0, and "
+                    "sigma_T has E[σ''] = 0 only when z1φ(z1) = z2φ(z2), which forces "
+                    f"E[(σ̄²)''] = 0, but the target τ²w̄2 = {float(W):.3g} (docs/reference.rst §6)"),
+            residual=abs(float(W)) / float(D), suggestion="ternary")
     S = mp.sqrt(A1 + A2 + abs(W))
     sols: list[tuple[mp.mpf, mp.mpf, mp.mpf, mp.mpf]] = []
     tol = mp.mpf(10) ** (-(mp.mp.dps - 6))
@@ -401,9 +404,11 @@ def _solve_sigma_t(A1: mp.mpf, A2: mp.mpf, W: mp.mpf) -> list[tuple[mp.mpf, mp.m
         sols.append((z1r, z2r, ar, ar * ar * P * (1 - P)))
     if not sols:
         raise InfeasibleError(
-            "sigma_T infeasible: the third α-matching equation has no root along the curves "
-            "where (E[σ'], E[σ'']) has the target's direction (Hermite budget of sigma_T's "
-            f"two-threshold shape); best residual {best:.3g}; would work: three_level")
+            family="sigma_T", bound="hermite_budget",
+            reason=("the third α-matching equation has no root along the curves "
+                    "where (E[σ'], E[σ'']) has the target's direction (Hermite budget of sigma_T's "
+                    "two-threshold shape)"),
+            residual=best, suggestion="three_level")
     return sols
 
 
@@ -459,9 +464,10 @@ def solve_alpha(family: str | Family, targets: AlphaTargets, tau: float, *, digi
                 D = max(A1, A2, abs(W))
                 if A2 > _ZERO * D:
                     raise InfeasibleError(
-                        "ternary infeasible: an odd ternary has E[σ''] = 0 but the target "
-                        f"m2² = {float(targets.m2) ** 2:.3g} is not (the dense activation is not odd); "
-                        f"best residual {float(A2 / D):.3g}; would work: sigma_T or three_level")
+                        family="ternary", bound="not_odd",
+                        reason=("an odd ternary has E[σ''] = 0 but the target "
+                                f"m2² = {float(targets.m2) ** 2:.3g} is not (the dense activation is not odd)"),
+                        residual=float(A2 / D), suggestion="sigma_T or three_level")
             elif isinstance(fam, (ThreeLevelFamily, StaircaseKFamily)):
                 q, odd_only = fam.quantizer, False
             else:  # pragma: no cover - parse_family only builds the families above
@@ -474,7 +480,7 @@ def solve_alpha(family: str | Family, targets: AlphaTargets, tau: float, *, digi
                 params = {"s": z * t, "b": u}
             else:
                 params = fam.params_from(z, u, v, t)
-        return _finish(fam, params, t, targets, digits)
+        return finish_fit(fam, params, t, targets, digits)
 
 
 def _scaled_mp(targets: AlphaTargets, t: mp.mpf) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
@@ -482,7 +488,7 @@ def _scaled_mp(targets: AlphaTargets, t: mp.mpf) -> tuple[mp.mpf, mp.mpf, mp.mpf
     return t * t * m1 * m1, t**4 * m2 * m2, t * t * w
 
 
-def _finish(fam: Family, params_mp: dict[str, Any], t: mp.mpf, targets: AlphaTargets,
+def finish_fit(fam: Family, params_mp: dict[str, Any], t: mp.mpf, targets: AlphaTargets,
             digits: int) -> LayerFit:
     """Round (or not), re-evaluate at high precision, check the residual, build the result."""
     def conv(v: Any, f: Any) -> Any:
@@ -515,10 +521,10 @@ def solve_auto(targets: AlphaTargets, tau: float, *, digits: int = 15,
 
     Raises InfeasibleError listing every family's reason when none does.
     """
-    reasons = []
+    causes = []
     for name in order:
         try:
             return solve_alpha(name, targets, tau, digits=digits)
         except InfeasibleError as exc:
-            reasons.append(str(exc))
-    raise InfeasibleError("auto infeasible: every family failed: " + " | ".join(reasons))
+            causes.append(exc)
+    raise InfeasibleError(family="auto", causes=tuple(causes))

@@ -2,7 +2,7 @@
 
 One file per subcommand: ``moments.json``, ``coefficients.json``, ``compress.json``,
 ``spectrum.json``, ``demo.json``, ``activations.json``, ``bcd.json`` (documented in ``docs/schemas.rst``).  Infinite
-values are the strings ``"inf"``/``"-inf"`` (:func:`ntk_theory.cli._common.to_jsonable`).
+values are the strings ``"inf"``/``"-inf"`` (:func:`ntk_theory.io.to_jsonable`).
 """
 
 from __future__ import annotations
