@@ -9,7 +9,9 @@ Both run on one BLAS thread (what ``train_bcd`` uses).  Reported: CPU seconds pe
 iteration (``time.process_time``; the machine is shared, wall time is also shown),
 the ratio, the flop estimate of a sweep and the achieved GFLOP/s.
 
-    python3 benchmarks/bench_bcd.py [--iterations 3] [--quick]
+    python3 benchmarks/bench_bcd.py [--iterations 3] [--tt-rank 8] [--quick] [--case mnist:2000-2000-1100]
+
+``--case DATA:H1-H2-...`` runs only the listed networks (e.g. the paper-sized one alone).
 """
 
 from __future__ import annotations
@@ -75,7 +77,17 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--tt-rank", type=int, default=0, help="also time TT mode at this rank (0: no)")
     ap.add_argument("--quick", action="store_true", help="the two digits networks only")
+    ap.add_argument("--case", action="append", default=None, metavar="DATA:H1-H2-...",
+                    help="only this network (repeatable), e.g. mnist:2000-2000-1100")
     a = ap.parse_args()
+    cases = QUICK if a.quick else CASES
+    if a.case:
+        known = {f"{c[0]}:{'-'.join(map(str, c[3]))}": c for c in CASES}
+        unknown = [c for c in a.case if c not in known]
+        if unknown:
+            print(f"error: unknown case(s) {', '.join(unknown)} (choose from {', '.join(known)})", file=sys.stderr)
+            return 2
+        cases = [known[c] for c in a.case]
     print(f"$ python3 {' '.join(sys.argv)}")
     print(f"date {datetime.date.today()}, python {platform.python_version()}, numpy {np.__version__}, "
           f"{os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -83,7 +95,7 @@ def main() -> int:
     print("| data | n | widths | mode | CPU s / sweep | wall s / sweep | GD step CPU s | sweep / GD step "
           "| GFLOP / sweep | GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for data, n_tr, n_te, hidden in (QUICK if a.quick else CASES):
+    for data, n_tr, n_te, hidden in cases:
         Xtr, ytr, _, _ = load_split(data, n_tr, n_te, seed=0)
         p, K = Xtr.shape[0], 10
         modes = [("prune 0.9", dict(sparsity=0.9))]

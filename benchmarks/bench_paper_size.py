@@ -29,10 +29,13 @@ differences (affordable at n ≲ 3000; see docs/BENCHMARKS.md).
 Usage::
 
     python3 benchmarks/bench_paper_size.py [--n 8000] [--p 4000] [--json FILE] [--out DIR]
-                                           [--check] [--quiet]
+                                           [--check] [--quiet] [--no-finite-width]
 
 ``--json FILE`` writes ``{"total_seconds", "eigvalsh_seconds", "ratio", "stages", ...}``;
 ``--out`` also writes the two comparison figures (SLQ histograms, leading eigenvectors).
+After the reference, the finite-width prediction of the empirical CK spectrum
+(:func:`ntk_theory.finite_width.paper_size_report`) is compared with the network and the
+limit (W1 of both; ``--no-finite-width`` skips it).
 """
 
 from __future__ import annotations
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON to FILE")
     ap.add_argument("--out", type=Path, default=None, help="directory for the two figures")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--no-finite-width", action="store_true",
+                    help="skip the finite-width prediction of the CK spectrum (ntk_theory.finite_width)")
     args = ap.parse_args(argv)
     acts = [args.act] * len(args.widths)
     n = args.n
@@ -253,6 +258,21 @@ def main(argv: list[str] | None = None) -> int:
         "isolated_partial": rows[1]["isolated"]["exact"],
     }
 
+    # the finite-width prediction of the empirical CK spectrum (one more exact-kernel pass):
+    # how far is the network from it, and how far from the infinite-width limit (W1 of both,
+    # empirical and limit spectra as the SLQ quantile points used above)
+    finite = None
+    if not args.no_finite_width:
+        from ntk_theory.finite_width import paper_size_report
+
+        t, c = time.perf_counter(), cpu_seconds()
+        finite = paper_size_report(acts, data.X, args.widths, dens_all["ck"]["empirical"].sample(n),
+                                   centered=True, tau0=stats.tau0, limit=dens_all["ck"]["exact"].sample(n))
+        finite["cpu_seconds"] = cpu_seconds() - c
+        finite["wall_seconds"] = time.perf_counter() - t
+        print(f"[{time.strftime('%H:%M:%S')}] finite-width prediction: {finite['wall_seconds']:.1f} s wall, "
+              f"{finite['cpu_seconds']:.1f} s CPU", file=sys.stderr, flush=True)
+
     check_rows = None
     if args.check:
         check_rows = full_check(mats, rows, args.vectors)
@@ -288,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "top": args.top, "probes": args.probes, "steps": args.steps,
         "rows": [{k: v for k, v in r.items() if k != "isolated"} for r in rows],
         "slq_check": slq_check,
+        "finite_width": finite,
         "full_check": check_rows,
         "cpus": os.cpu_count(),
         "numpy": np.__version__,
@@ -326,6 +347,14 @@ def main(argv: list[str] | None = None) -> int:
           f"mean |λ|, quartiles within {slq_check['quartile_error_over_iqr']:.3f} IQR, top eigenvalues "
           f"within {slq_check['top_eigenvalue_max_relative_error']:.1e}·λ_max, isolated "
           f"{slq_check['isolated_partial']} (full spectrum: {slq_check['isolated_full']})")
+    if finite is not None:
+        print(f"\nFinite-width prediction of the empirical CK spectrum ({finite['method']}; "
+              f"{finite['wall_seconds']:.1f} s wall, {finite['cpu_seconds']:.1f} s CPU): "
+              f"W1(prediction, empirical) {finite['w1_prediction_vs_empirical']:.4g}, "
+              f"W1(limit, empirical) {finite['w1_limit_vs_empirical']:.4g}, ratio {finite['w1_ratio']:.3f}; "
+              "top eigenvalues empirical " + ", ".join(f"{v:.4g}" for v in finite["top_empirical"][:3])
+              + " / predicted " + ", ".join(f"{v:.4g}" for v in finite["top_predicted"][:3])
+              + " / limit " + ", ".join(f"{v:.4g}" for v in finite["top_limit"][:3]))
     if check_rows is not None:
         print("\nfull-decomposition check (|partial − full| per metric): "
               + json.dumps(check_rows["max_abs_difference"]))

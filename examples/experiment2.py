@@ -40,7 +40,6 @@ import json
 import platform
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,7 @@ from ntk_theory.experiment2 import (
 )
 from ntk_theory.io import atomic_write
 from ntk_theory.plotting import save_figure
-from ntk_theory.sweep import default_workers, sweep, sweep_results
+from ntk_theory.sweep import add_target_arguments, default_workers, sweep, sweep_results, sweep_target
 
 SETS = {
     "mnist": dict(n_train=4000, n_test=1000),
@@ -177,11 +176,7 @@ def main() -> int:
     ap.add_argument("--bcd-iterations", type=int, default=40, help="NN-BCD sweeps")
     ap.add_argument("--epsilons", type=float, nargs="+", default=None,
                     help="NTK-LC sparsities (default 0 0.5 0.9 0.99)")
-    ap.add_argument("--store", default=None,
-                    help="SQLite store of the results, resumed if it exists (default: a temporary one)")
-    where = ap.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
-    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
+    add_target_arguments(ap)
     args = ap.parse_args()
     if args.quick:
         for key, value in QUICK.items():
@@ -200,18 +195,8 @@ def main() -> int:
             print(f"error: unknown data set(s) {', '.join(unknown)} (choose from {', '.join(SETS)})",
                   file=sys.stderr)
             return 2
-        client = None
-        if args.scheduler:
-            from distributed import Client
-
-            client = Client(args.scheduler)
-        with tempfile.TemporaryDirectory() as tmp:
-            store = args.store or Path(tmp) / "experiment2.sqlite"
-            try:
-                results, errors = run_sweeps(sweep_specs(args), store, out, workers=args.workers, client=client)
-            finally:
-                if client is not None:
-                    client.close()
+        with sweep_target(args.store, args.scheduler, name="experiment2.sqlite") as (store, client):
+            results, errors = run_sweeps(sweep_specs(args), store, out, workers=args.workers, client=client)
         for r in results:
             deltas = ", ".join(f"δ({f}) = {d:.4f}" for f, d in r.deltas.items())
             # the time is the networks' (forward passes, readouts, NN-BCD training), summed

