@@ -43,23 +43,29 @@ them, the arc-cosine maps of any slopes ``(p, q)`` and the staircase maps, and n
 looks at an activation's name.
 
 Any other activation (tanh, swish, softplus, ELU, expressions) uses certified
-quadrature (:func:`layer_map`): Mehler's expansion ``Σ_k ρ^k A_k(a) A_k(b)`` for
-``|ρ| ≤ 0.8``, truncated where ``0.8^{M+1} ≤ tol = 1e−12`` (relative to
-``√(E f(u)² E f(v)²)``, a rigorous bound), with per-point Hermite coefficients and the
-diagonal from :func:`certified_coefficients`; the strongly correlated off-diagonal pairs
-(``0.8 < |ρ| < 1``) from :func:`certified_pairs`.  Both are composite Gauss–Legendre
-rules with panels at most 1 wide in the activation's argument and 2 in the Gaussian
-variable (split at kinks), each result computed with 12 and with 20 nodes per panel and
-the panels halved until the two agree to 1e−14 relative; disagreement beyond 4096 panels
-or a non-finite value is a :class:`~ntk_theory.errors.NumericalError`, never a silent
-number.  Tested (``tests/test_exact.py``): K, K̇ and Θ of tanh, swish and the closed
-forms within 1e−10 of independent adaptive quadrature (and mpmath) at squared input
-norms up to 50, ``ρ`` up to ±0.999, and norms down to 0.01.  (A fixed 200-node
-Gauss–Hermite rule is not enough on the diagonal: it is 11 % low for tanh's NTK at
-squared norm 39.)
-Cost: the Mehler part is ``O(M n²)`` with ``M = 123``; a strongly correlated pair costs
-``10⁴–10⁶`` activation calls (growing with the input variance), so data with very many
-near-duplicate inputs at large norms are slow.
+quadrature (:func:`layer_map`): Mehler's expansion ``Σ_k ρ^k A_k(a) A_k(b)`` with per-point
+orthonormal Hermite coefficients ``A_k`` and the diagonal from
+:func:`certified_coefficients`.  The truncation after ``M`` terms is bounded, by
+Cauchy–Schwarz, by ``|ρ|^{M+1} √(T(a) T(b))`` with ``T = Σ_{k>M} A_k²`` the Parseval tail
+of each point (at most ``E f²``); a pair uses the series when that bound is at most
+``tol = 1e−12`` relative to ``√(E f(u)² E f(v)²)``.  With ``T ≤ E f²`` this covers every
+``|ρ| ≤ 0.8`` at ``M = 123``; for an activation without kinks the coefficients are
+computed to order 512 and ``T = E f² − Σ_{k≤M} A_k²`` is certified (quadrature error and
+rounding added), which for tanh at variances up to about 3 and swish up to about 10 covers
+*every* correlation, ``ρ → ±1`` included, and at larger variances all but the nearest
+duplicates (tanh at variance 50: ``|ρ| ≲ 0.97``).  The remaining pairs take
+:func:`certified_pairs`.  Both rules are composite Gauss–Legendre with panels at most 1
+wide in the activation's argument and 2 in the Gaussian variable (split at kinks), each
+result computed with 12 and with 20 nodes per panel and the panels halved until the two
+agree to 1e−14 relative; disagreement beyond 4096 panels or a non-finite value is a
+:class:`~ntk_theory.errors.NumericalError`, never a silent number, and a CPU-time
+``budget`` that runs out is a :class:`~ntk_theory.errors.ResourceError`.  Tested
+(``tests/test_exact.py``): K, K̇ and Θ of tanh, swish and the closed forms within 1e−10
+of independent adaptive quadrature (and mpmath) at squared input norms up to 50, ``ρ`` up
+to ±0.9999, and norms down to 0.01.  (A fixed 200-node Gauss–Hermite rule is not
+enough on the diagonal: it is 11 % low for tanh's NTK at squared norm 39.)  Cost:
+``O(M n²)`` for the series (``M`` ≈ 100–500) plus a 1-D rule per point; a pair left to
+the 2-D rule costs ``10⁴–10⁶`` activation calls.
 
 The scales and centering constants (:func:`layer_scales`) use adaptive quadrature
 split at the kinks.
@@ -77,6 +83,8 @@ which is what back-propagation through :class:`ntk_theory.network.MLP` computes;
 from __future__ import annotations
 
 import math
+import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -532,13 +540,18 @@ def hermite_coefficients(
         return out
     x, w = _gh_rule(nodes)
     F = fn(np.sqrt(s)[:, None] * x[None, :]) * w[None, :]
+    return _hermite_table(x, order) @ F.T
+
+
+def _hermite_table(x: np.ndarray, order: int) -> np.ndarray:
+    """``h_k(x)`` for ``k = 0..order`` (rows), by the orthonormal three-term recurrence."""
     H = np.empty((order + 1, x.size))
     H[0] = 1.0
     if order >= 1:
         H[1] = x
     for k in range(1, order):
         H[k + 1] = (x * H[k] - math.sqrt(k) * H[k - 1]) / math.sqrt(k + 1)
-    return H @ F.T
+    return H
 
 
 def mehler_order(rho_max: float, tol: float) -> int:
@@ -570,6 +583,10 @@ class _LayerRule:
     rho_max: float = 0.8
     tol: float = 1e-12
     breaks: tuple[float, ...] = ()
+    #: ``time.process_time()`` after which the layer is refused (None: no limit)
+    deadline: float | None = None
+    #: tqdm bar over the tensor-rule pairs (None: when stderr is a terminal)
+    progress: bool | None = None
 
 
 # --------------------------------------------------------------------------- #
@@ -634,6 +651,8 @@ def _one_dim(fn, sd: np.ndarray, breaks: Sequence[float], panels: int, m: int, o
              ) -> tuple[np.ndarray, np.ndarray]:
     """Hermite coefficients ``A_k = E[fn(√s ξ) h_k(ξ)]`` (k ≤ order) and ``E[fn(√s ξ)²]``
     with one composite rule; rows of ``sd`` (shape (r, 1)) are the points."""
+    if not breaks:
+        return _one_dim_shared(fn, sd, panels, m, order)
     xi, w = _gl_nodes(_xi_edges(sd, breaks, panels), m)
     F = np.asarray(fn(sd * xi), dtype=float)
     F = np.broadcast_to(F, xi.shape)
@@ -648,9 +667,25 @@ def _one_dim(fn, sd: np.ndarray, breaks: Sequence[float], panels: int, m: int, o
     return out, diag
 
 
+def _one_dim_shared(fn, sd: np.ndarray, panels: int, m: int, order: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_one_dim` for an activation without kinks: every row uses the same ξ nodes
+    (``panels`` uniform panels on ``[−L, L]``, ``L = 10 + 2 max √s``, wide enough for every
+    row), so the Hermite functions ``h_k(ξ)`` are evaluated once and the coefficients of
+    all rows are one matrix product ``(F·w) Hᵀ`` instead of a recurrence per row."""
+    L = 10.0 + 2.0 * float(sd.max())
+    xi, w = _gl_nodes(L * np.linspace(-1.0, 1.0, panels + 1), m)       # (N,)
+    H = _hermite_table(xi, order)
+    F = np.asarray(fn(sd * xi[None, :]), dtype=float)
+    F = np.broadcast_to(F, (sd.shape[0], xi.size))
+    Fw = F * w
+    return H @ Fw.T, np.einsum("ij,ij->i", F, Fw)
+
+
 def certified_coefficients(
     fn: Callable[[np.ndarray], np.ndarray], s: np.ndarray, order: int, *,
     breaks: Sequence[float] = (), rho_max: float = 0.8, spec: str = "activation",
+    max_panels: int = _MAX_PANELS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hermite coefficients and second moments with a certified error, for every variance in ``s``.
 
@@ -696,9 +731,9 @@ def certified_coefficients(
             if np.all(e <= _QUAD_TOL * (1.0 + np.sqrt(df))):
                 break
             panels *= 2
-            if panels > _MAX_PANELS:
+            if panels > max_panels:
                 raise NumericalError(f"Gaussian expectations of {spec} at variances up to {smax**2:.4g}: "
-                                     f"quadrature did not converge with {_MAX_PANELS} panels "
+                                     f"quadrature did not converge with {max_panels} panels "
                                      f"(error estimate {float(e.max()):.2g})")
         A[:, idx], second[idx], err[idx] = Af, df, e
     return A, second, err
@@ -736,6 +771,7 @@ def _pair_rule(f, a, b, rho, breaks, panels_s, panels_d, m):
 def certified_pairs(
     fn: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray, c: np.ndarray, *,
     breaks: Sequence[float] = (), scale: np.ndarray | None = None, spec: str = "activation",
+    deadline: float | None = None, progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``E[fn(u) fn(v)]`` for ``(u, v) ~ N(0, [[a, c], [c, b]])`` (1-D arrays of pairs) with an
     error estimate; meant for strongly correlated pairs, where Mehler's series is slow.
@@ -746,18 +782,34 @@ def certified_pairs(
     (``scale``: per pair, e.g. ``√(E fn(u)² E fn(v)²)``; default 0).  Returns the 20-node
     values and the estimates ``|coarse − fine|``.
 
+    ``deadline`` (a ``time.process_time()`` value) refuses the work once passed;
+    ``progress`` shows a tqdm bar over the pairs on stderr (default: for 64 pairs or more
+    when stderr is a terminal).
+
     Raises
     ------
     NumericalError
         No agreement with up to 4096 panels per direction, or non-finite values.
+    ResourceError
+        The ``deadline`` passed before every pair was certified.
     """
     a, b, c = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (a, b, c))
+    from tqdm.auto import tqdm
+
+    show = (sys.stderr.isatty() and a.size >= 64) if progress is None else bool(progress)
+    with tqdm(total=a.size, desc=f"exact kernel pairs ({spec})", unit="pair", leave=False,
+              disable=not show, file=sys.stderr) as bar:
+        return _certified_pairs(fn, a, b, c, breaks, scale, spec, deadline, bar)
+
+
+def _certified_pairs(fn, a, b, c, breaks, scale, spec, deadline, bar) -> tuple[np.ndarray, np.ndarray]:
+    """The refinement loop of :func:`certified_pairs`."""
     rho = _rho(a, b, c)
     scale = np.zeros(a.size) if scale is None else np.asarray(scale, float)
     out = np.empty(a.size)
     err = np.empty(a.size)
     todo = np.arange(a.size)
-    refine = 1
+    refine, certified = 1, 0
     while todo.size:
         sa = np.sqrt(np.maximum(a[todo], b[todo]))
         r = np.abs(rho[todo])
@@ -777,6 +829,10 @@ def certified_pairs(
             chunk = max(1, _WORK // (nS * nD))
             for j0 in range(0, sel.size, chunk):
                 p = sel[j0:j0 + chunk]
+                if deadline is not None and time.process_time() > deadline:
+                    raise ResourceError(f"E[f(u)f(v)] of {spec}: the time budget ran out with "
+                                        f"{a.size - certified} of {a.size} strongly correlated pairs "
+                                        f"not yet certified; raise the budget")
                 with np.errstate(all="ignore"):
                     vc = _pair_rule(fn, a[p], b[p], rho[p], breaks, key[0], key[1], _M_COARSE)
                     vf = _pair_rule(fn, a[p], b[p], rho[p], breaks, key[0], key[1], _M_FINE)
@@ -787,9 +843,77 @@ def certified_pairs(
                 ok = e <= _QUAD_TOL * (1.0 + scale[p])
                 out[p], err[p] = vf, e
                 failed.append(p[~ok])
+                certified += int(ok.sum())
+                bar.update(int(ok.sum()))
         todo = np.concatenate(failed) if failed else np.array([], dtype=int)
         refine *= 2
     return out, err
+
+
+#: Largest Mehler order used for activations without kinks (their Hermite coefficients
+#: decay fast: tanh's Parseval tail falls below 1e−12 of ``E f²`` by k ≈ 100 at variance 1
+#: and by k ≈ 400 at variance 5; swish's by k ≈ 190 at variance 10).
+_M_CAP = 512
+#: Panel limit of that order-``_M_CAP`` attempt (its ``H_k(ξ)`` table is
+#: ``(_M_CAP + 1) × 20·panels`` floats: 21 MB at 256 panels).
+_MAX_PANELS_TAIL = 256
+
+
+def _mehler_coefficients(fn, d: np.ndarray, rule: _LayerRule, spec: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hermite coefficients ``A`` (``M + 1`` rows), second moments and certified Parseval tails.
+
+    Returns ``(A, second, tail)`` with ``tail_i ≥ Σ_{k>M} A_k(i)²`` for every point, the
+    quantity that bounds the Mehler truncation error of :func:`_quadrature_block` at *any*
+    correlation, ``ρ = 1`` included.  For an activation with kinks the coefficients decay only
+    algebraically: ``M = mehler_order(rho_max, tol)`` and the trivial bound ``tail = second``
+    (the Mehler series is then used for ``|ρ| ≤ rho_max`` only, as before).  Without kinks the
+    coefficients are computed to order ``_M_CAP`` and the tail is
+    ``T_M = E f² − Σ_{k≤M} A_k²`` (Parseval, both sides from one quadrature rule) plus a
+    margin for the certified quadrature errors ``δ`` (``|δ Σ A_k²| ≤ 2√(E f²) Σ|δA_k|``) and
+    for rounding in the sum (``4(M+2)·eps·E f²``).  ``M`` is the smallest order (at least
+    ``mehler_order(rho_max, tol)``) at which every point that reaches ``T ≤ tol·E f²`` at all
+    does so; such points need no tensor rule at any correlation (their pairs' bound is at most
+    ``tol √(E f(u)² E f(v)²)``).  If some point never gets there (large variance), ``M = _M_CAP``
+    so that the factor ``|ρ|^{M+1}`` covers as many of its pairs as possible.
+    """
+    M0 = mehler_order(rule.rho_max, rule.tol)
+    if rule.breaks or M0 >= _M_CAP:
+        A, second, _ = certified_coefficients(fn, d, M0, breaks=rule.breaks, rho_max=rule.rho_max, spec=spec)
+        return A, second, second
+    try:
+        A, second, err = certified_coefficients(fn, d, _M_CAP, rho_max=1.0, spec=spec,
+                                                max_panels=_MAX_PANELS_TAIL)
+    except NumericalError:
+        # Σ_k |δA_k| over all _M_CAP + 1 coefficients cannot be certified (rounding in
+        # E f² at large variance, or a fast-oscillating activation): the rule of kinked ones
+        A, second, _ = certified_coefficients(fn, d, M0, rho_max=rule.rho_max, spec=spec)
+        return A, second, second
+    k = np.arange(_M_CAP + 1)[:, None]
+    margin = (2.0 * np.sqrt(second) + 1.0) * err + 4.0 * (k + 2) * np.finfo(float).eps * second
+    T = np.minimum(np.maximum(second - np.cumsum(A * A, axis=0), 0.0) + margin, second + err)
+    good = T <= rule.tol * second                                   # (M_CAP + 1, n)
+    reached = good[-1]
+    if np.all(reached):
+        M = max(M0, int(np.argmax(good, axis=0).max()))
+    else:
+        M = _M_CAP
+    return A[:M + 1], second, T[M]
+
+
+def _deadline(budget: float | None) -> float | None:
+    """The ``time.process_time()`` value at which a ``budget`` of CPU seconds runs out."""
+    if budget is None:
+        return None
+    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+        raise ParameterError(f"budget must be a positive number of seconds, got {budget!r}")
+    return time.process_time() + float(budget)
+
+
+def _check_deadline(rule: _LayerRule, spec: str) -> None:
+    if rule.deadline is not None and time.process_time() > rule.deadline:
+        raise ResourceError(f"exact kernel of {spec}: the time budget ran out before the layer was "
+                            f"certified; raise the budget")
 
 
 def _quadrature_block(
@@ -802,22 +926,33 @@ def _quadrature_block(
     c: np.ndarray,
     rule: _LayerRule,
     spec: str,
+    tail: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``E[fn(u) fn(v)]`` on rows ``i0:i1``, columns ``i0:``: Mehler's series where
-    ``|ρ| ≤ rho_max``, the certified 1-D second moments on the diagonal, and the certified
-    tensor rule (:func:`certified_pairs`) on the remaining, strongly correlated pairs."""
+    """``E[fn(u) fn(v)]`` on rows ``i0:i1``, columns ``i0:``: Mehler's series where its
+    truncation is certified, the certified 1-D second moments on the diagonal, and the
+    certified tensor rule (:func:`certified_pairs`) on the remaining pairs.
+
+    With ``M + 1 = len(A)`` terms the truncation error of a pair is at most
+    ``|ρ|^{M+1} √(T_i T_j)`` (Cauchy–Schwarz), ``T`` = ``tail``, a bound on the Parseval
+    tail ``Σ_{k>M} A_k²`` of each point (default: the second moment, which bounds it
+    trivially — then exactly the pairs with ``|ρ| > rho_max`` exceed ``tol``).  A pair
+    takes the tensor rule when that bound exceeds ``tol·√(E fn(u)² E fn(v)²)``."""
     a = d[i0:i1, None]
     b = d[None, i0:]
     rho = _rho(a, b, c)
     out = _mehler_block(A[:, i0:i1], A[:, i0:], rho)
-    hi = np.abs(rho) > rule.rho_max
+    T = second if tail is None else tail
+    with np.errstate(under="ignore"):
+        bound = np.abs(rho) ** A.shape[0] * np.sqrt(np.multiply.outer(T[i0:i1], T[i0:]))
+    hi = bound > rule.tol * np.sqrt(np.multiply.outer(second[i0:i1], second[i0:]))
     diag = np.arange(i1 - i0)
     out[diag, diag] = second[i0:i1]
     hi[diag, diag] = False
     if np.any(hi):
         aa, bb = np.broadcast_arrays(a, b)
         sc = np.sqrt(np.multiply.outer(second[i0:i1], second[i0:]))[hi]
-        out[hi], _ = certified_pairs(fn, aa[hi], bb[hi], c[hi], breaks=rule.breaks, scale=sc, spec=spec)
+        out[hi], _ = certified_pairs(fn, aa[hi], bb[hi], c[hi], breaks=rule.breaks, scale=sc, spec=spec,
+                                     deadline=rule.deadline, progress=rule.progress)
     return out
 
 
@@ -1023,6 +1158,8 @@ def layer_map(
     rho_max: float = 0.8,
     tol: float = 1e-12,
     block_bytes: int = 256 * 2**20,
+    budget: float | None = None,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One layer: ``(K_ℓ, K̇_ℓ)`` from ``K_{ℓ−1}`` with centering constant ``center``.
 
@@ -1051,15 +1188,14 @@ def layer_map(
     if closed is None:
         smax = float(np.sqrt(d.max()))
         breaks = activation_breakpoints(act) + _jump_points(act, smax * (10.0 + 2.0 * smax))
-    rule = _LayerRule(rho_max=rho_max, tol=tol, breaks=breaks)
+    rule = _LayerRule(rho_max=rho_max, tol=tol, breaks=breaks, progress=progress,
+                      deadline=_deadline(budget))
     if closed is None:
-        M = mehler_order(rho_max, tol)
         f = lambda t: act(t) - center  # noqa: E731  (centred before integrating: no cancellation)
-        A, A2, _ = certified_coefficients(f, d, M, breaks=rule.breaks, rho_max=rho_max, spec=act.spec)
+        A, A2, T = _mehler_coefficients(f, d, rule, act.spec)
         dfn = derivative_function(act) if derivative else None
         if derivative:
-            Ad, Ad2, _ = certified_coefficients(dfn, d, M, breaks=rule.breaks, rho_max=rho_max,
-                                                spec=f"the derivative of {act.spec}")
+            Ad, Ad2, Td = _mehler_coefficients(dfn, d, rule, f"the derivative of {act.spec}")
     fused = None
     pq = _closed_slopes(act) if closed is not None and act.staircase is None else None
     if pq is not None and pq[0] != pq[1]:  # (p = q has no kink and its own branch)
@@ -1080,14 +1216,15 @@ def layer_map(
                           out_kd=None if Kd is None else Kd[i0:i1, i0:])
             continue
         if closed is None:
-            blk = _quadrature_block(f, A, A2, i0, i1, d, c, rule, act.spec)
+            _check_deadline(rule, act.spec)
+            blk = _quadrature_block(f, A, A2, i0, i1, d, c, rule, act.spec, tail=T)
         else:
             blk = _centered_closed(act, a, b, c, center)
         K[i0:i1, i0:] = blk
         K[i0:, i0:i1] = blk.T
         if Kd is not None:
             if closed is None:
-                bd = _quadrature_block(dfn, Ad, Ad2, i0, i1, d, c, rule, act.spec)
+                bd = _quadrature_block(dfn, Ad, Ad2, i0, i1, d, c, rule, act.spec, tail=Td)
             else:
                 bd = pair_expectation(act, a, b, c, derivative=True,
                                       staircase_derivative=staircase_derivative)
@@ -1111,6 +1248,8 @@ def exact_kernels(
     rho_max: float = 0.8,
     tol: float = 1e-12,
     block_bytes: int = 256 * 2**20,
+    budget: float | None = None,
+    progress: bool | None = None,
 ) -> ExactKernels:
     """Exact limiting CK and NTK of docs/reference.rst §3 for the data ``X`` (p×n, scaled as in §2).
 
@@ -1133,6 +1272,13 @@ def exact_kernels(
         Mehler settings for activations without closed form (see :func:`layer_map`).
     block_bytes : int
         Work space per row block.
+    budget : float, optional
+        CPU seconds allowed for each layer computed by quadrature (activations without a
+        closed form); past it the layer is refused with a
+        :class:`~ntk_theory.errors.ResourceError` instead of returning uncertified numbers.
+    progress : bool, optional
+        A tqdm bar on stderr over the pairs that need the 2-D tensor rule (default: when
+        stderr is a terminal).
 
     Raises
     ------
@@ -1170,7 +1316,8 @@ def exact_kernels(
     maybe_inf = False
     for act, c in zip(acts, cs):
         K, Kd = layer_map(act, Ks[-1], c, derivative=ntk, staircase_derivative=staircase_derivative,
-                          rho_max=rho_max, tol=tol, block_bytes=block_bytes)
+                          rho_max=rho_max, tol=tol, block_bytes=block_bytes, budget=budget,
+                          progress=progress)
         name = closed_form_name(act)
         methods.append(f"closed:{name}" if name else
                        f"mehler(rho<={rho_max},tol={tol:g})+certified-gauss-legendre")

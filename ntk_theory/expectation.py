@@ -60,6 +60,7 @@ their local exponent: ``|x|^(−0.9)`` and ``log|x|`` are integrable, poles are 
 from __future__ import annotations
 
 import gc
+import importlib
 import math
 import signal
 import sys
@@ -119,7 +120,7 @@ class Expectation:
     expr : sympy.Expr or None
         Closed form in :data:`TAU`, or None when the value is numeric.
     method : str
-        ``"parity"``, ``"closed form"``, ``"jump formula"``, ``"quadrature"`` or ``"infinite"``.
+        ``"parity"``, ``"closed form"``, ``"jump formula"``, ``"quadrature"``, ``"jump sum"`` (exact sum over the intervals between the jumps of floor/ceiling/frac) or ``"infinite"``.
     """
 
     value: mp.mpf
@@ -176,6 +177,7 @@ class _WorkState(threading.local):
         self.exceeded = False     # a budget ran out and its BudgetExceeded may be repeated
         self.armed = False        # the SIGPROF timer and SIGINT handler are ours
         self.safety_end = 0.0     # process time at which the safety net fires
+        self.importing = False    # inside an uncounted call tree (an import, SymPy's assumptions)
 
 
 _WORK = _WorkState()
@@ -195,6 +197,22 @@ def derivation_work() -> int:
 def _tracer(frame, event, arg):  # noqa: ARG001 - sys.settrace signature
     # called for each new Python frame ("call" events); returning None skips line events
     st = _WORK
+    if st.importing:
+        return None
+    code = frame.f_code
+    if code in _UNCOUNTED or code.co_name in _UNCOUNTED_NAMES or (
+            code.co_name == "_find_and_load" and code.co_filename == _BOOTSTRAP):
+        # Not counted (their call trees are skipped whole):
+        # * a first import (the module is not in sys.modules yet): whether it happens inside
+        #   this budget depends on what ran before in the process, not on the computation;
+        # * SymPy's assumption deduction: it walks sets of fact names, so its number of calls
+        #   depends on the string hash seed (±1 % of a derivation) although its answers do
+        #   not; what it deduces is cached on the objects, so the work outside it is the same;
+        # * comparisons: dict and set look-ups call ``__eq__`` only on hash collisions, and
+        #   sorting a set compares its elements (and takes the truth value of each result)
+        #   in an order, both of which depend on the hash seed.
+        st.importing = True
+        return _import_done
     st.count += 1
     if st.limits and st.count > min(st.limits) and not (
             frame.f_code.co_flags & _RESUMABLE or frame.f_code.co_name == "__del__"):
@@ -206,6 +224,33 @@ def _tracer(frame, event, arg):  # noqa: ARG001 - sys.settrace signature
         _rearm(0.02)
         raise BudgetExceeded()
     return None
+
+
+_BOOTSTRAP = "<frozen importlib._bootstrap>"
+
+
+def _uncounted_codes() -> frozenset:
+    try:
+        assumptions = importlib.import_module("sympy.core.assumptions")
+    except ImportError:  # pragma: no cover
+        return frozenset()
+    try:
+        facts = importlib.import_module("sympy.core.facts")
+    except ImportError:  # pragma: no cover
+        facts = None
+    fns = (getattr(assumptions, "_ask", None),
+           getattr(getattr(facts, "FactKB", None), "deduce_all_facts", None))
+    return frozenset(fn.__code__ for fn in fns if fn is not None)
+
+
+_UNCOUNTED = _uncounted_codes()
+_UNCOUNTED_NAMES = frozenset({"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__"})
+
+
+def _import_done(frame, event, arg):  # noqa: ARG001 - local trace function of an import
+    if event == "return":
+        _WORK.importing = False
+    return _import_done
 
 
 #: Code flags of generators and coroutines (CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR).
@@ -236,6 +281,40 @@ def _can_alarm() -> bool:
 
 _TIMER = getattr(signal, "ITIMER_PROF", None)
 _SIGNAL = getattr(signal, "SIGPROF", None)
+
+
+def _pin_sympy_rng() -> None:
+    """Seed SymPy's own random generators (used by some polynomial algorithms) with a
+    constant, so that a derivation takes the same path in every process."""
+    try:
+        from sympy.core.random import seed
+    except ImportError:  # pragma: no cover - a SymPy without sympy.core.random
+        return
+    seed(0)
+
+
+def _deterministic_assumptions() -> None:
+    """Make SymPy's assumption queries try related facts in sorted order.
+
+    SymPy shuffles the facts it tries next (a list built from a set of fact names, so
+    its order also depends on the string hash seed), with a generator seeded from the
+    OS.  The answer does not depend on the order (SymPy shuffles only to expose
+    inconsistent handlers), but the number of calls does — ±1 % for GELU's derivation,
+    enough to flip a budget verdict.  Sorting is one of the orders SymPy allows and is
+    the same in every process, whatever ``PYTHONHASHSEED``.
+    """
+    try:
+        assumptions = importlib.import_module("sympy.core.assumptions")
+    except ImportError:  # pragma: no cover
+        return
+    if callable(getattr(assumptions, "shuffle", None)):
+        assumptions.shuffle = list.sort
+
+
+_deterministic_assumptions()
+# also before any budget: assumptions computed while parsing are cached on the objects and
+# change the derivation's later path, so they must not depend on the OS seed either
+_pin_sympy_rng()
 
 
 @contextmanager
@@ -296,6 +375,10 @@ def time_budget(seconds: float) -> Iterator[bool]:
         # the budget, so that the count depends only on the computation itself
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        # SymPy's random generators are seeded from the OS: a fixed seed at the start of
+        # each outermost budget makes the path, and the count, a function of the
+        # computation alone (see also _deterministic_assumptions)
+        _pin_sympy_rng()
     sys.settrace(_tracer)
     try:
         yield True
@@ -859,7 +942,7 @@ def _parity(f: sp.Expr, up_to_constant: bool = False, may_simplify: bool = True)
             return 1
         # cheap numeric screen: a symbolic proof is only attempted when the
         # function looks even or odd (up to a constant) at a few points
-        fn = sp.lambdify(X, g, modules="mpmath")
+        fn = _lambdify_guarded(g)
         with mp.workdps(30):
             pts = [mp.mpf(v) for v in ("0.37", "1.13", "2.71", "5.3")]
             s_vals = [fn(p) + fn(-p) for p in pts]
@@ -1082,9 +1165,68 @@ def _evaluate_closed(expr: sp.Expr, tau: float, digits: int) -> tuple[mp.mpf, fl
     raise NumericalError(f"closed form did not stabilise at τ={tau} (cancellation beyond 1200 digits)")
 
 
+class _Unevaluable(ValueError):
+    """Internal: an argument so large that mpmath would need astronomically many digits."""
+
+
+#: ``exp(a)`` for ``a`` above this is taken as ``+inf``: 10^434294 already exceeds any value
+#: a Gaussian weight at the sampled points (|ξ| ≤ 640) can compensate, and feeding such a
+#: number to a further ``exp`` (a tower ``exp(exp(exp(x)))``) would make mpmath build
+#: integers with that many digits (minutes, then MemoryError).
+_EXP_ARGUMENT_CAP = mp.mpf(10) ** 6
+#: Periodic and Bessel functions of an argument beyond this need as many bits of precision
+#: as the argument has to reduce it: refused (:class:`_Unevaluable`).
+_OSCILLATORY_ARGUMENT_CAP = mp.mpf(10) ** 100
+
+
+#: ``exp(a)`` for ``a`` below this is taken as 0 (it is below 10^(−4·10^29)); mpmath would
+#: reduce such an argument with as many bits of log 2 as the argument has digits.
+_EXP_UNDERFLOW = -mp.mpf(10) ** 30
+
+
+def _guarded_exp(a):
+    if isinstance(a, mp.mpf):
+        if a > _EXP_ARGUMENT_CAP:
+            return mp.inf
+        if a < _EXP_UNDERFLOW:
+            return mp.mpf(0)
+    return mp.exp(a)
+
+
+def _guarded_hyperbolic(fn: Callable, even: bool) -> Callable:
+    def g(a):
+        if isinstance(a, mp.mpf) and abs(a) > _EXP_ARGUMENT_CAP:
+            return mp.inf if (even or a > 0) else -mp.inf
+        return fn(a)
+    return g
+
+
+def _guarded_oscillatory(fn: Callable) -> Callable:
+    def g(*args):
+        if any(isinstance(a, (mp.mpf, mp.mpc)) and (not mp.isfinite(a) or abs(a) > _OSCILLATORY_ARGUMENT_CAP)
+               for a in args):
+            raise _Unevaluable("argument beyond the range where an oscillatory function can be evaluated")
+        return fn(*args)
+    return g
+
+
+#: mpmath functions with a growth guard, used by every numeric evaluation of an activation.
+_GUARDED_MPMATH = {
+    "exp": _guarded_exp,
+    "cosh": _guarded_hyperbolic(mp.cosh, True),
+    "sinh": _guarded_hyperbolic(mp.sinh, False),
+    **{name: _guarded_oscillatory(getattr(mp, name)) for name in ("sin", "cos", "tan", "cot", "sec",
+                                                                    "csc", "besselj", "bessely")},
+}
+
+
+def _lambdify_guarded(expr: sp.Expr) -> Callable[[mp.mpf], mp.mpf]:
+    return sp.lambdify(X, expr, modules=[_GUARDED_MPMATH, "mpmath"])
+
+
 @lru_cache(maxsize=256)
 def _numeric_integrand(f: sp.Expr, order: int) -> Callable[[mp.mpf], mp.mpf]:
-    return sp.lambdify(X, to_piecewise(f), modules="mpmath")
+    return _lambdify_guarded(to_piecewise(f))
 
 
 def _is_real_valued(fn: Callable, pts: Sequence[mp.mpf]) -> None:
@@ -1244,7 +1386,7 @@ def _numeric_branches(f: sp.Expr) -> tuple[tuple[Callable[[mp.mpf], mp.mpf], sp.
         ps = pieces(f)
     except _NotCovered:
         return None
-    return tuple((sp.lambdify(X, g, modules="mpmath"), a, b) for g, a, b in ps)
+    return tuple((_lambdify_guarded(g), a, b) for g, a, b in ps)
 
 
 #: Cap on quadrature work, in units of one subinterval at 25 digits (the cost of an
@@ -1267,6 +1409,10 @@ def _tail_magnitude(integrand: Callable[[mp.mpf], mp.mpf], z: mp.mpf) -> mp.mpf:
         try:
             with mp.workdps(dps):
                 v = abs(integrand(z))
+        except _Unevaluable:
+            raise NumericalError(
+                f"the activation cannot be evaluated in the Gaussian tail (x = {mp.nstr(z, 4)}·tau): an "
+                "oscillatory function of an astronomically large argument; no certified value") from None
         except (OverflowError, ZeroDivisionError, ValueError, mp.libmp.libhyper.NoConvergence):
             v = mp.inf
         if mp.isfinite(v) or dps >= 1200:
@@ -1677,6 +1823,15 @@ def _gaussian_expectation(f: sp.Expr, tau: float, order: int, digits: int, budge
         val = f if order == 0 else sp.S.Zero
         return Expectation(mp.mpf(sp.N(val, digits + 10)), 0.0, val, "closed form")
     _check_integrable_singularities(f, nonnegative)
+    if f.has(*_STEP_FUNCTIONS):
+        # polynomials in x and floor/ceiling/frac of linear arguments: exact sums over the
+        # intervals between jumps (any number of jumps up to a cap, then a typed refusal),
+        # instead of quadrature across hundreds of jumps
+        from .jump import step_expectation_mp
+
+        stepped = step_expectation_mp(f, X, tau, order, digits)
+        if stepped is not None:
+            return Expectation(stepped[0], stepped[1], None, "jump sum")
     if symbolic:
         der = _derive(f, order, budget, allow_integrate=True)
         if der.expr is not None:

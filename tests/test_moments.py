@@ -414,27 +414,29 @@ def test_finite_values_beyond_float64_are_numbers_in_json():
 
 
 @pytest.mark.slow  # 130 s in the default tier's timed run (docs/BENCHMARKS.md, test suite tiers)
-@pytest.mark.xfail(strict=False, reason=(
-    "open finding (issue 11): even in a fresh interpreter the counted work of GELU's derivation "
-    "varies by more than 2 % between runs in about 1 of 3 trials, so a budget within 2 % of the "
-    "cost does not always give the same verdict; the counter is not yet fully deterministic"))
 def test_budget_is_deterministic_under_load():
     """The symbolic budget counts Python calls: a busy thread (which inflates this process's
     CPU time, what the old timer measured) changes nothing, and a budget just above or just
     below a derivation's cost gives the same verdict every time.
 
-    Run in a fresh interpreter, as every CLI call is: in a long-lived test worker, caches of
-    earlier tests that ``clear_caches``/SymPy's ``clear_cache`` do not reach lower the count
-    of later derivations (CI saw the 2 % margin crossed under xdist)."""
+    Run in fresh interpreters, as every CLI call is, with different ``PYTHONHASHSEED``
+    values: the counted work of GELU's derivation must be *identical* in all of them (the
+    count skips SymPy's assumption deduction, comparisons and first imports, whose call
+    counts depend on the hash seed and on the process's history)."""
     import subprocess
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
     code = (f"import sys; sys.path.insert(0, {here!r}); import test_moments; "
-            "test_moments._budget_determinism_check()")
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(here) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+            "print(test_moments._budget_determinism_check())")
+    costs = []
+    for hash_seed in ("0", "1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+               "PYTHONPATH": os.path.dirname(here) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        costs.append(int(r.stdout.split()[-1]))
+    assert len(set(costs)) == 1, costs
 
 
 def _budget_determinism_check():
@@ -452,7 +454,8 @@ def _budget_determinism_check():
     cold()
     w0 = derivation_work()
     forms = moment_closed_forms("gelu", budget=10.0)
-    cost = (derivation_work() - w0) / CALLS_PER_SECOND
+    cold_cost = derivation_work() - w0
+    cost = cold_cost / CALLS_PER_SECOND
     assert forms is not None and cost > 0
     stop = threading.Event()
 
@@ -475,3 +478,4 @@ def _budget_determinism_check():
     below = {r[2:] for r in results if not r[1]}
     assert len(above) == 1 and len(below) == 1, results
     assert next(iter(above))[0] is True and next(iter(below))[0] is False
+    return cold_cost
