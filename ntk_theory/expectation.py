@@ -120,7 +120,9 @@ class Expectation:
     expr : sympy.Expr or None
         Closed form in :data:`TAU`, or None when the value is numeric.
     method : str
-        ``"parity"``, ``"closed form"``, ``"jump formula"``, ``"quadrature"``, ``"jump sum"`` (exact sum over the intervals between the jumps of floor/ceiling/frac) or ``"infinite"``.
+        ``"parity"``, ``"closed form"``, ``"jump formula"``, ``"quadrature"``, ``"jump sum"``
+        (exact sum over the intervals between the jumps of floor/ceiling/frac) or
+        ``"infinite"``.
     """
 
     value: mp.mpf
