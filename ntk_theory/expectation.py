@@ -310,7 +310,7 @@ def _deterministic_assumptions() -> None:
     except ImportError:  # pragma: no cover
         return
     if callable(getattr(assumptions, "shuffle", None)):
-        assumptions.shuffle = list.sort
+        assumptions.shuffle = list.sort  # type: ignore[attr-defined]
 
 
 _deterministic_assumptions()
