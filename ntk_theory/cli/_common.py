@@ -74,6 +74,13 @@ def nonnegative_int(text: str) -> int:
     return v
 
 
+#: ``--family`` values as the help text lists them (the CLI start-up tests compare the names
+#: with the compression family table, which the CLI does not import before ``run()``).
+FAMILY_CHOICES = "auto|ternary|sigma_T|three_level|staircase:K"
+#: ``--last-family`` choices: no last-layer solve, or the last-layer family of the table.
+LAST_FAMILY_CHOICES = ("none", "sigma_Q")
+
+
 def family_name(text: str) -> str:
     """argparse type of ``--family``: the name checks of
     :func:`ntk_theory.compress.parse_family`, repeated here so that a typo is reported without

@@ -8,7 +8,16 @@ from typing import Any
 
 # light imports only: the parser is built for every command (see ntk_theory.cli)
 from ..errors import ParameterError, ResourceError
-from ._common import dump_json, family_name, nonnegative_int, positive_float, positive_int, probability
+from ._common import (
+    FAMILY_CHOICES,
+    LAST_FAMILY_CHOICES,
+    dump_json,
+    family_name,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 HELP = ("compress a dense network into sparse ternary weights and quantized activations "
         "with the same kernel coefficients (NTK-LC)")
@@ -20,10 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tau0", type=positive_float, required=True,
                         help="input scale τ_0 (τ_0² = tr C°/p)")
     parser.add_argument("--family", type=family_name, default="auto",
-                        help="auto|ternary|sigma_T|three_level|staircase:K (default auto: "
+                        help=f"{FAMILY_CHOICES} (default auto: "
                              "cheapest family that solves exactly)")
-    parser.add_argument("--last-family", choices=("none", "sigma_Q"), default="none",
-                        help="sigma_Q also asks the last layer for δ = 0 (default none)")
+    parser.add_argument("--last-family", choices=LAST_FAMILY_CHOICES, default="none",
+                        help=f"{LAST_FAMILY_CHOICES[1]} also asks the last layer for δ = 0 (default none)")
     parser.add_argument("--sparsity", type=probability, default=0.9,
                         help="fraction ε of zero weights, in [0, 1) (default 0.9)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="weight seed (default 0)")

@@ -26,7 +26,7 @@ from ..latex import (
     moments_table,
     select_columns,
 )
-from ._common import family_name, positive_float, positive_int
+from ._common import FAMILY_CHOICES, LAST_FAMILY_CHOICES, family_name, positive_float, positive_int
 
 HELP = ("LaTeX (booktabs) tables of moments, per-layer coefficients or compression parameters, "
         "with a choice of columns, number format, caption and label")
@@ -49,9 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="input scale τ0 > 0 of the network (required for coefficients and compression)")
     p.add_argument("--centered", action="store_true", help="moments of σ − E[σ(τξ)] (moments only)")
     p.add_argument("--family", type=family_name, default=None,
-                   help="compression only: auto|ternary|sigma_T|three_level|staircase:K (default auto)")
-    p.add_argument("--last-family", choices=("none", "sigma_Q"), default=None,
-                   help="compression only: sigma_Q also asks the last layer for δ = 0 (default none)")
+                   help=f"compression only: {FAMILY_CHOICES} (default auto)")
+    p.add_argument("--last-family", choices=LAST_FAMILY_CHOICES, default=None,
+                   help=f"compression only: {LAST_FAMILY_CHOICES[1]} also asks the last layer for δ = 0 "
+                        "(default none)")
     p.add_argument("--columns", default=None, metavar="KEY,KEY,...",
                    help="columns by key, in order; moments: " + ",".join(MOMENTS_COLUMNS)
                         + "; coefficients: " + ",".join(COEFFICIENTS_COLUMNS)
