@@ -691,9 +691,8 @@ def train_bcd(
     widths = (p,) + tuple(int(d) for d in hidden) + (K,)
     need = bcd_memory_bytes(p, n, hidden, K)
     if need > MEMORY_LIMIT:
-        raise ResourceError(f"NN-BCD with widths {list(widths)} on {n} samples needs about "
-                            f"{need / 2**30:.1f} GiB (limit {MEMORY_LIMIT / 2**30:.0f} GiB): "
-                            "use fewer samples or smaller layers")
+        raise ResourceError.memory(f"NN-BCD with widths {list(widths)} on {n} samples", need, MEMORY_LIMIT,
+                                   suggestion="use fewer samples or smaller layers")
     if tt_rank is None:
         for a, b in zip(widths[:-1], widths[1:]):
             if n_kept(a * b, sparsity) < 1:

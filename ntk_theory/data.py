@@ -308,7 +308,7 @@ def sample(spec: GMMSpec, n: int, seed: int = 0) -> Dataset:
         raise ParameterError(f"n={n} is too small: every class needs at least one sample")
     need = 8.0 * spec.p * n * 3
     if need > 20 * 2**30:
-        raise ResourceError(f"sampling p={spec.p}, n={n} needs about {need / 2**30:.1f} GiB")
+        raise ResourceError.memory(f"sampling p={spec.p}, n={n}", need)
     rng = np.random.default_rng(seed)
     sq = math.sqrt(spec.p)
     X = np.empty((spec.p, n))

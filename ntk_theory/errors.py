@@ -106,7 +106,35 @@ class DivergenceError(NTKTheoryError, ArithmeticError):
 
 
 class ResourceError(NTKTheoryError, MemoryError):
-    """A request would exceed the memory or time available; refused up front."""
+    """A request would exceed the memory or time available; refused up front.
+
+    Memory refusals built with :meth:`memory` carry their data as fields: ``what`` (the
+    request), ``needed`` and ``limit`` (bytes; ``limit`` may be None when only the need is
+    known) and ``suggestion``; the message is built from them.
+    """
+
+    def __init__(self, message: str = "", *, what: str | None = None, needed: float | None = None,
+                 limit: float | None = None, suggestion: str | None = None,
+                 option: str | None = None, hint: tuple[str, str] | None = None) -> None:
+        self.what = what
+        self.needed = needed
+        self.limit = limit
+        self.suggestion = suggestion
+        super().__init__(message, option=option, hint=hint)
+
+    @classmethod
+    def memory(cls, what: str, needed: float, limit: float | None = None, *,
+               suggestion: str | None = None, option: str | None = None,
+               hint: tuple[str, str] | None = None) -> ResourceError:
+        """A refusal of ``what`` (e.g. ``"exact kernels for n=9000"``), which needs about
+        ``needed`` bytes where ``limit`` bytes are allowed."""
+        text = f"{what} would need about {needed / 2**30:.1f} GiB"
+        if limit is not None:
+            text += f" (limit {limit / 2**30:.0f} GiB)"
+        if suggestion:
+            text += f": {suggestion}"
+        return cls(text, what=what, needed=needed, limit=limit, suggestion=suggestion,
+                   option=option, hint=hint)
 
 
 class NumericalError(NTKTheoryError, ArithmeticError):

@@ -1294,10 +1294,7 @@ def exact_kernels(
     n = X.shape[1]
     need = exact_memory_bytes(n, len(acts), block_bytes=block_bytes)
     if need > MEMORY_LIMIT_BYTES:
-        raise ResourceError(
-            f"exact kernels for n={n}, L={len(acts)} need about {need / 2**30:.1f} GiB "
-            f"(limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)"
-        )
+        raise ResourceError.memory(f"exact kernels for n={n}, L={len(acts)}", need, MEMORY_LIMIT_BYTES)
     if not np.all(np.isfinite(X)):
         raise ParameterError("X contains non-finite values")
     K0 = gram(X)  # XᵀX by a symmetric rank-p update (half the flops of X.T @ X)

@@ -201,7 +201,7 @@ class MLP:
         dims = (self.p, *ws)
         need = sum(a * b for a, b in zip(dims[1:], dims[:-1])) * dt.itemsize
         if need > MEMORY_LIMIT_BYTES:
-            raise ResourceError(f"the weights alone need {need / 2**30:.1f} GiB")
+            raise ResourceError.memory("the weights alone", need)
         rng = np.random.default_rng(seed)
         sampler = weight_sampler or gaussian_weights
         mats = []
@@ -383,10 +383,8 @@ class MLP:
         nw = min(nw, n)
         need_min = ntk_memory_bytes(n, self.p, self.widths, self.dtype, chunk=1, workers=nw)
         if need_min > MEMORY_LIMIT_BYTES:
-            raise ResourceError(
-                f"kernels for n={n}, p={self.p}, widths={list(self.widths)} ({self.dtype}) need about "
-                f"{need_min / 2**30:.1f} GiB (limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)"
-            )
+            raise ResourceError.memory(f"kernels for n={n}, p={self.p}, widths={list(self.widths)} ({self.dtype})",
+                                       need_min, MEMORY_LIMIT_BYTES)
         # samples per task: at least two tasks per worker (dynamic balancing), at most
         # what fits in memory, and never more than asked for
         size = -(-n // (2 * nw)) if nw > 1 else n
@@ -589,7 +587,7 @@ def per_sample_jacobian(net: MLP, X: np.ndarray) -> np.ndarray:
     n = X.shape[1]
     P = net.parameter_count()
     if n * P * net.dtype.itemsize > MEMORY_LIMIT_BYTES:
-        raise ResourceError(f"per-sample Jacobian of {n}×{P} needs {n * P * net.dtype.itemsize / 2**30:.1f} GiB")
+        raise ResourceError.memory(f"a per-sample Jacobian of {n}×{P}", n * P * net.dtype.itemsize)
     J = np.empty((n, P), dtype=net.dtype)
     L = net.L
     for i in range(n):

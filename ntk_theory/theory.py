@@ -122,8 +122,7 @@ def theory_kernels(
     copies = (2 if ntk else 1) * (1 if layers == "last" else 2 * 3) + 2
     need = copies * 8 * n * n
     if need > _MEMORY_LIMIT:
-        raise ResourceError(f"theory kernels for n={n} need about {need / 2**30:.1f} GiB "
-                            f"(limit {_MEMORY_LIMIT / 2**30:.0f} GiB)")
+        raise ResourceError.memory(f"theory kernels for n={n}", need, _MEMORY_LIMIT)
     coefs = acts if isinstance(acts, NetworkCoefficients) else coefficients(acts, stats.tau0)
     # every kernel is c1·G + V S Vᵀ + c0·I: one n×n allocation each, built in place (the Gram
     # matrix by a symmetric rank-p update, the rank-(K+1) term row block by row block), and

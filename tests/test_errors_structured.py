@@ -144,3 +144,23 @@ def test_library_messages_name_no_cli_flags():
             if FLAG.search(text):
                 bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {text[:80]}")
     assert not bad, "library error messages naming CLI flags:\n" + "\n".join(bad)
+
+
+def test_memory_refusals_carry_their_numbers():
+    """A memory refusal exposes what was asked, the bytes it needs and the limit, and the
+    message is built from them; the numbers are the library's own estimates."""
+    import numpy as np
+
+    from ntk_theory.errors import ResourceError
+    from ntk_theory.exact import MEMORY_LIMIT_BYTES, exact_kernels, exact_memory_bytes
+    with pytest.raises(ResourceError) as info:
+        exact_kernels(np.ones((2, 30000)), ["relu", "relu", "relu"])
+    err = info.value
+    assert err.what == "exact kernels for n=30000, L=3"
+    assert err.needed == exact_memory_bytes(30000, 3) > err.limit == MEMORY_LIMIT_BYTES
+    assert str(err) == (f"exact kernels for n=30000, L=3 would need about {err.needed / 2**30:.1f} GiB "
+                        f"(limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.what, back.needed, back.limit, str(back)) == (err.what, err.needed, err.limit, str(err))
+    plain = ResourceError.memory("x", 3 * 2**30, suggestion="use less")
+    assert str(plain) == "x would need about 3.0 GiB: use less" and plain.limit is None

@@ -85,9 +85,8 @@ def run(args: argparse.Namespace) -> int:
     K = args.gmm_classes if args.data == "gmm" else 10
     need = bcd_memory_bytes(p, n_train, args.hidden, K)
     if need > MEMORY_LIMIT or p * (n_train + n_test) * 8 * 3 > MEMORY_LIMIT:
-        raise ResourceError(f"NN-BCD on {n_train} samples of dimension {p} with hidden widths "
-                            f"{args.hidden} needs about {need / 2**30:.1f} GiB "
-                            f"(limit {MEMORY_LIMIT / 2**30:.0f} GiB)")
+        raise ResourceError.memory(f"NN-BCD on {n_train} samples of dimension {p} with hidden widths "
+                                   f"{args.hidden}", need, MEMORY_LIMIT)
     d = BCDHyperparameters()
     hyper = BCDHyperparameters(
         gamma=d.gamma if args.gamma is None else args.gamma, rho=d.rho if args.rho is None else args.rho,

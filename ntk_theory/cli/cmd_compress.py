@@ -130,7 +130,7 @@ def _check_weight_memory(widths: list[int]) -> None:
     sizes = [a * b for a, b in zip(widths, widths[1:])]
     need = sum(sizes) + 16 * max(sizes)
     if need > _WEIGHT_MEMORY_LIMIT:
-        raise ResourceError(f"{sum(sizes):.3g} ternary weights need about {need / 2**30:.1f} GiB to "
-                            f"draw (limit {_WEIGHT_MEMORY_LIMIT / 2**30:.0f} GiB): use smaller --widths")
+        raise ResourceError.memory(f"drawing {sum(sizes):.3g} ternary weights", need, _WEIGHT_MEMORY_LIMIT,
+                                   suggestion="use smaller --widths")
 
 

@@ -114,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
     n = args.n
     need = memory_estimate(n, p, widths, L)
     if need > MEMORY_LIMIT_BYTES:
-        raise ResourceError(f"n={n}, p={p}, widths={widths} need about {need / 2**30:.1f} GiB "
-                            f"(limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)")
+        raise ResourceError.memory(f"spectra for n={n}, p={p}, widths={widths}", need, MEMORY_LIMIT_BYTES)
     if args.plot is not None:  # refused before the computation, not after it
         from ..io import check_output_path
 
