@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 
 import mpmath as mp
 import sympy as sp
@@ -95,3 +96,13 @@ def cli(*argv: str) -> tuple[int, str, str]:
         except SystemExit as exc:
             rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return rc, out.getvalue(), err.getvalue()
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for children that must feel Ctrl-C: SIGINT back to its default action.
+
+    A shell without job control starts background commands (``cmd &``, ``nohup``) with
+    SIGINT ignored; children inherit that and Python then installs no KeyboardInterrupt
+    handler, so a test sending SIGINT would check nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

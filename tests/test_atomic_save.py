@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+from reference import default_sigint
 
 from ntk_theory.compress import load_npz, save_npz, ternary_weights
 from ntk_theory.errors import ParameterError
@@ -63,7 +64,8 @@ def test_kill_during_save_leaves_old_or_new_model(tmp_path, models, sig):
         target = tmp_path / "model.npz"
         target.write_bytes(old_bytes)
         p = subprocess.Popen([sys.executable, "-c", _SAVER, str(target), "2", "3"], env=ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             preexec_fn=default_sigint)
         assert p.stdout.readline().strip() == "ready"  # model drawn: the saves start now
         time.sleep(delay)
         p.send_signal(sig)

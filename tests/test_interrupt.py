@@ -17,19 +17,13 @@ import sys
 import time
 
 import pytest
+from reference import default_sigint
 
 from ntk_theory.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-
-def _default_sigint() -> None:
-    """In the child before exec: SIGINT back to its default action.  A shell without job
-    control starts background commands (``cmd &``, ``nohup``) with SIGINT ignored, the child
-    inherits that, and Python then installs no KeyboardInterrupt handler — the command would
-    run to completion and the test would check nothing."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 #: ``python -m ntk_theory`` and what the ``ntk-theory`` console script runs
@@ -46,7 +40,7 @@ def test_sigint_exits_130_with_one_line(delay, entry):
     argv = ["spectrum", "tanh", "--n", "2000", "--width", "2000", "--quiet"]
     p = subprocess.Popen([sys.executable, *ENTRIES[entry], *argv], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-                         preexec_fn=_default_sigint)
+                         preexec_fn=default_sigint)
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
