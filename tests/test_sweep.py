@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reference import cli
+from reference import cli, default_sigint
 
 from ntk_theory import sweep as sw
 
@@ -354,7 +354,7 @@ def _start_cli(spec: Path, store: Path, *extra: str) -> subprocess.Popen:
         [sys.executable, "-m", "ntk_theory", "sweep", str(spec), "--store", str(store), *extra],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        preexec_fn=default_sigint)
 
 
 def _count(store: Path) -> int:
