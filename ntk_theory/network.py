@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,26 +71,36 @@ def _itemsize(dtype: Any) -> int:
 
 
 def ntk_memory_bytes(n: int, p: int, widths: Sequence[int], dtype: Any = np.float64,
-                     chunk: int | None = None, workers: int = 1) -> int:
+                     chunk: int | None = None, workers: int = 1, ck: bool = True) -> int:
     """Peak memory estimate of :meth:`MLP.kernels` (bytes).
 
     Weights ``Σ d_ℓ d_{ℓ−1}``; the input copy ``p n``; stored ``Σ_ℓ`` and ``G_ℓ``
-    (``2 n Σ d_ℓ``); ``L + 1`` conjugate kernels, the NTK and the tile temporaries of
-    the workers (at most one more ``n²``: ``(L + 3) n²``); per worker and chunk of
-    samples, the back-propagation buffer and the activation's temporaries
-    (``3 chunk max d_ℓ``).
+    (``2 n Σ d_ℓ``); the kernels — ``L + 1`` conjugate kernels and the NTK, or with
+    ``ck=False`` the NTK alone — and the workers' tile temporaries (one ``b × b`` tile
+    per worker, two without the conjugate kernels, ``b = ⌈n / n_b⌉`` for the tile grid of
+    :meth:`MLP.kernels`); per worker and chunk of samples, the back-propagation buffer and
+    the activation's temporaries (``3 chunk max d_ℓ``).
     """
     dims = [int(p), *[int(d) for d in widths]]
     L = len(widths)
+    n, workers = int(n), max(1, int(workers))
     chunk = n if chunk is None else min(int(chunk), n)
+    b = -(-n // _tile_grid(n, workers))
     entries = (
         sum(a * b for a, b in zip(dims[1:], dims[:-1])) + dims[-1]
         + p * n
         + 2 * n * sum(dims[1:])
-        + (L + 3) * n * n
-        + 3 * max(1, int(workers)) * chunk * max(dims[1:])
+        + ((L + 2) * n * n + workers * b * b if ck else n * n + 2 * workers * b * b)
+        + 3 * workers * chunk * max(dims[1:])
     )
     return int(entries * _itemsize(dtype))
+
+
+def _tile_grid(n: int, workers: int) -> int:
+    """Tiles per side of the ``n × n`` Gram grid: one for one worker; else at least
+    ``2·workers`` per row, so that a worker the shared machine deschedules leaves tiles
+    for the others, and at most 2048 rows per tile."""
+    return 1 if workers == 1 else min(n, max(2 * workers, -(-n // 2048)))
 
 
 def ntk_flops(n: int, p: int, widths: Sequence[int]) -> dict[str, int]:
@@ -320,12 +331,15 @@ class MLP:
         return self.kernels(X, ntk=False, chunk=chunk).ck
 
     def ntk(self, X: np.ndarray, chunk: int | None = None) -> np.ndarray:
-        """The empirical NTK by the structured formula (no per-sample Jacobian)."""
-        res = self.kernels(X, ntk=True, chunk=chunk).ntk
+        """The empirical NTK by the structured formula (no per-sample Jacobian).
+
+        The conjugate kernels it needs exist only tile by tile (``kernels(X, ck=False)``),
+        so the only ``n × n`` array is the result."""
+        res = self.kernels(X, ntk=True, ck=False, chunk=chunk).ntk
         assert res is not None
         return res
 
-    def kernels(self, X: np.ndarray, *, ntk: bool = True, chunk: int | None = None,
+    def kernels(self, X: np.ndarray, *, ntk: bool = True, ck: bool = True, chunk: int | None = None,
                 progress: bool | None = None, workers: int | None = None) -> EmpiricalKernels:
         """All conjugate kernels and (optionally) the NTK in one pass.
 
@@ -334,6 +348,11 @@ class MLP:
         X : ndarray, shape (p, n)
         ntk : bool
             Also back-propagate and form the NTK.
+        ck : bool
+            Return the conjugate kernels.  With ``ck=False`` (and ``ntk=True``) each tile
+            of a conjugate kernel lives only in a worker's scratch while the NTK tile is
+            accumulated: the NTK costs the same flops and ``L + 1`` fewer ``n × n`` arrays,
+            and ``EmpiricalKernels.ck`` is empty.
         chunk : int, optional
             Largest number of samples per forward/backward task; default: as many as the
             memory estimate of :func:`ntk_memory_bytes` allows.
@@ -346,6 +365,8 @@ class MLP:
 
         Raises
         ------
+        ParameterError
+            For ``ntk=False, ck=False`` (nothing to compute) or ``workers < 1``.
         ResourceError
             When even a chunk of one sample does not fit in :data:`MEMORY_LIMIT_BYTES`.
 
@@ -371,6 +392,13 @@ class MLP:
           barrier for a thread the (shared) machine has descheduled.  Diagonal tiles come
           back complete from ``syrk`` (see ``_gram_tile``); the lower triangles' other
           tiles are filled by transposed tile copies.
+        * Memory: the large arrays are allocated first, as a phase of tasks, on populated
+          anonymous mappings in 4 KiB pages (``_populated_empty``: one system call per
+          array instead of a page fault per page, and no huge pages, which cost 5–10×
+          more system time on a virtual machine that hands free memory back to its
+          host); per-worker scratch is allocated once per call, not per task.  With
+          ``ck=False`` the conjugate-kernel tiles are formed in that scratch and consumed
+          at once, so the NTK alone touches ``L + 1`` fewer ``n × n`` arrays.
         """
         from tqdm.auto import tqdm
 
@@ -380,8 +408,10 @@ class MLP:
         nw = _default_workers() if workers is None else int(workers)
         if nw < 1:
             raise ParameterError(f"workers must be positive, got {workers}")
+        if not (ntk or ck):
+            raise ParameterError("kernels(ntk=False, ck=False) asks for nothing; keep at least one")
         nw = min(nw, n)
-        need_min = ntk_memory_bytes(n, self.p, self.widths, self.dtype, chunk=1, workers=nw)
+        need_min = ntk_memory_bytes(n, self.p, self.widths, self.dtype, chunk=1, workers=nw, ck=ck)
         if need_min > MEMORY_LIMIT_BYTES:
             raise ResourceError.memory(f"kernels for n={n}, p={self.p}, widths={list(self.widths)} ({self.dtype})",
                                        need_min, MEMORY_LIMIT_BYTES)
@@ -390,13 +420,34 @@ class MLP:
         size = -(-n // (2 * nw)) if nw > 1 else n
         if chunk is not None:
             size = min(size, max(1, int(chunk)))
-        while size > 1 and ntk_memory_bytes(n, self.p, self.widths, self.dtype, size, nw) > MEMORY_LIMIT_BYTES:
+        while size > 1 and ntk_memory_bytes(n, self.p, self.widths, self.dtype, size, nw, ck) > MEMORY_LIMIT_BYTES:
             size //= 2
         cs = self.centering_for(X)
         L, dt = self.L, self.dtype
-        S = [np.empty((n, d), dtype=dt) for d in self.widths]                 # Σ_ℓᵀ
-        G = [np.empty((n, d), dtype=dt) for d in self.widths] if ntk else []  # G̃_ℓᵀ (unscaled)
+        # Σ_ℓᵀ, G̃_ℓᵀ (unscaled) and the kernels CK_0..CK_L, K: mapped and populated by the
+        # workers before any arithmetic (see _populated_empty); the tasks below find them here
+        nck = L + 1 if ck else 0
+        shapes = [(n, d) for d in self.widths] * (2 if ntk else 1) + [(n, n)] * (nck + int(ntk))
+        big: list[np.ndarray] = [np.empty(0, dtype=dt)] * len(shapes)
+        S: list[np.ndarray] = []
+        G: list[np.ndarray] = []
+        CK: list[np.ndarray] = []
+        K: np.ndarray | None = None
         Xt = X.T
+
+        def allocate(k: int) -> None:
+            big[k] = _populated_empty(shapes[k], dt)
+
+        # per-thread scratch (the back-propagation buffer, the tile temporary), allocated
+        # once per worker and call rather than once per task: fresh memory costs page faults
+        local = threading.local()
+
+        def scratch(name: str, entries: int) -> np.ndarray:
+            buf = getattr(local, name, None)
+            if buf is None or buf.size < entries:
+                buf = _populated_empty((entries,), dt)
+                setattr(local, name, buf)
+            return buf
 
         def pass_rows(j0: int) -> None:
             rows = slice(j0, min(n, j0 + size))
@@ -411,24 +462,19 @@ class MLP:
                 prev = out
             if ntk:
                 G[L - 1][rows] *= self.readout                  # G̃_L = w ⊙ σ_L'
-                if L > 1:
-                    work = np.empty(m * max(self.widths[:-1]), dtype=dt)
                 for l in range(L - 2, -1, -1):
-                    back = work[: m * self.widths[l]].reshape(m, self.widths[l])
+                    back = scratch("back", size * max(self.widths[:-1]))[: m * self.widths[l]]
+                    back = back.reshape(m, self.widths[l])
                     _times(G[l + 1][rows], self.weights[l + 1], back)  # (W_{ℓ+1}ᵀ G̃_{ℓ+1})ᵀ
                     G[l][rows] *= back
 
         # tiles of the n×n upper triangle: nb×nb grid, gemm tiles first (twice the work of a
-        # diagonal one); at least 2·nw tiles per row so that a worker the shared machine
-        # deschedules leaves tiles for the others, at most 2048 rows per tile
-        nb = 1 if nw == 1 else min(n, max(2 * nw, -(-n // 2048)))
+        # diagonal one)
+        nb = _tile_grid(n, nw)
         edges = [round(k * n / nb) for k in range(nb + 1)]
         blocks = [(slice(edges[i], edges[i + 1]), slice(edges[j], edges[j + 1]))
                   for i in range(nb) for j in range(i, nb)]
         blocks.sort(key=lambda b: b[0] == b[1])
-        A = [Xt, *S]
-        CK = [np.empty((n, n), dtype=dt) for _ in A]
-        K = np.empty((n, n), dtype=dt) if ntk else None
         gfac = []
         g = 1.0
         for d in reversed(self.widths):
@@ -437,34 +483,47 @@ class MLP:
         gfac.reverse()                                          # g_ℓ = Π_{k≥ℓ} 1/d_k
 
         def tile(I: slice, J: slice) -> None:
-            for k in range(len(A)):
-                _gram_tile(A[k], I, J, CK[k][I, J])
+            A = [Xt, *S]
             if K is None:
+                for k in range(L + 1):
+                    _gram_tile(A[k], I, J, CK[k][I, J])
                 return
             out = K[I, J]
-            out[...] = CK[L][I, J]
-            T = np.empty((I.stop - I.start, J.stop - J.start), dtype=dt)
+            if ck:
+                _gram_tile(A[L], I, J, CK[L][I, J])
+                out[...] = CK[L][I, J]
+            else:
+                _gram_tile(A[L], I, J, out)                     # CK_L
+            rows, cols = I.stop - I.start, J.stop - J.start
+            T = scratch("tile", rows * cols)[: rows * cols].reshape(rows, cols)
             for l in range(L):
+                C = CK[l][I, J] if ck else scratch("ck", rows * cols)[: rows * cols].reshape(rows, cols)
+                _gram_tile(A[l], I, J, C)                       # CK_{ℓ−1}
                 _gram_tile(G[l], I, J, T)
-                T *= CK[l][I, J]
+                T *= C
                 T *= dt.type(gfac[l])
                 out += T
 
-        mats = CK + ([K] if ntk else [])
-
         def mirror(k: int, I: slice, J: slice) -> None:
-            C = mats[k]
+            C = CK[k] if k < nck else K
+            assert C is not None
             C[J, I] = C[I, J].T
 
         phases: list[list[tuple[Callable[..., None], tuple]]] = [
+            [(allocate, (k,)) for k in range(len(shapes))],
             [(pass_rows, (j0,)) for j0 in range(0, n, size)],
             [(tile, (I, J)) for I, J in blocks],
-            [(mirror, (k, I, J)) for I, J in blocks if I != J for k in range(len(mats))],
+            [(mirror, (k, I, J)) for I, J in blocks if I != J for k in range(nck + int(ntk))],
         ]
         bar = tqdm(total=sum(len(ph) for ph in phases), desc="network", leave=False,
                    disable=(not _isatty()) if progress is None else not progress)
         with _TaskRunner(nw) as run:
-            for ph in phases:
+            run(phases[0], bar)
+            S = big[:L]
+            G = big[L:2 * L] if ntk else []
+            CK = big[len(S) + len(G): len(S) + len(G) + nck]
+            K = big[-1] if ntk else None
+            for ph in phases[1:]:
                 run(ph, bar)
         bar.close()
         flops = ntk_flops(n, self.p, self.widths)
@@ -507,6 +566,28 @@ def _gram_tile(A: np.ndarray, I: slice, J: slice, out: np.ndarray) -> None:
     freshly allocated Fortran result must then be copied and mirrored.
     """
     np.matmul(A[I], A[J].T, out=out)
+
+
+def _populated_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array on its own anonymous mapping, pages already populated.
+
+    Why not ``np.empty``: NumPy asks the kernel for transparent huge pages on every
+    allocation of 4 MiB or more.  On a virtual machine whose host reclaims the guest's free
+    huge pages (free-page reporting), touching them again costs far more than the
+    arithmetic: measured here (``benchmarks/bench_empirical_ntk.py --faults``), the
+    n = 2000 kernels spent 1.1–1.5 s of system time per call on 280 MB of huge pages, and
+    0.15 s on the same memory in 4 KiB pages populated by ``MAP_POPULATE`` (one system
+    call instead of a fault per page).  The mapping is released with the array.  Where
+    ``MAP_POPULATE`` does not exist (not Linux), plain ``np.empty``.
+    """
+    import mmap
+
+    flags = getattr(mmap, "MAP_POPULATE", None)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if flags is None or nbytes == 0:
+        return np.empty(shape, dtype=dtype)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags)
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
 
 def _default_workers() -> int:

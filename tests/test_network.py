@@ -100,6 +100,36 @@ def test_tiled_kernels_are_complete_symmetric_and_match_one_task(workers):
     np.testing.assert_allclose(many.ck[0], X.T @ X, rtol=0, atol=1e-13 * np.abs(many.ck[0]).max())
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_ntk_without_conjugate_kernels_is_the_same_matrix(workers):
+    """``ck=False`` forms each CK tile in scratch instead of in the returned CK matrices:
+    the same BLAS calls on the same operands in the same order, so the NTK is bit-identical,
+    and only the NTK comes back."""
+    import pickle
+
+    X = _data(p=11, n=37, seed=8)
+    net = MLP(("relu", "tanh", "gelu"), (23, 19, 13), p=11, seed=9, tau0=1.0)
+    full = net.kernels(X, workers=workers, chunk=6)
+    only = net.kernels(X, workers=workers, chunk=6, ck=False)
+    assert only.ck == () and only.flops == full.flops
+    assert only.ntk is not None and np.array_equal(only.ntk, full.ntk)
+    # the result is an ordinary array: writable, C-ordered, outlives the network, pickles
+    K = only.ntk
+    assert K.flags.writeable and K.flags.c_contiguous and K.dtype == np.float64
+    del net, only, full
+    K[0, 0] += 1.0
+    assert np.array_equal(pickle.loads(pickle.dumps(K)), K)
+
+
+def test_ntk_only_needs_less_memory_and_nothing_is_refused():
+    args = (8000, 784, (2000, 2000, 1000))
+    full, only = ntk_memory_bytes(*args, workers=2), ntk_memory_bytes(*args, workers=2, ck=False)
+    # four 8000² float64 CKs (2 GB) are not stored; two 2000² scratch tiles per worker are
+    assert full - only == 4 * 8000**2 * 8 - 2 * 2000**2 * 8
+    with pytest.raises(ParameterError, match="nothing"):
+        MLP(("relu",), (3,), p=2, seed=0).kernels(np.ones((2, 4)), ntk=False, ck=False)
+
+
 def test_forward_structure_and_centering():
     X = _data(p=10, n=6, seed=6)
     net = MLP(("relu",), (12,), p=10, seed=1, centering=[0.25])

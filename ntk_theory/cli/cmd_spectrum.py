@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     net = MLP(acts, widths, p, seed=args.seed + 2, tau0=stats.tau0)
-    em = net.kernels(data.X, ntk=want_ntk, progress=show)
+    em = net.kernels(data.X, ntk=want_ntk, ck=not want_ntk, progress=show)
     K_emp = em.ntk if want_ntk else em.ck[-1]
     done("empirical", t0)
 
