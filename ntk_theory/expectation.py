@@ -1096,8 +1096,10 @@ def _agrees_with_quadrature(r: sp.Expr, h: sp.Expr, lo: sp.Expr, hi: sp.Expr) ->
         for t in ("0.7", "1.3"):
             with mp.workdps(25):
                 tv = mp.mpf(t)
-                rv = _to_real(sp.lambdify(TAU, r, modules="mpmath")(tv))
-                hv = sp.lambdify(_Z, h.subs(TAU, sp.Rational(t)), modules="mpmath")
+                rv = _to_real(_lambdify_guarded(r, TAU)(tv))
+                # the integrand is sampled far into the tails (tanh-sinh nodes at |z| ≫ 1): a
+                # tower there must be cut by the guards, not built by mpmath
+                hv = _lambdify_guarded(h.subs(TAU, sp.Rational(t)), _Z)
                 ends = [mp.mpf(str(sp.N(e.subs(TAU, sp.Rational(t)), 30))) if e.is_finite is not False
                         else (mp.inf if e == sp.oo else -mp.inf) for e in (lo, hi)]
                 q = mp.quad(lambda z: hv(z) * mp.npdf(z), [ends[0], 0, ends[1]] if ends[0] < 0 < ends[1]
@@ -1135,7 +1137,7 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
 # --------------------------------------------------------------------------- #
 @lru_cache(maxsize=1024)
 def _compile(expr: sp.Expr) -> Callable[[mp.mpf], mp.mpf]:
-    return sp.lambdify(TAU, expr, modules="mpmath")
+    return _lambdify_guarded(expr, TAU)
 
 
 def _to_real(v: mp.mpf | mp.mpc) -> mp.mpf:
@@ -1154,8 +1156,12 @@ def _evaluate_closed(expr: sp.Expr, tau: float, digits: int) -> tuple[mp.mpf, fl
     t = mp.mpf(tau)
     while dps <= 1200:
         with mp.workdps(dps):
-            v = _to_real(fn(mp.mpf(t)))
-        if not mp.isfinite(v):  # erfinv(±1) inside a closed form, inf − inf: no number
+            try:
+                v = _to_real(fn(mp.mpf(t)))
+            except _Unevaluable as exc:  # sin of an astronomically large argument
+                raise NumericalError(f"the closed form cannot be evaluated at tau={tau:g}: {exc}") from None
+        if not mp.isfinite(v):
+            # erfinv(±1) inside a closed form, inf − inf, or an exp tower cut by the guard
             raise NumericalError(f"the closed form does not evaluate to a finite number at tau={tau:g}")
         if prev is not None:
             diff = abs(v - prev)
@@ -1176,6 +1182,12 @@ class _Unevaluable(ValueError):
 #: number to a further ``exp`` (a tower ``exp(exp(exp(x)))``) would make mpmath build
 #: integers with that many digits (minutes, then MemoryError).
 _EXP_ARGUMENT_CAP = mp.mpf(10) ** 6
+#: The same cap for a closed form in τ, whose value is the expectation itself (no Gaussian
+#: weight follows): ``e^{τ²/2}`` at τ = 10⁴ (argument 5·10⁷) and ``e^{2a²τ²}`` of a large
+#: slope are legitimate values mpmath computes in microseconds (an argument of 10^k costs
+#: it about 3.3·k extra bits).  Beyond 10^100 only a tower (``exp(exp(exp(τ)))`` at τ = 10)
+#: reaches, whose next ``exp`` would need more digits than memory holds.
+_CLOSED_FORM_EXP_CAP = mp.mpf(10) ** 100
 #: Periodic and Bessel functions of an argument beyond this need as many bits of precision
 #: as the argument has to reduce it: refused (:class:`_Unevaluable`).
 _OSCILLATORY_ARGUMENT_CAP = mp.mpf(10) ** 100
@@ -1186,18 +1198,20 @@ _OSCILLATORY_ARGUMENT_CAP = mp.mpf(10) ** 100
 _EXP_UNDERFLOW = -mp.mpf(10) ** 30
 
 
-def _guarded_exp(a):
-    if isinstance(a, mp.mpf):
-        if a > _EXP_ARGUMENT_CAP:
-            return mp.inf
-        if a < _EXP_UNDERFLOW:
-            return mp.mpf(0)
-    return mp.exp(a)
-
-
-def _guarded_hyperbolic(fn: Callable, even: bool) -> Callable:
+def _guarded_exp(cap: mp.mpf) -> Callable:
     def g(a):
-        if isinstance(a, mp.mpf) and abs(a) > _EXP_ARGUMENT_CAP:
+        if isinstance(a, mp.mpf):
+            if a > cap:
+                return mp.inf
+            if a < _EXP_UNDERFLOW:
+                return mp.mpf(0)
+        return mp.exp(a)
+    return g
+
+
+def _guarded_hyperbolic(fn: Callable, even: bool, cap: mp.mpf) -> Callable:
+    def g(a):
+        if isinstance(a, mp.mpf) and abs(a) > cap:
             return mp.inf if (even or a > 0) else -mp.inf
         return fn(a)
     return g
@@ -1212,18 +1226,37 @@ def _guarded_oscillatory(fn: Callable) -> Callable:
     return g
 
 
-#: mpmath functions with a growth guard, used by every numeric evaluation of an activation.
-_GUARDED_MPMATH = {
-    "exp": _guarded_exp,
-    "cosh": _guarded_hyperbolic(mp.cosh, True),
-    "sinh": _guarded_hyperbolic(mp.sinh, False),
-    **{name: _guarded_oscillatory(getattr(mp, name)) for name in ("sin", "cos", "tan", "cot", "sec",
-                                                                    "csc", "besselj", "bessely")},
-}
+def _guarded_mpmath(exp_cap: mp.mpf) -> dict[str, Callable]:
+    """mpmath's functions with growth guards, ``exp``/``cosh``/``sinh`` capped at ``exp_cap``."""
+    return {
+        "exp": _guarded_exp(exp_cap),
+        "cosh": _guarded_hyperbolic(mp.cosh, True, exp_cap),
+        "sinh": _guarded_hyperbolic(mp.sinh, False, exp_cap),
+        **{name: _guarded_oscillatory(getattr(mp, name)) for name in ("sin", "cos", "tan", "cot", "sec",
+                                                                        "csc", "besselj", "bessely")},
+    }
 
 
-def _lambdify_guarded(expr: sp.Expr) -> Callable[[mp.mpf], mp.mpf]:
-    return sp.lambdify(X, expr, modules=[_GUARDED_MPMATH, "mpmath"])
+#: The guards for a function of x or of the Gaussian variable z (an integrand, multiplied
+#: by a Gaussian weight afterwards) and for a closed form in τ (the value itself).
+_GUARDED_MPMATH = _guarded_mpmath(_EXP_ARGUMENT_CAP)
+_GUARDED_MPMATH_CLOSED = _guarded_mpmath(_CLOSED_FORM_EXP_CAP)
+
+
+def _lambdify_guarded(expr: sp.Expr, var: sp.Symbol = X) -> Callable[[mp.mpf], mp.mpf]:
+    """``expr`` as an mpmath function of ``var`` whose ``exp``, ``cosh``, ``sinh`` and
+    periodic/Bessel functions are growth-guarded, so a tower (``exp(exp(exp(x)))`` in the
+    Gaussian tail, ``exp(exp(exp(τ)))`` at τ = 10) gives ``±inf`` or a typed refusal at
+    once instead of mpmath building a number with astronomically many digits (minutes,
+    then ``MemoryError``).
+
+    Every numeric lambdify of the engine goes through here.  ``var`` is :data:`X` or the
+    Gaussian variable (an integrand: exp beyond :data:`_EXP_ARGUMENT_CAP` is ``+inf``, as
+    no Gaussian weight at the sampled points compensates it) or :data:`TAU` (a closed
+    form, whose value may legitimately exceed that, up to :data:`_CLOSED_FORM_EXP_CAP`).
+    """
+    guards = _GUARDED_MPMATH_CLOSED if var == TAU else _GUARDED_MPMATH
+    return sp.lambdify(var, expr, modules=[guards, "mpmath"])
 
 
 @lru_cache(maxsize=256)
