@@ -206,6 +206,9 @@ def _quadrature(
 ) -> tuple[dict[str, mp.mpf], dict[str, mp.mpf], dict[str, mp.mpf]]:
     """(values, mpmath error estimates, E|integrand|) at ``dps`` digits."""
     with mp.workdps(dps):
+        # plain mpmath on purpose: the reference must not share the engine's evaluation
+        # code (its growth guards included), and the registry activations it runs on
+        # have no exponential towers for a guard to cut
         sigma = sp.lambdify(X, to_piecewise(act.expr), modules="mpmath")
         dsigma = None
         if act.staircase is None:

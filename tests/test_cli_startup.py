@@ -97,3 +97,23 @@ def test_compress_family_type_agrees_with_parse_family(text):
     assert light_msg == full_msg
     if full_ok:
         assert fam is not None
+
+
+def test_family_help_lists_each_accepted_family_once():
+    """The --family help text is built from the names family_name accepts: every advertised
+    name is accepted by family_name and by parse_family, none twice, and the unadvertised
+    aliases are the same family as an advertised name."""
+    from ntk_theory.cli import _common
+    from ntk_theory.compress import parse_family
+
+    advertised = _common.FAMILY_CHOICES.split("|")
+    assert len(set(advertised)) == len(advertised) and advertised[0] == "auto"
+    kinds = set()
+    for name in advertised[1:]:
+        text = "staircase:5" if name == "staircase:K" else name
+        assert _common.family_name(text) == text
+        kinds.add(type(parse_family(text)))
+    assert len(kinds) == len(advertised) - 1  # each advertised name is its own family
+    for alias in _common._FAMILY_ALIASES:
+        assert alias not in advertised and _common.family_name(alias) == alias
+        assert type(parse_family(alias)) in kinds
