@@ -21,10 +21,10 @@ from scipy import integrate
 
 from ntk_theory.errors import NumericalError
 from ntk_theory.expectation import (
+    _Z,
     TAU,
     _agrees_with_quadrature,
     _lambdify_guarded,
-    _Z,
     evaluate_closed_form,
     time_budget,
     work_done,
@@ -116,3 +116,24 @@ def test_integrand_and_closed_form_guards_differ_only_in_the_exp_cap():
         v = _lambdify_guarded(sp.exp(TAU), TAU)(mp.mpf(2) * 10**6)
         assert mp.isfinite(v) and abs(mp.log(v) / (2 * 10**6) - 1) < mp.mpf(10) ** -15
         assert _lambdify_guarded(sp.exp(TAU), TAU)(mp.mpf(10) ** 101) == mp.inf
+
+
+@pytest.mark.slow  # ~4 CPU s: sympy.integrate of a Bessel function against the Gaussian
+def test_spot_check_still_accepts_sympys_bessel_closed_form():
+    # E[J0(τξ)] comes from sympy.integrate (the Gaussian table has no Bessel functions) and
+    # passes the guarded spot-check: the tail nodes stay below the oscillatory cap
+    from scipy.special import j0
+
+    from ntk_theory.activations import X
+    from ntk_theory.expectation import gaussian_expectation
+
+    r = gaussian_expectation(sp.besselj(0, X), 1.0, 0, digits=12, budget=20.0)
+    assert r.method == "closed form" and r.expr.has(sp.besseli)
+    # on [−40, 40] (beyond, |J0| ≤ 1 times the Gaussian tail is below 1e-340), in pieces
+    # short enough for QUADPACK's error estimate to be sharp
+    cuts = (-40, -12, -6, -3, 0, 3, 6, 12, 40)
+    parts = [integrate.quad(lambda z: j0(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), a, b,
+                            epsabs=1e-16, epsrel=1e-14, limit=200) for a, b in zip(cuts, cuts[1:])]
+    ref, est = sum(v for v, _ in parts), sum(e for _, e in parts)
+    # QUADPACK's estimate bounds the reference's error; the closed form is certified to 12 digits
+    assert est < 1e-12 and abs(float(r.value) - ref) < 1e-12
