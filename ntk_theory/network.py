@@ -163,6 +163,11 @@ class MLP:
         Seed of the weights and of the readout ``w``.
     dtype : numpy float dtype
         ``np.float64`` (default) or ``np.float32``; every array of the computation.
+        With a kinked activation (ReLU and its kin) the NTK depends on the sign of each
+        pre-activation, so in float32 a pre-activation within rounding of zero can come
+        out with either derivative depending on the order of the sums (BLAS blocking,
+        thread count): such a flip moves that sample's row of the NTK by about ``1/d_ℓ``
+        relative, ~1e-3 for widths in the thousands, where float64 stays at ~1e-15.
     centering : sequence of float, "none" or None
         Constants ``c_ℓ``.  ``None`` (default): the theory's ``c_ℓ = E[σ_ℓ(τ_{ℓ−1} ξ)]``
         from :func:`ntk_theory.exact.layer_scales` at ``tau0``, or — when ``tau0`` is

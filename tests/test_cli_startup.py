@@ -59,6 +59,28 @@ def test_running_a_command_still_imports_what_it_needs():
     assert "sympy" in loaded and "numpy" in loaded
 
 
+@pytest.mark.parametrize("preset", [None, "1"])
+def test_command_line_runs_numpy_without_huge_page_advice_unless_asked(preset):
+    """The CLI sets NUMPY_MADVISE_HUGEPAGE=0 before NumPy is first imported (NumPy reads it
+    then), and leaves a value the user set alone.  NumPy's own switch is read back in the child."""
+    code = ("import os, ntk_theory.cli as c\n"
+            "c.main(['moments', 'relu', '--json'])\n"
+            "import numpy\n"
+            "try:\n"
+            "    from numpy._core.multiarray import _get_madvise_hugepage\n"
+            "except ImportError:  # NumPy < 2\n"
+            "    from numpy.core.multiarray import _get_madvise_hugepage\n"
+            "print(os.environ['NUMPY_MADVISE_HUGEPAGE'], _get_madvise_hugepage())\n")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("NUMPY_MADVISE_HUGEPAGE", None)
+    if preset is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = preset
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == ("0 False" if preset is None else "1 True")
+
+
 def test_identity_conventions_match_theory():
     from ntk_theory.cli import cmd_spectrum
     from ntk_theory.theory import IDENTITY_CONVENTIONS

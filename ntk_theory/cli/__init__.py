@@ -86,6 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
+    if "numpy" not in sys.modules:
+        # NumPy advises the kernel to back every array of 4 MiB or more with transparent
+        # huge pages, and reads this switch once, when it is imported (lazily, below).  On
+        # virtual machines that hand freed memory back to their host, first-touching fresh
+        # huge pages costs far more than the arithmetic on them (the paper-size benchmark
+        # at n = 4000 here: 10.5 s of system time with the advice, 2.8 s without; see
+        # docs/BENCHMARKS.md).  The command line therefore runs without it unless the user
+        # set NUMPY_MADVISE_HUGEPAGE; library users choose for their own process.
+        os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     prog = _command_name(argv)
     previous = signal.getsignal(signal.SIGINT)
     _SIGINT_SEEN.clear()
