@@ -420,9 +420,10 @@ class MLP:
         if need_min > MEMORY_LIMIT_BYTES:
             raise ResourceError.memory(f"kernels for n={n}, p={self.p}, widths={list(self.widths)} ({self.dtype})",
                                        need_min, MEMORY_LIMIT_BYTES)
-        # samples per task: at least two tasks per worker (dynamic balancing), at most
-        # what fits in memory, and never more than asked for
-        size = -(-n // (2 * nw)) if nw > 1 else n
+        # samples per task: one task per worker (the largest GEMMs: 3–6% faster at n = 2000
+        # than two tasks per worker, docs/BENCHMARKS.md; the tiles of the next phase are the
+        # ones that balance the load), at most what fits in memory, never more than asked for
+        size = -(-n // nw)
         if chunk is not None:
             size = min(size, max(1, int(chunk)))
         while size > 1 and ntk_memory_bytes(n, self.p, self.widths, self.dtype, size, nw, ck) > MEMORY_LIMIT_BYTES:
