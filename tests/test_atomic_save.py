@@ -57,7 +57,11 @@ def models(tmp_path_factory):
     return _fingerprint(old), _fingerprint(new), old.read_bytes(), {1: str(old), 2: str(new)}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+# each signal costs 8–9 s (seven child processes); SIGKILL, the harshest, stays in the
+# default tier, SIGTERM and SIGINT (its temporary-file clean-up included) run in the slow
+# tier, which CI runs
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+                                 pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_kill_during_save_leaves_old_or_new_model(tmp_path, models, sig):
     fp_old, fp_new, old_bytes, drawn = models
     seen = set()
