@@ -7,19 +7,47 @@ them with the arithmetic the formulas need and no more.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
+
 import numpy as np
 import scipy.linalg.blas as blas
 
-__all__ = ["gram", "add_low_rank", "mirror_upper"]
+__all__ = ["gram", "add_low_rank", "mirror_upper", "for_each_block"]
 
 _ROWS = 256
 
 
+def for_each_block(fn: Callable[[int], None], starts: Iterable[int]) -> None:
+    """``fn(i0)`` for every block start, on one thread per CPU this process may use.
+
+    For element-wise work on disjoint row blocks of large arrays: NumPy releases the GIL
+    inside its loops, so the blocks run in parallel (the first ones first: callers pass
+    the largest blocks first).  Exceptions propagate; one CPU or one block runs inline.
+    """
+    starts = list(starts)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    if cpus <= 1 or len(starts) <= 1:
+        for i0 in starts:
+            fn(i0)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(cpus, len(starts))) as pool:
+        for _ in pool.map(fn, starts):
+            pass
+
+
 def mirror_upper(K: np.ndarray, tile: int = _ROWS) -> np.ndarray:
     """Copy the upper triangle of the square C-ordered ``K`` onto its lower triangle, in place,
-    tile by tile (a transposed copy of a ``tile × tile`` block stays in cache)."""
+    tile by tile (a transposed copy of a ``tile × tile`` block stays in cache); row tiles
+    write disjoint parts of the lower triangle and run in parallel."""
     n = K.shape[0]
-    for i0 in range(0, n, tile):
+
+    def row_tile(i0: int) -> None:
         i1 = min(n, i0 + tile)
         blk = K[i0:i1, i0:i1]
         r, c = np.triu_indices(i1 - i0, 1)
@@ -27,6 +55,8 @@ def mirror_upper(K: np.ndarray, tile: int = _ROWS) -> np.ndarray:
         for j0 in range(i1, n, tile):
             j1 = min(n, j0 + tile)
             K[j0:j1, i0:i1] = K[i0:i1, j0:j1].T
+
+    for_each_block(row_tile, range(0, n, tile))
     return K
 
 

@@ -94,7 +94,7 @@ import numpy as np
 import scipy.special as sps
 import sympy as sp
 
-from ._dense import gram, mirror_upper
+from ._dense import for_each_block, gram, mirror_upper
 from .activations import Activation, Staircase, X, parse_activation, to_piecewise
 from .errors import DomainError, NumericalError, ParameterError, ResourceError
 
@@ -1203,18 +1203,27 @@ def layer_map(
     B = _block_rows(n, block_bytes, 12 if closed is not None else 6)
     if fused is not None:  # blocks of about 2^20 entries: the buffers stay in cache
         B = max(1, min(B, 2**20 // max(n, 1)))
+    if fused is not None:
+        p_, q_, mean = fused
+
+        def arccos_rows(i0: int) -> None:
+            # upper-triangle row blocks, written in place (blocks are independent and run
+            # in parallel, the widest first); mirrored tile by tile below
+            i1 = min(n, i0 + B)
+            _arccos_block(p_, q_, center, d[i0:i1], d[i0:], mean[i0:i1], mean[i0:],
+                          K_prev[i0:i1, i0:], Kd is not None, out_k=K[i0:i1, i0:],
+                          out_kd=None if Kd is None else Kd[i0:i1, i0:])
+
+        for_each_block(arccos_rows, range(0, n, B))
+        mirror_upper(K)
+        if Kd is not None:
+            mirror_upper(Kd)
+        return K, Kd
     for i0 in range(0, n, B):
         i1 = min(n, i0 + B)
         a = d[i0:i1, None]
         b = d[None, i0:]
         c = K_prev[i0:i1, i0:]
-        if fused is not None:
-            p_, q_, mean = fused
-            # upper-triangle row blocks, written in place; mirrored tile by tile below
-            _arccos_block(p_, q_, center, d[i0:i1], d[i0:], mean[i0:i1], mean[i0:], c,
-                          Kd is not None, out_k=K[i0:i1, i0:],
-                          out_kd=None if Kd is None else Kd[i0:i1, i0:])
-            continue
         if closed is None:
             _check_deadline(rule, act.spec)
             blk = _quadrature_block(f, A, A2, i0, i1, d, c, rule, act.spec, tail=T)
@@ -1230,10 +1239,6 @@ def layer_map(
                                       staircase_derivative=staircase_derivative)
             Kd[i0:i1, i0:] = bd
             Kd[i0:, i0:i1] = bd.T
-    if fused is not None:
-        mirror_upper(K)
-        if Kd is not None:
-            mirror_upper(Kd)
     return K, Kd
 
 
@@ -1320,12 +1325,20 @@ def exact_kernels(
                        f"mehler(rho<={rho_max},tol={tol:g})+certified-gauss-legendre")
         Ks.append(K)
         if Kd is not None:
-            # Θ_ℓ = K_ℓ + Θ_{ℓ−1} ⊙ K̇_ℓ with a single n×n allocation
-            with np.errstate(invalid="ignore"):
-                Th = np.multiply(Ths[-1], Kd)
-            if maybe_inf:  # only a staircase's Dirac K̇ puts infinities into Θ
-                Th[Kd == 0] = 0.0  # 0·∞ from an infinite Θ diagonal is 0 when K̇ vanishes
-            Th += K
+            # Θ_ℓ = K_ℓ + Θ_{ℓ−1} ⊙ K̇_ℓ with a single n×n allocation, row blocks in parallel
+            Th = np.empty_like(K)
+            rows = max(1, 2**20 // max(n, 1))
+
+            def theta_rows(i0: int, Th=Th, T_prev=Ths[-1], K=K, Kd=Kd, fix=maybe_inf) -> None:
+                r = slice(i0, min(n, i0 + rows))
+                with np.errstate(invalid="ignore"):
+                    np.multiply(T_prev[r], Kd[r], out=Th[r])
+                if fix:  # only a staircase's Dirac K̇ puts infinities into Θ: 0·∞ from an
+                    blk = Th[r]  # infinite Θ diagonal is 0 where K̇ vanishes
+                    blk[Kd[r] == 0] = 0.0
+                Th[r] += K[r]
+
+            for_each_block(theta_rows, range(0, n, rows))
             Ths.append(Th)
             Kds.append(Kd)
             maybe_inf = maybe_inf or act.staircase is not None
