@@ -12,6 +12,9 @@ at once, in a certified number or a typed refusal, and legitimate huge closed fo
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import mpmath as mp
@@ -124,11 +127,21 @@ def test_spot_check_still_accepts_sympys_bessel_closed_form():
     # passes the guarded spot-check: the tail nodes stay below the oscillatory cap
     from scipy.special import j0
 
-    from ntk_theory.activations import X
-    from ntk_theory.expectation import gaussian_expectation
-
-    r = gaussian_expectation(sp.besselj(0, X), 1.0, 0, digits=12, budget=20.0)
-    assert r.method == "closed form" and r.expr.has(sp.besseli)
+    # In a fresh interpreter: whether sympy.integrate finds this closed form within the
+    # budget depends on what the process computed before (after the hostile fuzz of
+    # tests/test_fuzz_engine.py in the same process it returned quadrature), and this
+    # test is about the guarded spot-check, not about SymPy's caches.
+    code = ("import sympy as sp\n"
+            "from ntk_theory.activations import X\n"
+            "from ntk_theory.expectation import gaussian_expectation\n"
+            "r = gaussian_expectation(sp.besselj(0, X), 1.0, 0, digits=12, budget=20.0)\n"
+            "print(r.method, r.expr is not None and r.expr.has(sp.besseli), repr(float(r.value)))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300, check=True).stdout.split()
+    assert out[:3] == ["closed", "form", "True"], out
+    value = float(out[3])
     # on [−40, 40] (beyond, |J0| ≤ 1 times the Gaussian tail is below 1e-340), in pieces
     # short enough for QUADPACK's error estimate to be sharp
     cuts = (-40, -12, -6, -3, 0, 3, 6, 12, 40)
@@ -136,4 +149,4 @@ def test_spot_check_still_accepts_sympys_bessel_closed_form():
                             epsabs=1e-16, epsrel=1e-14, limit=200) for a, b in zip(cuts, cuts[1:])]
     ref, est = sum(v for v, _ in parts), sum(e for _, e in parts)
     # QUADPACK's estimate bounds the reference's error; the closed form is certified to 12 digits
-    assert est < 1e-12 and abs(float(r.value) - ref) < 1e-12
+    assert est < 1e-12 and abs(value - ref) < 1e-12
