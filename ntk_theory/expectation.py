@@ -38,8 +38,11 @@ budget shared by the six moments of one activation runs out at the same place wh
 or not earlier derivations were cached.  (SymPy's internal set orderings depend on
 ``PYTHONHASHSEED``, and SymPy's own cache saves calls when an earlier computation in
 the same process built the same subexpressions: the count is exactly reproducible for
-a fresh process such as one CLI call, and within a long session it can only be lower,
-never higher, than in a fresh process.)  A CPU-time timer at :data:`SAFETY_FACTOR` times the budget remains as a
+a fresh process such as one CLI call.  Within a long session SymPy's caches can also
+change the route ``integrate`` takes: after a long run of unrelated derivations,
+``E[J₀(τξ)]`` was once not found within a budget that suffices in a fresh process, and
+the value came from certified quadrature instead — equally correct, with a different
+``method``.)  A CPU-time timer at :data:`SAFETY_FACTOR` times the budget remains as a
 safety net only.  No garbage-collector callback is used, and Ctrl-C always
 propagates (see :func:`time_budget`).  Quadrature is not budgeted in time either:
 its work is bounded up front (:data:`_MAX_QUAD_WORK`) and refused when too large.
