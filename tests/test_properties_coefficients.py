@@ -173,6 +173,7 @@ GAUGE_ACTS = activations(kinds=("registry", "staircase"), exclude=QUADRATURE + (
 GAUGE_REL = 1e-8
 
 
+@pytest.mark.slow  # 6–8 s of a default-tier worker: a slow property tier (CI runs it)
 @given(acts=st.lists(GAUGE_ACTS, min_size=2, max_size=3), tau0=taus(0.25, 4.0), c=_GAUGE_C,
        data=st.data())
 def test_scale_gauge_on_coefficients(acts, tau0, c, data):
@@ -196,6 +197,7 @@ def test_scale_gauge_on_coefficients(acts, tau0, c, data):
 EMP_ACTS = activations(kinds=("registry", "staircase"), exclude=QUADRATURE + ("polynomial",))
 
 
+@pytest.mark.slow  # 6–8 s of a default-tier worker: a slow property tier (CI runs it)
 @given(acts=st.lists(EMP_ACTS, min_size=2, max_size=3), c=_GAUGE_C, seed=st.integers(0, 2**32 - 1),
        data=st.data())
 def test_scale_gauge_on_empirical_network(acts, c, seed, data):

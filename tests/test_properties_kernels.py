@@ -95,6 +95,7 @@ LINEARISH = smooth_activations(families=("linear", "polynomial", "erf", "gelu", 
 LINEAR_SHARE = 0.5
 
 
+@pytest.mark.slow  # 6–8 s of a default-tier worker: a slow property tier (CI runs it)
 @settings(max_examples=max(4, settings.default.max_examples // 5))
 @given(acts=st.lists(LINEARISH, min_size=1, max_size=2))
 def test_theory_matches_exact_for_random_smooth_activations(acts):
