@@ -13,9 +13,17 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import scipy.linalg.blas as blas
 
-__all__ = ["gram", "add_low_rank", "mirror_upper", "for_each_block"]
+__all__ = ["gram", "add_low_rank", "mirror_upper", "for_each_block", "usable_cpus"]
 
 _ROWS = 256
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def for_each_block(fn: Callable[[int], None], starts: Iterable[int]) -> None:
@@ -26,10 +34,7 @@ def for_each_block(fn: Callable[[int], None], starts: Iterable[int]) -> None:
     the largest blocks first).  Exceptions propagate; one CPU or one block runs inline.
     """
     starts = list(starts)
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     if cpus <= 1 or len(starts) <= 1:
         for i0 in starts:
             fn(i0)

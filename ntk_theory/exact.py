@@ -1086,6 +1086,12 @@ class ExactKernels:
         return self.Theta[-1]
 
 
+def _cache_rows(n: int) -> int:
+    """Rows of an ``n``-column block of about 2^20 entries (8 MiB in float64): element-wise
+    passes over such blocks stay in cache."""
+    return max(1, 2**20 // max(n, 1))
+
+
 def exact_memory_bytes(n: int, L: int, *, block_bytes: int = 256 * 2**20) -> int:
     """Peak memory estimate of :func:`exact_kernels`: ``3L + 2`` stored n×n float64 matrices,
     one temporary, and the row-block work space."""
@@ -1201,9 +1207,8 @@ def layer_map(
     if pq is not None and pq[0] != pq[1]:  # (p = q has no kink and its own branch)
         fused = (pq[0], pq[1], gaussian_mean(act, d))
     B = _block_rows(n, block_bytes, 12 if closed is not None else 6)
-    if fused is not None:  # blocks of about 2^20 entries: the buffers stay in cache
-        B = max(1, min(B, 2**20 // max(n, 1)))
     if fused is not None:
+        B = max(1, min(B, _cache_rows(n)))  # the block's buffers stay in cache
         p_, q_, mean = fused
 
         def arccos_rows(i0: int) -> None:
@@ -1327,7 +1332,7 @@ def exact_kernels(
         if Kd is not None:
             # Θ_ℓ = K_ℓ + Θ_{ℓ−1} ⊙ K̇_ℓ with a single n×n allocation, row blocks in parallel
             Th = np.empty_like(K)
-            rows = max(1, 2**20 // max(n, 1))
+            rows = _cache_rows(n)
 
             def theta_rows(i0: int, Th=Th, T_prev=Ths[-1], K=K, Kd=Kd, fix=maybe_inf) -> None:
                 r = slice(i0, min(n, i0 + rows))

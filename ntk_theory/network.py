@@ -36,7 +36,6 @@ the empirical NTK then counts only the layers above the last staircase (see
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dense import usable_cpus
 from .activations import Activation, parse_activation
 from .errors import ParameterError, ResourceError
 from .exact import MEMORY_LIMIT_BYTES, derivative_function, layer_scales
@@ -399,9 +399,9 @@ class MLP:
           tiles are filled by transposed tile copies.
         * Memory: the large arrays are allocated first, as a phase of tasks, on populated
           anonymous mappings in 4 KiB pages (``_populated_empty``: one system call per
-          array instead of a page fault per page, and no huge pages, which cost 5–10×
+          array instead of a page fault per page, and no huge pages, which cost 7–11×
           more system time on a virtual machine that hands free memory back to its
-          host); per-worker scratch is allocated once per call, not per task.  With
+          host, docs/BENCHMARKS.md); per-worker scratch is allocated once per call, not per task.  With
           ``ck=False`` the conjugate-kernel tiles are formed in that scratch and consumed
           at once, so the NTK alone touches ``L + 1`` fewer ``n × n`` arrays.
         """
@@ -410,7 +410,7 @@ class MLP:
         t0 = time.perf_counter()
         X = self._check_X(X)
         n = X.shape[1]
-        nw = _default_workers() if workers is None else int(workers)
+        nw = usable_cpus() if workers is None else int(workers)
         if nw < 1:
             raise ParameterError(f"workers must be positive, got {workers}")
         if not (ntk or ck):
@@ -448,12 +448,15 @@ class MLP:
         # once per worker and call rather than once per task: fresh memory costs page faults
         local = threading.local()
 
-        def scratch(name: str, entries: int) -> np.ndarray:
+        def scratch(name: str, shape: tuple[int, int], capacity: int = 0) -> np.ndarray:
+            """This worker's buffer ``name`` viewed as ``shape`` (at least ``capacity``
+            entries, so that later, larger requests reuse it)."""
+            entries = shape[0] * shape[1]
             buf = getattr(local, name, None)
             if buf is None or buf.size < entries:
-                buf = _populated_empty((entries,), dt)
+                buf = _populated_empty((max(entries, capacity),), dt)
                 setattr(local, name, buf)
-            return buf
+            return buf[:entries].reshape(shape)
 
         def pass_rows(j0: int) -> None:
             rows = slice(j0, min(n, j0 + size))
@@ -469,8 +472,7 @@ class MLP:
             if ntk:
                 G[L - 1][rows] *= self.readout                  # G̃_L = w ⊙ σ_L'
                 for l in range(L - 2, -1, -1):
-                    back = scratch("back", size * max(self.widths[:-1]))[: m * self.widths[l]]
-                    back = back.reshape(m, self.widths[l])
+                    back = scratch("back", (m, self.widths[l]), size * max(self.widths[:-1]))
                     _times(G[l + 1][rows], self.weights[l + 1], back)  # (W_{ℓ+1}ᵀ G̃_{ℓ+1})ᵀ
                     G[l][rows] *= back
 
@@ -500,10 +502,10 @@ class MLP:
                 out[...] = CK[L][I, J]
             else:
                 _gram_tile(A[L], I, J, out)                     # CK_L
-            rows, cols = I.stop - I.start, J.stop - J.start
-            T = scratch("tile", rows * cols)[: rows * cols].reshape(rows, cols)
+            shape = (I.stop - I.start, J.stop - J.start)
+            T = scratch("tile", shape)
             for l in range(L):
-                C = CK[l][I, J] if ck else scratch("ck", rows * cols)[: rows * cols].reshape(rows, cols)
+                C = CK[l][I, J] if ck else scratch("ck", shape)
                 _gram_tile(A[l], I, J, C)                       # CK_{ℓ−1}
                 _gram_tile(G[l], I, J, T)
                 T *= C
@@ -580,9 +582,9 @@ def _populated_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     Why not ``np.empty``: NumPy asks the kernel for transparent huge pages on every
     allocation of 4 MiB or more.  On a virtual machine whose host reclaims the guest's free
     huge pages (free-page reporting), touching them again costs far more than the
-    arithmetic: measured here (``benchmarks/bench_empirical_ntk.py --faults``), the
-    n = 2000 kernels spent 1.1–1.5 s of system time per call on 280 MB of huge pages, and
-    0.15 s on the same memory in 4 KiB pages populated by ``MAP_POPULATE`` (one system
+    arithmetic: measured here (``benchmarks/bench_empirical_ntk.py --numpy-alloc``, the
+    NTK alone at n = 2000 in float64), 0.94–1.06 s of system time per call with
+    ``np.empty`` and 0.11–0.14 s in 4 KiB pages populated by ``MAP_POPULATE`` (one system
     call instead of a fault per page).  The mapping is released with the array.  Where
     ``MAP_POPULATE`` does not exist (not Linux), plain ``np.empty``.
     """
@@ -594,14 +596,6 @@ def _populated_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.empty(shape, dtype=dtype)
     buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags)
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
-
-
-def _default_workers() -> int:
-    """CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class _TaskRunner:
