@@ -63,6 +63,9 @@ def _interrupted(prog: str) -> int:
     import signal
     import threading
 
+    _STATE.pending = False  # a repeat still on its way finds nothing to do
+    if _STATE.repeating:
+        signal.setitimer(signal.ITIMER_REAL, 0)
     if threading.current_thread() is threading.main_thread():
         # the run is over: a further Ctrl-C (or a still pending one) must not raise a
         # second KeyboardInterrupt while the process exits; restored by main()
@@ -97,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     prog = _command_name(argv)
     previous = signal.getsignal(signal.SIGINT)
-    _SIGINT_SEEN.clear()
+    _STATE.reset()
     if threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler:
         # remember the Ctrl-C: a C extension being imported when it lands turns the
         # KeyboardInterrupt into "ImportError: initialization failed", which is still Ctrl-C
@@ -108,8 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:  # start-up (imports in build_parser), parsing, or the run
             rc = _interrupted(prog)
         except Exception:
-            if not _SIGINT_SEEN:
+            if not _STATE.seen:
                 raise
+            rc = _interrupted(prog)
+        if _STATE.pending:  # swallowed, and the run ended before a repeat landed
             rc = _interrupted(prog)
         if rc == 130 and argv is None:
             # the process entry point after Ctrl-C: leave now.  A normal interpreter exit
@@ -119,17 +124,90 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(130)
         return rc
     finally:
+        _restore_after_repeating()
         if argv is not None and previous is not None:  # called as a function (tests): restore
             signal.signal(signal.SIGINT, previous)
 
 
-#: set by :func:`_on_sigint` while :func:`main` runs (a list: truthy once Ctrl-C was seen)
-_SIGINT_SEEN: list[bool] = []
+class _SigintState:
+    """What :func:`main` knows about Ctrl-C during one call.
+
+    ``seen``: a Ctrl-C arrived.  ``pending``: it has not reached :func:`main`'s handler
+    yet.  Python runs a signal handler between two bytecodes of whatever runs then, and
+    the KeyboardInterrupt it raises can be swallowed before it reaches :func:`main`: by a
+    finalizer or garbage-collector callback (printed as "Exception ignored" and dropped),
+    or inside a C extension's initialisation, which turns it into an ImportError that an
+    optional import (``try: import _decimal  except ImportError: …``) absorbs.  While
+    ``pending``, a repeating SIGALRM raises it again until it lands, and the dropped
+    ones are not printed.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.seen = False
+        self.pending = False
+        self.repeating = False  # SIGALRM handler and sys.unraisablehook are ours
+        self.old_alarm: object = None
+        self.old_unraisable: object = None
+
+
+_STATE = _SigintState()
+
+#: period of the repeated KeyboardInterrupt while a Ctrl-C is pending (seconds)
+_REPEAT_SECONDS = 0.05
 
 
 def _on_sigint(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    _SIGINT_SEEN.append(True)
+    import signal
+
+    _STATE.seen = True
+    _STATE.pending = True
+    if not _STATE.repeating and hasattr(signal, "setitimer"):
+        _STATE.repeating = True
+        _STATE.old_alarm = signal.signal(signal.SIGALRM, _on_repeat)
+        _STATE.old_unraisable = sys.unraisablehook
+        sys.unraisablehook = _quiet_unraisable
+        signal.setitimer(signal.ITIMER_REAL, _REPEAT_SECONDS, _REPEAT_SECONDS)
     raise KeyboardInterrupt
+
+
+def _quiet_unraisable(unraisable) -> None:
+    """A KeyboardInterrupt dropped in a finalizer or gc callback is not printed ("Exception
+    ignored in …"): it is repeated until it lands.  Anything else is reported as before."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    (_STATE.old_unraisable or sys.__unraisablehook__)(unraisable)  # type: ignore[operator]
+
+
+def _on_repeat(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    if not _STATE.pending:
+        return
+    # not in main()'s own frame (its handlers are there) nor anywhere below _interrupted
+    # (which is reporting it): a second KeyboardInterrupt there would escape them
+    if frame is not None and frame.f_code is main.__code__:
+        return
+    f = frame
+    while f is not None:
+        if f.f_code is _interrupted.__code__:
+            return
+        f = f.f_back
+    raise KeyboardInterrupt
+
+
+def _restore_after_repeating() -> None:
+    """Timer off, the previous SIGALRM handler and unraisable hook back (end of main)."""
+    import signal
+
+    if not _STATE.repeating:
+        return
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    old = _STATE.old_alarm
+    # None: the previous handler was not set from Python (then it was the default)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL if old is None else old)  # type: ignore[arg-type]
+    sys.unraisablehook = _STATE.old_unraisable  # type: ignore[assignment]
+    _STATE.repeating = False
 
 
 def _report_warnings(prog: str, caught: list) -> None:
@@ -159,6 +237,8 @@ def _main(argv: Sequence[str] | None) -> int:
         _report_warnings(f"ntk-theory {args.command}", caught)
         return rc
     except NTKTheoryError as exc:
+        if _STATE.pending:  # raised while a swallowed Ctrl-C was on its way
+            return _interrupted(f"ntk-theory {args.command}")
         # the library names keyword arguments; the command line names its flags
         msg = " ".join(exc.cli_message(getattr(args, "_flags", None)).split())
         sys.stderr.write(f"ntk-theory {args.command}: error: {msg}\n")
@@ -168,7 +248,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, not bad input: still one line, no traceback
-        if _SIGINT_SEEN:  # an error raised by the Ctrl-C itself (e.g. inside an import)
+        if _STATE.seen:  # an error raised by the Ctrl-C itself (e.g. inside an import)
             return _interrupted(f"ntk-theory {args.command}")
         if os.environ.get("NTK_THEORY_DEBUG"):
             raise
@@ -176,3 +256,4 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stderr.write(f"ntk-theory {args.command}: internal error (please report; "
                          f"NTK_THEORY_DEBUG=1 shows the traceback): {msg}\n")
         return 2
+
