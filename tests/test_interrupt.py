@@ -149,3 +149,30 @@ def test_swallowed_interrupt_while_building_the_parser(monkeypatch, capsys, pyth
     monkeypatch.setattr(cli, "build_parser", build)
     assert cli.main(["moments", "relu"]) == 130
     assert capsys.readouterr().err == "ntk-theory moments: interrupted\n"
+
+
+def test_repeat_waits_for_a_section_shielded_from_ctrl_c(monkeypatch, capsys, python_sigint):
+    import ntk_theory.cli.cmd_moments as cm
+
+    shielded_done = []
+
+    def run(args):
+        _swallowed_ctrl_c()
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as sweep does around spawning
+        try:
+            deadline = time.monotonic() + 0.5  # ten repeat periods
+            while time.monotonic() < deadline:
+                sum(range(1000))
+            shielded_done.append(True)
+        finally:
+            signal.signal(signal.SIGINT, old)
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            sum(range(1000))
+        return 0
+
+    monkeypatch.setattr(cm, "run", run)
+    t0 = time.monotonic()
+    assert main(["moments", "relu"]) == 130
+    assert shielded_done and time.monotonic() - t0 < 5.0
+    assert capsys.readouterr().err == "ntk-theory moments: interrupted\n"

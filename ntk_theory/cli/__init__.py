@@ -182,7 +182,13 @@ def _quiet_unraisable(unraisable) -> None:
 
 
 def _on_repeat(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    import signal
+
     if not _STATE.pending:
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # a section shielded from Ctrl-C (e.g. the sweep spawning its worker processes):
+        # the repeat lands after it, once the section restores the handler
         return
     # not in main()'s own frame (its handlers are there) nor anywhere below _interrupted
     # (which is reporting it): a second KeyboardInterrupt there would escape them
