@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import NTKTheoryError
+from . import _ctrl_c
 
 __all__ = ["main", "build_parser"]
 
@@ -63,12 +64,10 @@ def _interrupted(prog: str) -> int:
     import signal
     import threading
 
-    _STATE.pending = False  # a repeat still on its way finds nothing to do
-    if _STATE.repeating:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+    _ctrl_c.settle()
     if threading.current_thread() is threading.main_thread():
-        # the run is over: a further Ctrl-C (or a still pending one) must not raise a
-        # second KeyboardInterrupt while the process exits; restored by main()
+        # the run is over: a further Ctrl-C must not raise a second KeyboardInterrupt
+        # while the process exits; restored by main()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         sys.stdout.flush()
@@ -84,11 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Exit status: 0 on success, 2 on bad input (one line on stderr), 130 on Ctrl-C at any
     moment — including the imports done while the parser is built — with the single line
-    ``ntk-theory <cmd>: interrupted`` and no traceback.
+    ``ntk-theory <cmd>: interrupted`` (or the command's own) and no traceback.  An
+    interrupt that library code drops on its way is raised again (see
+    :mod:`ntk_theory.cli._ctrl_c`).
     """
-    import signal
-    import threading
-
     if "numpy" not in sys.modules:
         # NumPy advises the kernel to back every array of 4 MiB or more with transparent
         # huge pages, and reads this switch once, when it is imported (lazily, below).  On
@@ -99,22 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # set NUMPY_MADVISE_HUGEPAGE; library users choose for their own process.
         os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     prog = _command_name(argv)
-    previous = signal.getsignal(signal.SIGINT)
-    _STATE.reset()
-    if threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler:
-        # remember the Ctrl-C: a C extension being imported when it lands turns the
-        # KeyboardInterrupt into "ImportError: initialization failed", which is still Ctrl-C
-        signal.signal(signal.SIGINT, _on_sigint)
+    _ctrl_c.begin(main, _interrupted)
     try:
         try:
             rc = _main(argv)
         except KeyboardInterrupt:  # start-up (imports in build_parser), parsing, or the run
             rc = _interrupted(prog)
         except Exception:
-            if not _STATE.seen:
+            if not _ctrl_c.seen():
                 raise
-            rc = _interrupted(prog)
-        if _STATE.pending:  # swallowed, and the run ended before a repeat landed
+            rc = _interrupted(prog)  # an error raised by the Ctrl-C itself
+        if _ctrl_c.seen() and rc != 130:
+            # dropped on its way (see _ctrl_c), and the run ended before it was raised again
             rc = _interrupted(prog)
         if rc == 130 and argv is None:
             # the process entry point after Ctrl-C: leave now.  A normal interpreter exit
@@ -124,96 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(130)
         return rc
     finally:
-        _restore_after_repeating()
-        if argv is not None and previous is not None:  # called as a function (tests): restore
-            signal.signal(signal.SIGINT, previous)
-
-
-class _SigintState:
-    """What :func:`main` knows about Ctrl-C during one call.
-
-    ``seen``: a Ctrl-C arrived.  ``pending``: it has not reached :func:`main`'s handler
-    yet.  Python runs a signal handler between two bytecodes of whatever runs then, and
-    the KeyboardInterrupt it raises can be swallowed before it reaches :func:`main`: by a
-    finalizer or garbage-collector callback (printed as "Exception ignored" and dropped),
-    or inside a C extension's initialisation, which turns it into an ImportError that an
-    optional import (``try: import _decimal  except ImportError: …``) absorbs.  While
-    ``pending``, a repeating SIGALRM raises it again until it lands, and the dropped
-    ones are not printed.
-    """
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.seen = False
-        self.pending = False
-        self.repeating = False  # SIGALRM handler and sys.unraisablehook are ours
-        self.old_alarm: object = None
-        self.old_unraisable: object = None
-
-
-_STATE = _SigintState()
-
-#: period of the repeated KeyboardInterrupt while a Ctrl-C is pending (seconds)
-_REPEAT_SECONDS = 0.05
-
-
-def _on_sigint(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    import signal
-
-    _STATE.seen = True
-    _STATE.pending = True
-    if not _STATE.repeating and hasattr(signal, "setitimer"):
-        _STATE.repeating = True
-        _STATE.old_alarm = signal.signal(signal.SIGALRM, _on_repeat)
-        _STATE.old_unraisable = sys.unraisablehook
-        sys.unraisablehook = _quiet_unraisable
-        signal.setitimer(signal.ITIMER_REAL, _REPEAT_SECONDS, _REPEAT_SECONDS)
-    raise KeyboardInterrupt
-
-
-def _quiet_unraisable(unraisable) -> None:
-    """A KeyboardInterrupt dropped in a finalizer or gc callback is not printed ("Exception
-    ignored in …"): it is repeated until it lands.  Anything else is reported as before."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        return
-    (_STATE.old_unraisable or sys.__unraisablehook__)(unraisable)  # type: ignore[operator]
-
-
-def _on_repeat(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    import signal
-
-    if not _STATE.pending:
-        return
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        # a section shielded from Ctrl-C (e.g. the sweep spawning its worker processes):
-        # the repeat lands after it, once the section restores the handler
-        return
-    # not in main()'s own frame (its handlers are there) nor anywhere below _interrupted
-    # (which is reporting it): a second KeyboardInterrupt there would escape them
-    if frame is not None and frame.f_code is main.__code__:
-        return
-    f = frame
-    while f is not None:
-        if f.f_code is _interrupted.__code__:
-            return
-        f = f.f_back
-    raise KeyboardInterrupt
-
-
-def _restore_after_repeating() -> None:
-    """Timer off, the previous SIGALRM handler and unraisable hook back (end of main)."""
-    import signal
-
-    if not _STATE.repeating:
-        return
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    old = _STATE.old_alarm
-    # None: the previous handler was not set from Python (then it was the default)
-    signal.signal(signal.SIGALRM, signal.SIG_DFL if old is None else old)  # type: ignore[arg-type]
-    sys.unraisablehook = _STATE.old_unraisable  # type: ignore[assignment]
-    _STATE.repeating = False
+        # called as a function (tests): SIGINT back as it was; a process keeps ignoring it
+        _ctrl_c.end(restore_sigint=argv is not None)
 
 
 def _report_warnings(prog: str, caught: list) -> None:
@@ -230,7 +136,9 @@ def _main(argv: Sequence[str] | None) -> int:
     import warnings  # (already loaded by the interpreter: costs nothing)
 
     parser = build_parser()
+    _ctrl_c.checkpoint()  # no start-up code handles Ctrl-C: a seen one was dropped
     args = parser.parse_args(argv)
+    _ctrl_c.checkpoint()
     if getattr(args, "_run", None) is None:
         sys.stderr.write("ntk-theory: error: a COMMAND is required (see ntk-theory --help)\n")
         return 2
@@ -243,7 +151,7 @@ def _main(argv: Sequence[str] | None) -> int:
         _report_warnings(f"ntk-theory {args.command}", caught)
         return rc
     except NTKTheoryError as exc:
-        if _STATE.pending:  # raised while a swallowed Ctrl-C was on its way
+        if _ctrl_c.seen():  # raised by, or after, a Ctrl-C (e.g. a failed optional import)
             return _interrupted(f"ntk-theory {args.command}")
         # the library names keyword arguments; the command line names its flags
         msg = " ".join(exc.cli_message(getattr(args, "_flags", None)).split())
@@ -254,7 +162,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, not bad input: still one line, no traceback
-        if _STATE.seen:  # an error raised by the Ctrl-C itself (e.g. inside an import)
+        if _ctrl_c.seen():  # an error raised by the Ctrl-C itself (e.g. inside an import)
             return _interrupted(f"ntk-theory {args.command}")
         if os.environ.get("NTK_THEORY_DEBUG"):
             raise

@@ -1,0 +1,192 @@
+"""Ctrl-C on the command line: delivered to the command once, never lost.
+
+Python runs a signal handler between two steps of whatever code runs at that moment, so
+the :class:`KeyboardInterrupt` it raises can be dropped before it reaches the command:
+
+* by a bare ``except:`` that does not re-raise — mpmath's back-end selection wraps its
+  optional ``import gmpy2`` in one, and the CLI imports mpmath while it builds its parser
+  (a CI run saw ``SIGINT`` 0.3 s into ``python -m ntk_theory spectrum …`` end in status 0);
+* by a finalizer or garbage-collector callback, where Python prints "Exception ignored"
+  and drops it (seen in importlib's module-lock callback).
+
+This module notices a dropped interrupt and raises it again — and only a dropped one: a
+command that handles Ctrl-C itself (the sweep cancels its tasks, closes its cluster and
+commits its results) is never interrupted again while it cleans up.
+
+* **Start-up checkpoints.**  No start-up code handles Ctrl-C, so an interrupt that was
+  seen while the parser was built or the arguments parsed, yet did not propagate, was
+  dropped: :func:`checkpoint` raises it again.
+* **Imports.**  When the handler fires inside an import, the modules being imported are
+  recorded.  An interrupt that propagates aborts those imports; if one of them completes
+  anyway, the interrupt was dropped inside it, and it is raised again at the next import
+  (an audit hook) or checkpoint.
+* **Finalizers.**  The unraisable hook sees the dropped interrupt (and keeps it off
+  stderr); a one-shot ``SIGALRM`` raises it again :data:`AGAIN_SECONDS` later, after any
+  section that ignores Ctrl-C on purpose (such as the sweep starting its worker processes).
+* **End of the run.**  A command that ends with any status but 130 after a Ctrl-C was
+  seen did not handle it: :func:`ntk_theory.cli.main` reports the interrupt instead.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType, ModuleType
+from typing import Any
+
+#: delay of the repeated interrupt after a finalizer dropped one (seconds)
+AGAIN_SECONDS = 0.02
+
+_UNSET: Any = object()
+
+
+class _State:
+    def __init__(self) -> None:
+        self.active = False       # our SIGINT handler is installed (inside main())
+        self.seen = False         # a Ctrl-C arrived during this main() call
+        #: (name, module) imports in progress when an interrupt was raised
+        self.watch: list[tuple[str, ModuleType]] = []
+        self.old_sigint: Any = _UNSET
+        self.old_alarm: Any = _UNSET
+        self.old_unraisable: Any = _UNSET
+        self.entry: Any = None    # code of main(): its handlers run in its own frame
+        self.reporter: Any = None  # code of the function reporting a delivered interrupt
+
+
+_STATE = _State()
+_AUDIT_INSTALLED = False
+
+
+def begin(entry: Any, reporter: Any) -> None:
+    """Take over SIGINT for one :func:`~ntk_theory.cli.main` call (main thread, and only
+    when Python's own handler is in place: an ignored SIGINT stays ignored).
+
+    No interrupt is raised again in ``entry``'s own frame (``main``, whose handlers are
+    there) nor anywhere below ``reporter`` (which reports a delivered interrupt).
+    """
+    global _AUDIT_INSTALLED
+    _STATE.__init__()  # type: ignore[misc]
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    _STATE.entry, _STATE.reporter = entry.__code__, reporter.__code__
+    _STATE.old_sigint = signal.signal(signal.SIGINT, _on_sigint)
+    _STATE.active = True
+    if not _AUDIT_INSTALLED:  # audit hooks cannot be removed: one per process, idle outside main()
+        sys.addaudithook(_on_audit)
+        _AUDIT_INSTALLED = True
+
+
+def seen() -> bool:
+    """A Ctrl-C arrived during this call."""
+    return _STATE.seen
+
+
+def checkpoint() -> None:
+    """Raise the interrupt again if one was seen (call where nothing handles Ctrl-C)."""
+    if _STATE.seen:
+        _raise_again(sys._getframe(1))
+
+
+def settle() -> None:
+    """The interrupt reached its handler: nothing more to raise again."""
+    _STATE.watch = []
+    if _STATE.old_alarm is not _UNSET:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def end(restore_sigint: bool) -> None:
+    """Undo :func:`begin` (the SIGINT handler only when ``restore_sigint``: a process that
+    is about to exit keeps ignoring a further Ctrl-C)."""
+    settle()
+    if _STATE.old_alarm is not _UNSET:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if _STATE.old_alarm is None else _STATE.old_alarm)
+    if _STATE.old_unraisable is not _UNSET:
+        sys.unraisablehook = _STATE.old_unraisable
+    if restore_sigint and _STATE.old_sigint is not _UNSET:
+        signal.signal(signal.SIGINT, _STATE.old_sigint)
+    _STATE.__init__()  # type: ignore[misc]
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+    _STATE.seen = True
+    if _STATE.old_unraisable is _UNSET:
+        _STATE.old_unraisable = sys.unraisablehook
+        sys.unraisablehook = _on_unraisable
+    _raise_again(frame, first=True)
+
+
+def _raise_again(frame: FrameType | None, first: bool = False) -> None:
+    """Raise KeyboardInterrupt here, remembering the imports it is raised inside."""
+    if not first:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            return  # a section shielded from Ctrl-C: the next import, checkpoint or the end
+        if frame is not None and frame.f_code is _STATE.entry:
+            return  # main() is between its handlers: the end-of-run check sees it
+        f = frame
+        while f is not None:
+            if f.f_code is _STATE.reporter:
+                return  # an interrupt is being reported already
+            f = f.f_back
+    _STATE.watch = _imports_in_progress(frame)
+    raise KeyboardInterrupt
+
+
+def _imports_in_progress(frame: FrameType | None) -> list[tuple[str, ModuleType]]:
+    out = []
+    f = frame
+    while f is not None:
+        code = f.f_code
+        if code.co_name == "_load_unlocked" and code.co_filename.startswith("<frozen importlib"):
+            spec = f.f_locals.get("spec")
+            name = getattr(spec, "name", None)
+            mod = sys.modules.get(name) if isinstance(name, str) else None
+            if isinstance(name, str) and mod is not None:
+                out.append((name, mod))  # a Python module executing (extensions: their importer)
+        f = f.f_back
+    return out
+
+
+def _dropped() -> bool:
+    """An import that an interrupt was raised inside has completed: it was dropped there
+    (one that propagates aborts the import and removes the module)."""
+    for name, mod in _STATE.watch:
+        if sys.modules.get(name) is mod and not getattr(getattr(mod, "__spec__", None), "_initializing", False):
+            return True
+    return False
+
+
+def _on_audit(event: str, args: tuple) -> None:  # noqa: ARG001
+    if event != "import" or not _STATE.watch or not _STATE.active:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if _dropped():
+        _raise_again(sys._getframe(1))
+
+
+def _on_unraisable(unraisable: Any) -> None:
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _STATE.active:
+        _again_soon()
+        return
+    old = _STATE.old_unraisable
+    (sys.__unraisablehook__ if old is _UNSET else old)(unraisable)
+
+
+def _again_soon() -> None:
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return
+    if _STATE.old_alarm is _UNSET:
+        _STATE.old_alarm = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, AGAIN_SECONDS)
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+    if not _STATE.active:
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.setitimer(signal.ITIMER_REAL, AGAIN_SECONDS)  # after the shielded section
+        return
+    _raise_again(frame)
