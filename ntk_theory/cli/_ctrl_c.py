@@ -65,7 +65,6 @@ def begin(entry: Any, reporter: Any) -> None:
     No interrupt is raised again in ``entry``'s own frame (``main``, whose handlers are
     there) nor anywhere below ``reporter`` (which reports a delivered interrupt).
     """
-    global _AUDIT_INSTALLED
     _STATE.__init__()  # type: ignore[misc]
     if threading.current_thread() is not threading.main_thread():
         return
@@ -74,9 +73,6 @@ def begin(entry: Any, reporter: Any) -> None:
     _STATE.entry, _STATE.reporter = entry.__code__, reporter.__code__
     _STATE.old_sigint = signal.signal(signal.SIGINT, _on_sigint)
     _STATE.active = True
-    if not _AUDIT_INSTALLED:  # audit hooks cannot be removed: one per process, idle outside main()
-        sys.addaudithook(_on_audit)
-        _AUDIT_INSTALLED = True
 
 
 def seen() -> bool:
@@ -111,10 +107,17 @@ def end(restore_sigint: bool) -> None:
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+    global _AUDIT_INSTALLED
     _STATE.seen = True
     if _STATE.old_unraisable is _UNSET:
         _STATE.old_unraisable = sys.unraisablehook
         sys.unraisablehook = _on_unraisable
+    if not _AUDIT_INSTALLED:
+        # only once a Ctrl-C came: an audit hook cannot be removed (one per process, idle
+        # outside main(); Python runs audit hooks untraced, so the derivation engine's
+        # count of Python calls does not see it)
+        sys.addaudithook(_on_audit)
+        _AUDIT_INSTALLED = True
     _raise_again(frame, first=True)
 
 
