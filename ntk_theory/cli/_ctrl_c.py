@@ -4,10 +4,13 @@ Python runs a signal handler between two steps of whatever code runs at that mom
 the :class:`KeyboardInterrupt` it raises can be dropped before it reaches the command:
 
 * by a bare ``except:`` that does not re-raise — mpmath's back-end selection wraps its
-  optional ``import gmpy2`` in one, and the CLI imports mpmath while it builds its parser
-  (a CI run saw ``SIGINT`` 0.3 s into ``python -m ntk_theory spectrum …`` end in status 0);
+  optional ``import gmpy2`` in one, and the CLI imports mpmath while it builds its parser;
 * by a finalizer or garbage-collector callback, where Python prints "Exception ignored"
-  and drops it (seen in importlib's module-lock callback).
+  and drops it (importlib's module-lock callback is one).
+
+Without this module, ``benchmarks/stress_ctrl_c.py`` (Ctrl-C at random moments of the
+start-up, next to busy processes) saw about one run in a hundred end in status 0, the
+command run to completion (docs/BENCHMARKS.md).
 
 This module notices a dropped interrupt and raises it again — and only a dropped one: a
 command that handles Ctrl-C itself (the sweep cancels its tasks, closes its cluster and
