@@ -258,3 +258,85 @@ def test_a_command_that_handles_ctrl_c_is_not_interrupted_again(monkeypatch, cap
     assert main(["moments", "relu"]) == 130
     assert cleaned == [True]
     _assert_clean_after(capsys, python_sigint, "ntk-theory moments: interrupted; 3 results committed\n")
+
+
+# ---------------------------------------------------------------------------------------
+# A Ctrl-C whose handler runs in main()'s own frame, in the report, or in main()'s final
+# clean-up.  ``_ctrl_c._on_sigint(SIGINT, frame)`` is called exactly as Python calls the
+# handler when the signal is handled while ``frame`` runs.
+
+def _fire_in_caller():
+    from ntk_theory.cli import _ctrl_c
+
+    _ctrl_c._on_sigint(signal.SIGINT, sys._getframe(2))
+
+
+def _main_no_escape(argv):
+    try:
+        return main(argv)
+    except KeyboardInterrupt:  # would end the test session: report it as a failure
+        pytest.fail("KeyboardInterrupt escaped main() (a traceback from the command line)")
+
+
+def test_ctrl_c_in_mains_own_frame_after_the_run(monkeypatch, capsys, python_sigint):
+    # the run has returned 0; the handler fires between two steps of main() itself
+    import ntk_theory.cli.cmd_moments as cm
+    from ntk_theory.cli import _ctrl_c
+
+    monkeypatch.setattr(cm, "run", lambda args: 0)
+    real, calls = _ctrl_c.seen, []
+
+    def seen():
+        if not calls:
+            calls.append(1)
+            _fire_in_caller()  # frame: main()
+        return real()
+
+    monkeypatch.setattr(_ctrl_c, "seen", seen)
+    assert _main_no_escape(["moments", "relu"]) == 130
+    _assert_clean_after(capsys, python_sigint)
+
+
+def test_second_ctrl_c_while_the_first_is_reported(monkeypatch, capsys, python_sigint):
+    # double Ctrl-C: the second one lands in the report of the first (before it ignores SIGINT)
+    import ntk_theory.cli.cmd_moments as cm
+    from ntk_theory.cli import _ctrl_c
+
+    def boom(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cm, "run", boom)
+    real = _ctrl_c.settle
+
+    def settle():
+        _fire_in_caller()  # frame: the report, _interrupted()
+        real()
+
+    monkeypatch.setattr(_ctrl_c, "settle", settle)
+    assert _main_no_escape(["moments", "relu"]) == 130
+    _assert_clean_after(capsys, python_sigint)
+
+
+def test_nested_main_keeps_the_outer_state(monkeypatch, capsys, python_sigint):
+    # a command that calls main() again (in-process): the outer call still restores SIGINT
+    import ntk_theory.cli.cmd_moments as cm
+
+    real, depth = cm.run, []
+
+    def run(args):
+        if not depth:
+            depth.append(1)
+            assert main(["moments", "relu"]) == 0
+            signal.raise_signal(signal.SIGINT)  # a Ctrl-C in the outer run, after the inner
+            _busy(20.0)
+        return real(args)
+
+    monkeypatch.setattr(cm, "run", run)
+    t0 = time.monotonic()
+    assert _main_no_escape(["moments", "relu"]) == 130
+    # raised at once; 5 s leaves room for a loaded machine, far below the 20 s of a lost one
+    assert time.monotonic() - t0 < 5.0
+    err = capsys.readouterr().err
+    assert err.endswith("ntk-theory moments: interrupted\n") and err.count("interrupted") == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert sys.unraisablehook is python_sigint

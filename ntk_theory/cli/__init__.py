@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # set NUMPY_MADVISE_HUGEPAGE; library users choose for their own process.
         os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     prog = _command_name(argv)
-    _ctrl_c.begin(main, _interrupted)
+    owner = _ctrl_c.begin(main, _interrupted)
     try:
         try:
             rc = _main(argv)
@@ -107,8 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not _ctrl_c.seen():
                 raise
             rc = _interrupted(prog)  # an error raised by the Ctrl-C itself
+        # from here on a Ctrl-C is recorded or held back, never raised: main()'s own frame
+        # has no handler left to catch it
+        _ctrl_c.finish(owner)
         if _ctrl_c.seen() and rc != 130:
-            # dropped on its way (see _ctrl_c), and the run ended before it was raised again
+            # dropped on its way (see _ctrl_c), or arrived as the run ended
             rc = _interrupted(prog)
         if rc == 130 and argv is None:
             # the process entry point after Ctrl-C: leave now.  A normal interpreter exit
@@ -118,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(130)
         return rc
     finally:
-        # called as a function (tests): SIGINT back as it was; a process keeps ignoring it
-        _ctrl_c.end(restore_sigint=argv is not None)
+        # called as a function (tests): SIGINT back as it was; a process keeps its handler
+        _ctrl_c.end(owner, restore_sigint=argv is not None)
 
 
 def _report_warnings(prog: str, caught: list) -> None:
@@ -135,6 +138,7 @@ def _report_warnings(prog: str, caught: list) -> None:
 def _main(argv: Sequence[str] | None) -> int:
     import warnings  # (already loaded by the interpreter: costs nothing)
 
+    _ctrl_c.checkpoint()  # a Ctrl-C recorded in main()'s own frame, before this call
     parser = build_parser()
     _ctrl_c.checkpoint()  # no start-up code handles Ctrl-C: a seen one was dropped
     args = parser.parse_args(argv)

@@ -55,27 +55,32 @@ class _State:
         self.old_unraisable: Any = _UNSET
         self.entry: Any = None    # code of main(): its handlers run in its own frame
         self.reporter: Any = None  # code of the function reporting a delivered interrupt
+        self.blocked = False      # SIGINT blocked by finish() until end()
 
 
 _STATE = _State()
 _AUDIT_INSTALLED = False
 
 
-def begin(entry: Any, reporter: Any) -> None:
+def begin(entry: Any, reporter: Any) -> bool:
     """Take over SIGINT for one :func:`~ntk_theory.cli.main` call (main thread, and only
-    when Python's own handler is in place: an ignored SIGINT stays ignored).
+    when Python's own handler is in place: an ignored SIGINT stays ignored, and a nested
+    call leaves the outer call's state alone).
 
-    No interrupt is raised again in ``entry``'s own frame (``main``, whose handlers are
-    there) nor anywhere below ``reporter`` (which reports a delivered interrupt).
+    No interrupt is raised in ``entry``'s own frame (``main``, whose handlers are there;
+    the Ctrl-C is recorded for its end-of-run check) nor anywhere below ``reporter``
+    (which reports a delivered interrupt) or :func:`finish` and :func:`end`.  Returns
+    whether this call took over; pass it to :func:`end`.
     """
-    _STATE.__init__()  # type: ignore[misc]
     if threading.current_thread() is not threading.main_thread():
-        return
+        return False
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return
+        return False
+    _STATE.__init__()  # type: ignore[misc]
     _STATE.entry, _STATE.reporter = entry.__code__, reporter.__code__
     _STATE.old_sigint = signal.signal(signal.SIGINT, _on_sigint)
     _STATE.active = True
+    return True
 
 
 def seen() -> bool:
@@ -96,9 +101,25 @@ def settle() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def end(restore_sigint: bool) -> None:
-    """Undo :func:`begin` (the SIGINT handler only when ``restore_sigint``: a process that
-    is about to exit keeps ignoring a further Ctrl-C)."""
+def finish(owner: bool) -> None:
+    """The run is over: hold back a further Ctrl-C until :func:`end`.  One that arrived
+    before is recorded, and main()'s end-of-run check reports it."""
+    if owner and _STATE.active:
+        _mask(signal.SIG_BLOCK)
+        _STATE.blocked = True
+        if _pending():
+            _STATE.seen = True
+
+
+def end(owner: bool, restore_sigint: bool) -> None:
+    """Undo :func:`begin` when ``owner``.  The SIGINT handler is put back only when
+    ``restore_sigint`` (an in-process call): a Ctrl-C held back by :func:`finish` then
+    reaches the caller's handler.  A process about to exit drops it (its status is
+    decided) and keeps its handler."""
+    if not owner:
+        return
+    if _STATE.active and not _STATE.blocked:  # main() left early (an error propagates)
+        _mask(signal.SIG_BLOCK)
     settle()
     if _STATE.old_alarm is not _UNSET:
         signal.signal(signal.SIGALRM, signal.SIG_DFL if _STATE.old_alarm is None else _STATE.old_alarm)
@@ -106,7 +127,22 @@ def end(restore_sigint: bool) -> None:
         sys.unraisablehook = _STATE.old_unraisable
     if restore_sigint and _STATE.old_sigint is not _UNSET:
         signal.signal(signal.SIGINT, _STATE.old_sigint)
+    elif _pending():
+        # ignoring a pending signal discards it (POSIX); then the handler is put back
+        signal.signal(signal.SIGINT, signal.signal(signal.SIGINT, signal.SIG_IGN))
+    active = _STATE.active
     _STATE.__init__()  # type: ignore[misc]
+    if active:
+        _mask(signal.SIG_UNBLOCK)
+
+
+def _mask(how: Any) -> None:
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(how, {signal.SIGINT})
+
+
+def _pending() -> bool:
+    return hasattr(signal, "sigpending") and signal.SIGINT in signal.sigpending()
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
@@ -121,7 +157,22 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         # count of Python calls does not see it)
         sys.addaudithook(_on_audit)
         _AUDIT_INSTALLED = True
+    if _STATE.active and _quiet(frame):
+        return  # recorded: main()'s end-of-run check reports it (or a report is under way)
     _raise_again(frame, first=True)
+
+
+def _quiet(frame: FrameType | None) -> bool:
+    """No KeyboardInterrupt may be raised in this frame: main()'s own (between its
+    handlers), or below the report of an interrupt, :func:`finish` or :func:`end`."""
+    if frame is not None and frame.f_code is _STATE.entry:
+        return True
+    f = frame
+    while f is not None:
+        if f.f_code is _STATE.reporter or f.f_code in _CLOSING:
+            return True
+        f = f.f_back
+    return False
 
 
 def _raise_again(frame: FrameType | None, first: bool = False) -> None:
@@ -129,13 +180,8 @@ def _raise_again(frame: FrameType | None, first: bool = False) -> None:
     if not first:
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
             return  # a section shielded from Ctrl-C: the next import, checkpoint or the end
-        if frame is not None and frame.f_code is _STATE.entry:
-            return  # main() is between its handlers: the end-of-run check sees it
-        f = frame
-        while f is not None:
-            if f.f_code is _STATE.reporter:
-                return  # an interrupt is being reported already
-            f = f.f_back
+        if _quiet(frame):
+            return
     _STATE.watch = _imports_in_progress(frame)
     raise KeyboardInterrupt
 
@@ -196,3 +242,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         signal.setitimer(signal.ITIMER_REAL, AGAIN_SECONDS)  # after the shielded section
         return
     _raise_again(frame)
+
+
+#: main()'s closing steps: a Ctrl-C there is recorded, not raised
+_CLOSING = frozenset({finish.__code__, end.__code__})
