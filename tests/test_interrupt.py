@@ -340,3 +340,24 @@ def test_nested_main_keeps_the_outer_state(monkeypatch, capsys, python_sigint):
     assert err.endswith("ntk-theory moments: interrupted\n") and err.count("interrupted") == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert sys.unraisablehook is python_sigint
+
+
+def test_ctrl_c_after_the_process_entry_point_returned(monkeypatch, python_sigint):
+    # main() of a process (no argv) keeps its handler: a Ctrl-C that reaches it after
+    # main() returned (held back by the run's end, or tripped by another thread) would raise
+    # in ``sys.exit(main())`` — a traceback from the console script
+    from ntk_theory.cli import _ctrl_c
+
+    monkeypatch.setattr(_ctrl_c, "_EXITING", False, raising=False)
+    owner = _ctrl_c.begin(main, _main_no_escape)
+    try:
+        assert owner
+        _ctrl_c.finish(owner)
+    finally:
+        _ctrl_c.end(owner, restore_sigint=False)
+        try:
+            _ctrl_c._on_sigint(signal.SIGINT, sys._getframe())
+        except KeyboardInterrupt:
+            pytest.fail("a Ctrl-C after the process's main() returned raised KeyboardInterrupt")
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -60,6 +60,8 @@ class _State:
 
 _STATE = _State()
 _AUDIT_INSTALLED = False
+#: the process entry point's main() has returned: the process exits, a Ctrl-C is ignored
+_EXITING = False
 
 
 def begin(entry: Any, reporter: Any) -> bool:
@@ -116,8 +118,10 @@ def end(owner: bool, restore_sigint: bool) -> None:
     ``restore_sigint`` (an in-process call): a Ctrl-C held back by :func:`finish` then
     reaches the caller's handler.  A process about to exit drops it (its status is
     decided) and keeps its handler."""
+    global _EXITING
     if not owner:
         return
+    _EXITING = not restore_sigint
     if _STATE.active and not _STATE.blocked:  # main() left early (an error propagates)
         _mask(signal.SIG_BLOCK)
     settle()
@@ -147,6 +151,8 @@ def _pending() -> bool:
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
     global _AUDIT_INSTALLED
+    if _EXITING:
+        return  # after main() of the process: its status is decided and reported
     _STATE.seen = True
     if _STATE.old_unraisable is _UNSET:
         _STATE.old_unraisable = sys.unraisablehook
