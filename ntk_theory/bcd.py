@@ -768,7 +768,8 @@ def save_bcd_npz(path: str, result: BCDResult, **extra: Any) -> None:
     never sees a partial file.
     """
     import os
-    import tempfile
+
+    from .io import atomic_savez
 
     arrays: dict[str, Any] = {
         "widths": np.asarray(result.widths, dtype=np.int64),
@@ -793,16 +794,4 @@ def save_bcd_npz(path: str, result: BCDResult, **extra: Any) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ParameterError(f"cannot write {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".bcd-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_savez(path, arrays, what=path)

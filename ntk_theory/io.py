@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError
 
-__all__ = ["check_output_path", "atomic_write", "to_jsonable", "huge_number"]
+__all__ = ["check_output_path", "atomic_write", "atomic_savez", "to_jsonable", "huge_number"]
 
 
 def check_output_path(path: str | os.PathLike, extensions: Sequence[str] = (), *,
@@ -72,14 +72,38 @@ def check_output_path(path: str | os.PathLike, extensions: Sequence[str] = (), *
         raise ParameterError(f"{what}: '{text}' exists and is not writable")
     # can a (temporary) file be created there?  os.access misjudges read-only mounts
     # and root, so try it: this is exactly what atomic_write will do later
+    tmp = _temporary_name(p, parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise ParameterError(f"{what}: cannot write in directory '{parent}' "
-                             f"({exc.strerror or exc})") from None
-    os.close(fd)
-    os.unlink(tmp)
+        _create_empty(tmp, what)
+    finally:
+        _remove_quietly(tmp)
     return p
+
+
+def _temporary_name(p: Path, parent: Path) -> Path:
+    """A name for a temporary file next to ``p``, chosen before the file exists: code that
+    records it first can always remove what it created, whenever it is interrupted (a
+    name returned by ``tempfile.mkstemp`` is not known until the file exists).  128
+    random bits: no other writer picks the same name."""
+    return parent / f".{p.name}.{secrets.token_hex(16)}.tmp"
+
+
+def _create_empty(tmp: Path, what: str) -> None:
+    """Create ``tmp`` empty, exclusively, with the permissions a plain ``open()`` gives
+    (0666 less the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        os.close(os.open(tmp, flags, 0o666))
+    except OSError as exc:
+        raise ParameterError(f"{what}: cannot write in directory '{tmp.parent}' "
+                             f"({exc.strerror or exc})") from None
+
+
+def _remove_quietly(tmp: Path) -> None:
+    try:
+        tmp.unlink()
+    except OSError:  # not created (or already renamed): nothing to remove
+        pass
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -112,33 +136,34 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None], *,
     """
     p = Path(os.fspath(path))
     parent = p.parent if str(p.parent) else Path(".")
+    tmp = _temporary_name(p, parent)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise ParameterError(f"{what}: cannot write in directory '{parent}' ({exc.strerror or exc})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+        _create_empty(tmp, what)
         writer(tmp)
         with open(tmp, "rb+") as fh:  # the writer may have closed its own handle: sync by name
             os.fsync(fh.fileno())
-        # mkstemp creates mode 0600; give the file the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         try:
             os.replace(tmp, p)
         except OSError as exc:
             raise ParameterError(f"{what}: cannot replace '{p}' ({exc.strerror or exc})") from None
     except BaseException:  # including KeyboardInterrupt: never leave the temporary behind
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        _remove_quietly(tmp)
         raise
     _fsync_dir(parent)
     return p
 
+
+
+def atomic_savez(path: str | os.PathLike, arrays: dict[str, Any], *, what: str = "output file") -> Path:
+    """``np.savez_compressed(path, **arrays)`` through :func:`atomic_write`, to exactly
+    ``path`` (given a name, NumPy would append ``.npz``; it is given a file object)."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    return atomic_write(path, write, what=what)
 
 # --------------------------------------------------------------------------- #
 # JSON-ready values

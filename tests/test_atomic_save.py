@@ -128,6 +128,48 @@ def test_failed_writer_leaves_target_and_no_temporary(tmp_path):
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["x.txt"]
 
 
+
+class _CtrlC(KeyboardInterrupt):
+    pass
+
+
+def _interrupt_after(monkeypatch, module, name):
+    """``module.name`` does its work, then a Ctrl-C lands before it returns."""
+    real = getattr(module, name)
+
+    def wrapped(*args, **kwargs):
+        real(*args, **kwargs)
+        raise _CtrlC
+
+    monkeypatch.setattr(module, name, wrapped)
+
+
+@pytest.mark.parametrize("where", ["os.open", "writer", "os.fsync", "os.replace"])
+@pytest.mark.parametrize("check_first", [False, True])
+def test_ctrl_c_at_any_step_leaves_old_or_new_and_no_temporary(tmp_path, monkeypatch, where,
+                                                               check_first):
+    # "os.open": the temporary file exists but the call creating it has not returned — a
+    # name that only the creating call returns (tempfile.mkstemp) is then unknown and the
+    # file stays behind; the name is therefore chosen before the file is created
+    target = tmp_path / "x.txt"
+    target.write_text("old")
+
+    def writer(tmp):
+        tmp.write_text("new")
+        if where == "writer":
+            raise _CtrlC
+
+    if where != "writer":
+        _interrupt_after(monkeypatch, os, where.removeprefix("os."))
+    with pytest.raises(_CtrlC):
+        if check_first:  # the probe of check_output_path creates and removes a file too
+            check_output_path(target)
+        atomic_write(target, writer)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["x.txt"]
+    assert target.read_text() == ("new" if where == "os.replace" else "old")
+
+
 @pytest.mark.parametrize("argv", [
     ["compress", "relu", "--tau0", "1", "--out", "{ro}/m.npz"],
     ["compress", "relu", "--tau0", "1", "--out", "{d}/m"],

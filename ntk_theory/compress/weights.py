@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError
-from ..io import atomic_write, check_output_path
+from ..io import atomic_savez, check_output_path
 
 __all__ = [
     "TernaryLayer",
@@ -203,12 +203,7 @@ def save_npz(path: str | Path, weights: TernaryWeights, **extra: Any) -> None:
     for k, v in extra.items():
         arrays[f"extra_{k}"] = np.asarray(v)
     target = check_output_path(path, (".npz",), what="model file")
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:  # a file object: NumPy would append ".npz" to a name
-            np.savez_compressed(fh, **arrays)
-
-    atomic_write(target, write, what="model file")
+    atomic_savez(target, arrays, what="model file")
 
 
 def load_npz(path: str | Path) -> tuple[TernaryWeights, dict[str, Any]]:
