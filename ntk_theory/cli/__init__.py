@@ -174,4 +174,3 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stderr.write(f"ntk-theory {args.command}: internal error (please report; "
                          f"NTK_THEORY_DEBUG=1 shows the traceback): {msg}\n")
         return 2
-

@@ -165,7 +165,7 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         _AUDIT_INSTALLED = True
     if _STATE.active and _quiet(frame):
         return  # recorded: main()'s end-of-run check reports it (or a report is under way)
-    _raise_again(frame, first=True)
+    _raise_here(frame)
 
 
 def _quiet(frame: FrameType | None) -> bool:
@@ -181,13 +181,16 @@ def _quiet(frame: FrameType | None) -> bool:
     return False
 
 
-def _raise_again(frame: FrameType | None, first: bool = False) -> None:
-    """Raise KeyboardInterrupt here, remembering the imports it is raised inside."""
-    if not first:
-        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            return  # a section shielded from Ctrl-C: the next import, checkpoint or the end
-        if _quiet(frame):
-            return
+def _raise_again(frame: FrameType | None) -> None:
+    """Raise a dropped interrupt again here, unless this is a section shielded from
+    Ctrl-C (then the next import, checkpoint or the run's end) or a quiet frame."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN or _quiet(frame):
+        return
+    _raise_here(frame)
+
+
+def _raise_here(frame: FrameType | None) -> None:
+    """Raise KeyboardInterrupt, remembering the imports it is raised inside."""
     _STATE.watch = _imports_in_progress(frame)
     raise KeyboardInterrupt
 
@@ -198,10 +201,8 @@ def _imports_in_progress(frame: FrameType | None) -> list[tuple[str, ModuleType]
     while f is not None:
         code = f.f_code
         if code.co_name == "_load_unlocked" and code.co_filename.startswith("<frozen importlib"):
-            spec = f.f_locals.get("spec")
-            name = getattr(spec, "name", None)
-            mod = sys.modules.get(name) if isinstance(name, str) else None
-            if isinstance(name, str) and mod is not None:
+            name = getattr(f.f_locals.get("spec"), "name", None)
+            if isinstance(name, str) and (mod := sys.modules.get(name)) is not None:
                 out.append((name, mod))  # a Python module executing (extensions: their importer)
         f = f.f_back
     return out
