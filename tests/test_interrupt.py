@@ -4,8 +4,9 @@ The CLI is started as a real child process (``python -m ntk_theory``) and sent S
 after delays that fall into start-up (the imports done while the parser is built),
 argument checking and the computation.  The very first ~0.1 s belong to the Python
 interpreter's own start-up, before any ntk-theory code runs; nothing in the package can
-handle a signal there (under load it can take longer), so the delays start at 0.3 s,
-which is inside the imports of the parser (about 2 s).
+handle a signal there, and under load it can take longer than any fixed delay.  So the
+child reports the end of that start-up (see ENTRIES) and the delays, from 0.3 s, count
+from there: the shortest lands inside the imports of the parser (about 2 s).
 """
 
 from __future__ import annotations
@@ -26,9 +27,16 @@ ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH
 
 
 
-#: ``python -m ntk_theory`` and what the ``ntk-theory`` console script runs
-ENTRIES = {"module": ["-m", "ntk_theory"],
-           "console-script": ["-c", "import sys; from ntk_theory.cli import main; sys.exit(main())"]}
+#: ``python -m ntk_theory`` (what ``-m`` runs, through runpy) and what the ``ntk-theory``
+#: console script runs.  Each first writes one byte to the file descriptor in
+#: NTK_STARTED_FD: the interpreter's own start-up (``site`` and its imports, before any
+#: command code) is over.  Under load that start-up alone can outlast the shortest delay,
+#: and a SIGINT there kills the interpreter before the command exists; the delays count
+#: from the byte, so that each one lands in the command.
+_STARTED = "import os, sys; os.write(int(os.environ['NTK_STARTED_FD']), b'.'); "
+ENTRIES = {"module": ["-c", _STARTED + "import runpy; runpy.run_module('ntk_theory', run_name='__main__', "
+                                       "alter_sys=True)"],
+           "console-script": ["-c", _STARTED + "from ntk_theory.cli import main; sys.exit(main())"]}
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRIES))
@@ -38,9 +46,18 @@ def test_sigint_exits_130_with_one_line(delay, entry):
     # finished lands in the interpreter's teardown, where Python has restored the default
     # SIGINT action (status −2, no message) — that is not a Ctrl-C during the command
     argv = ["spectrum", "tanh", "--n", "2000", "--width", "2000", "--quiet"]
-    p = subprocess.Popen([sys.executable, *ENTRIES[entry], *argv], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-                         preexec_fn=default_sigint)
+    r, w = os.pipe()
+    try:
+        p = subprocess.Popen([sys.executable, *ENTRIES[entry], *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**ENV, "NTK_STARTED_FD": str(w)},
+                             cwd=ROOT, preexec_fn=default_sigint, pass_fds=(w,))
+        os.close(w)
+        w = -1
+        assert os.read(r, 1) == b".", "the interpreter did not start"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
